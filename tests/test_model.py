@@ -1,0 +1,301 @@
+"""model.py: shapes of every encoder and the UNet, ImageNet preprocessing, save/load with the depth
+scale, encoder weights from a file or a clear error, and the DenseDepth Keras 2.2 import."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from data import DepthScale
+from model import (
+    ENCODERS,
+    DepthOutput,
+    build_model,
+    build_transfer,
+    build_unet,
+    caffe_normalize,
+    depth_scale_of,
+    import_densedepth,
+    load_model,
+    main,
+    parse_args,
+    resnet34,
+    tf_normalize,
+    torch_normalize,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+# 48x80 is a multiple of 16 but not of 32, so the 1/32 map (1x2 or 2x3) is not half the 1/16 one (3x5).
+TRANSFER_HW = (48, 80)
+
+
+def images(hw, batch=2, seed=0):
+    """[batch, H, W, 3] float32 RGB in [0, 1]."""
+    return np.random.default_rng(seed).random((batch, *hw, 3), dtype=np.float32)
+
+
+def randomize(model, seed=0):
+    """Give biases and BatchNorm parameters and statistics random values near their defaults (kernels are
+    random already), so equality checks cover them and the outputs stay finite."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if v.name in ("gamma", "moving_variance"):
+            v.assign(rng.uniform(0.5, 1.5, v.shape).astype("float32"))
+        elif v.name in ("beta", "moving_mean", "bias"):
+            v.assign(rng.normal(0.0, 0.1, v.shape).astype("float32"))
+
+
+def predict(model, x):
+    y = model.predict(x, verbose=0)
+    assert np.isfinite(y).all()
+    return y
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_transfer_model_shapes_for_every_encoder(encoder):
+    model = build_transfer(encoder, input_hw=TRANSFER_HW)
+    spec = ENCODERS[encoder]
+    # Skips deepest first at 1/16, 1/8, 1/4, 1/2 of 48x80.
+    assert [tuple(model.get_layer(n).output.shape[1:3]) for n in spec.skips] == [(3, 5), (6, 10), (12, 20), (24, 40)]
+    channels = model.get_layer(spec.output).output.shape[-1]
+    assert model.get_layer("conv2").filters == channels // 2
+    assert model.get_layer("up4_convB").filters == channels // 32
+    assert isinstance(model.layers[-1], DepthOutput)
+    assert model(images(TRANSFER_HW)).shape == (2, 24, 40, 1)
+
+
+def test_unet_predicts_at_full_resolution():
+    model = build_unet(input_hw=(48, 64), base_filters=4)
+    assert model.get_layer("bottleneck_conv").output.shape[1:] == (3, 4, 64)
+    assert model(images((48, 64))).shape == (2, 48, 64, 1)
+
+
+def test_unet_rejects_sizes_it_cannot_pool_four_times():
+    with pytest.raises(ValueError, match="multiples of 16"):
+        build_unet(input_hw=(40, 64), base_filters=4)
+
+
+def test_build_model_dispatches_by_kind():
+    assert build_model("unet", input_hw=(32, 32), base_filters=2).name == "unet"
+    with pytest.raises(ValueError, match="unknown model kind 'vit'"):
+        build_model("vit")
+
+
+@pytest.mark.parametrize(
+    "preprocess, reference",
+    [
+        (torch_normalize, keras.applications.densenet.preprocess_input),
+        (caffe_normalize, keras.applications.resnet50.preprocess_input),
+        (tf_normalize, keras.applications.mobilenet_v2.preprocess_input),
+    ],
+)
+def test_preprocessing_layers_match_keras_preprocess_input(preprocess, reference):
+    image = keras.Input((8, 8, 3))
+    model = keras.Model(image, preprocess(image, name="p"))
+    x = images((8, 8))
+    np.testing.assert_allclose(model.predict(x, verbose=0), reference(x * 255.0), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda scale: build_unet(input_hw=(48, 64), base_filters=4, depth_scale=scale),
+        lambda scale: build_transfer("mobilenetv2", input_hw=(48, 64), depth_scale=scale),
+        lambda scale: build_transfer("resnet50", input_hw=(48, 64), depth_scale=scale),
+    ],
+    ids=["unet", "mobilenetv2", "resnet50"],
+)
+def test_save_and_plain_keras_load_keep_predictions_and_depth_scale(build, tmp_path):
+    scale = DepthScale("metres", 0.5, 20.0)
+    model = build(scale)
+    randomize(model)  # BatchNorm statistics too, so the check covers them
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    loaded = keras.models.load_model(path)  # no custom_objects: importing model.py registered DepthOutput
+    x = images((48, 64))
+    np.testing.assert_allclose(predict(loaded, x), predict(model, x), rtol=1e-5, atol=1e-5)
+    assert depth_scale_of(loaded) == scale
+    assert depth_scale_of(load_model(path)) == scale
+
+
+def test_load_model_names_a_missing_or_unreadable_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.keras"):
+        load_model(tmp_path / "nowhere.keras")
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="junk.keras"):
+        load_model(junk)
+
+
+def test_depth_scale_of_a_foreign_model_is_a_clear_error():
+    x = keras.Input((4, 4, 1))
+    with pytest.raises(ValueError, match="not a DepthOutput"):
+        depth_scale_of(keras.Model(x, keras.layers.Conv2D(1, 1, name="head")(x)))
+
+
+@pytest.mark.parametrize(
+    "encoder, bare",
+    [
+        (
+            "mobilenetv2",
+            lambda: keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3)),
+        ),
+        ("resnet34", lambda: resnet34(keras.Input((32, 32, 3)))),
+    ],
+)
+def test_encoder_weights_load_from_a_local_file(encoder, bare, tmp_path):
+    source = bare()
+    randomize(source)
+    path = tmp_path / f"{encoder}.weights.h5"
+    source.save_weights(path)
+
+    model = build_transfer(encoder, encoder_weights=str(path), input_hw=TRANSFER_HW)
+    for layer in (layer for layer in source.layers if layer.weights):
+        for expected, got in zip(layer.weights, model.get_layer(layer.name).weights, strict=True):
+            np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_missing_encoder_weights_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.weights.h5"):
+        build_transfer("resnet34", encoder_weights=str(tmp_path / "nothing.weights.h5"), input_hw=TRANSFER_HW)
+
+
+def test_resnet34_has_no_keras_imagenet_weights():
+    with pytest.raises(ValueError, match="no ImageNet weights for resnet34"):
+        build_transfer("resnet34", encoder_weights="imagenet", input_hw=TRANSFER_HW)
+
+
+def test_imagenet_download_failure_says_how_to_proceed(tmp_path):
+    # Keras reads KERAS_HOME (its cache) when it is imported, so the offline build runs in a fresh
+    # interpreter with an empty cache and every URL fetch failing; nothing reaches the network.
+    script = textwrap.dedent(
+        """
+        import urllib.error
+        import urllib.request
+
+        def offline(*args, **kwargs):
+            raise urllib.error.URLError("network disabled by the test")
+
+        urllib.request.urlopen = offline  # urlretrieve, which Keras's get_file uses, fetches through it
+
+        import model
+
+        try:
+            model.build_transfer("mobilenetv2", encoder_weights="imagenet", input_hw=(32, 32))
+        except RuntimeError as err:
+            print(err)
+        else:
+            raise SystemExit("expected a RuntimeError")
+        """
+    )
+    keras_home = tmp_path / "keras_home"
+    python_path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "KERAS_HOME": str(keras_home), "PYTHONPATH": python_path, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    elapsed = time.monotonic() - start
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    message = result.stdout
+    assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5" in message
+    assert "~/.keras/models" in message and "local" in message and "encoder_weights='none'" in message
+    assert elapsed < 120  # no retries or timeouts: interpreter start-up plus one model build
+    assert not list((keras_home / "models").glob("*.h5"))  # no partial download left in the cache
+
+
+# ---------------------------------------------------------------------------
+# DenseDepth's Keras 2.2 HDF5 layout
+# ---------------------------------------------------------------------------
+
+def keras2_name(layer):
+    """The name DenseDepth's Keras 2.2 file gives our layer: 'conv1/conv' for conv1_conv, 'input_1' for the input."""
+    if isinstance(layer, keras.layers.InputLayer):
+        return "input_1"
+    return layer.name.replace("conv1_", "conv1/") if layer.name.startswith("conv1_") else layer.name
+
+
+def write_keras2_file(model, path, rename=None, drop=()):
+    """Write `model`'s weights as a Keras 2.2 full-model HDF5 file, the layout of DenseDepth's nyu.h5."""
+    rename = rename or {}
+    with h5py.File(path, "w") as f:
+        group = f.create_group("model_weights")
+        names = []
+        for layer in model.layers:
+            name = rename.get(keras2_name(layer), keras2_name(layer))
+            if isinstance(layer, DepthOutput) or name in drop:
+                continue
+            names.append(name)
+            layer_group = group.create_group(name)  # "conv1/conv" nests, as in Keras 2's files
+            weight_names = [f"{name}/{v.name}:0" for v in layer.weights]
+            layer_group.attrs["weight_names"] = np.array([n.encode() for n in weight_names], dtype="S")
+            for weight_name, v in zip(weight_names, layer.weights):
+                layer_group.create_dataset(weight_name, data=v.numpy())
+        group.attrs["layer_names"] = np.array([n.encode() for n in names], dtype="S")
+
+
+@pytest.fixture(scope="module")
+def densedepth_source():
+    """A DenseDepth-shaped model at 64x64: densenet169, no preprocessing, nyu.h5's full-width decoder."""
+    model = build_transfer("densenet169", input_hw=(64, 64), preprocess=False, decoder_width=1.0)
+    randomize(model)
+    return model
+
+
+def test_import_densedepth_assigns_every_weight(densedepth_source, tmp_path):
+    path = tmp_path / "nyu.h5"
+    write_keras2_file(densedepth_source, path)
+    with h5py.File(path, "r") as f:  # the on-disk layout DenseDepth's file has
+        assert "model_weights/conv1/conv/conv1/conv/kernel:0" in f
+
+    model = import_densedepth(path, input_hw=(64, 64))
+    assert model.get_layer("conv2").filters == 1664  # width read from the file
+    assert depth_scale_of(model) == DepthScale("inverse", 0.1, 10.0)
+    with h5py.File(path, "r") as f:
+        for name in f["model_weights"].attrs["layer_names"]:
+            layer_group = f["model_weights"][name.decode()]
+            for weight_name in layer_group.attrs["weight_names"]:
+                weight_name = weight_name.decode()
+                layer_name, variable = weight_name.rsplit("/", 1)
+                layer = model.get_layer(layer_name.replace("/", "_"))
+                got = {v.name: v for v in layer.weights}[variable.split(":")[0]]
+                np.testing.assert_array_equal(got.numpy(), layer_group[weight_name][()])
+    x = images((64, 64))
+    np.testing.assert_allclose(predict(model, x), predict(densedepth_source, x), rtol=1e-5)
+
+
+def test_import_densedepth_names_a_layer_it_cannot_place(densedepth_source, tmp_path):
+    renamed = tmp_path / "renamed.h5"
+    write_keras2_file(densedepth_source, renamed, rename={"up2_convA": "up2_convX"})
+    with pytest.raises(ValueError, match="'up2_convX'"):
+        import_densedepth(renamed, input_hw=(64, 64))
+
+    dropped = tmp_path / "dropped.h5"
+    write_keras2_file(densedepth_source, dropped, drop=("conv3",))
+    with pytest.raises(ValueError, match="conv3/kernel"):
+        import_densedepth(dropped, input_hw=(64, 64))
+
+
+def test_import_densedepth_cli(densedepth_source, tmp_path):
+    path, out = tmp_path / "nyu.h5", tmp_path / "densedepth_nyu.keras"
+    write_keras2_file(densedepth_source, path)
+    main(parse_args(["import-densedepth", str(path), "--out", str(out), "--input-size", "64", "64"]))
+
+    loaded = keras.models.load_model(out)
+    assert depth_scale_of(loaded) == DepthScale("inverse", 0.1, 10.0)
+    x = images((64, 64))
+    np.testing.assert_allclose(predict(loaded, x), predict(densedepth_source, x), rtol=1e-5)
+
+    write_keras2_file(densedepth_source, path, rename={"conv1/bn": "stem/bn"})
+    with pytest.raises(ValueError, match="'stem/bn'"):
+        main(parse_args(["import-densedepth", str(path), "--out", str(out), "--input-size", "64", "64"]))
+    with pytest.raises(SystemExit):
+        parse_args(["import-densedepth", str(path), "--out", str(tmp_path / "model.h5")])

@@ -1,0 +1,169 @@
+"""synth.py: frames have the right form, and the geometry agrees with hand-computed pinhole answers."""
+import time
+
+import numpy as np
+import pytest
+
+import synth
+from camera import NYU_FRAME_HW, NYU_INTRINSICS
+
+ROOM_M = (10.0, 20.0, 3.0)  # wide and long enough that the walls only appear where a test expects them
+GREY = synth.Material((0.5, 0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return synth.nyu_pixel_grid()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return {seed: synth.render_frame(seed) for seed in range(8)}
+
+
+def level_camera(x=5.0, y=1.0, height=1.5, yaw_deg=0.0, pitch_deg=0.0):
+    rotation = synth.camera_rotation(np.radians(yaw_deg), np.radians(pitch_deg), 0.0)
+    return synth.Camera(np.array([x, y, height]), rotation)
+
+
+def centre_pixel(grid):
+    return int(round(grid.intrinsics["cy"])), int(round(grid.intrinsics["cx"]))
+
+
+# --- the public frame ---
+
+def test_frame_shapes_and_dtypes(frames):
+    rgb, depth = frames[0]
+    assert rgb.shape == (*NYU_FRAME_HW, 3) and rgb.dtype == np.uint8
+    assert depth.shape == NYU_FRAME_HW and depth.dtype == np.float32
+    assert rgb.flags["C_CONTIGUOUS"] and depth.flags["C_CONTIGUOUS"]
+
+
+def test_same_seed_same_bytes_and_seeds_differ(frames):
+    rgb, depth = synth.render_frame(3)
+    assert rgb.tobytes() == frames[3][0].tobytes() and depth.tobytes() == frames[3][1].tobytes()
+    assert not np.array_equal(frames[3][0], frames[4][0])
+    assert not np.array_equal(frames[3][1], frames[4][1])
+
+
+def test_valid_depths_lie_in_kinect_range(frames):
+    for _, depth in frames.values():
+        valid = depth[depth > 0]
+        assert np.isfinite(depth).all()
+        assert valid.min() >= 0.5 and valid.max() <= 10.0
+
+
+def test_some_but_not_many_pixels_invalid(frames):
+    invalid = [float(np.mean(depth == 0)) for _, depth in frames.values()]
+    assert all(0.0 < f < 0.2 for f in invalid), invalid
+    assert 0.005 < np.median(invalid) < 0.08, invalid
+
+
+def test_rgb_is_a_complete_exposed_image(frames):
+    for rgb, _ in frames.values():
+        assert 40 < rgb.mean() < 220  # neither black nor blown out
+        assert rgb.std() > 15  # there is structure, not a flat fill
+
+
+def test_render_is_fast_enough():
+    synth.render_frame(0)  # warm-up
+    times = []
+    for seed in range(5):
+        start = time.process_time()
+        synth.render_frame(seed)
+        times.append(time.process_time() - start)
+    # the budget is ~60 ms; a loose bound keeps a busy machine from failing the test
+    assert np.median(times) < 0.15, times
+
+
+# --- geometry against hand-computed answers ---
+
+def test_camera_rotation_conventions():
+    level = synth.camera_rotation(0.0, 0.0, 0.0)
+    np.testing.assert_allclose(level @ [0, 0, 1], [0, 1, 0], atol=1e-12)  # looks along +y
+    np.testing.assert_allclose(level @ [0, 1, 0], [0, 0, -1], atol=1e-12)  # image down is world down
+    tilted = synth.camera_rotation(0.0, np.radians(10), 0.0)
+    assert (tilted @ [0, 0, 1])[2] < 0  # positive pitch looks down
+    np.testing.assert_allclose(synth.camera_rotation(np.radians(90), 0.0, 0.0) @ [0, 0, 1], [-1, 0, 0], atol=1e-12)
+
+
+def test_floor_depth_follows_the_pinhole_model(grid):
+    """Level camera 1.5 m up: a floor pixel in row v has z-depth 1.5 fy / (v - cy), the same across the row."""
+    hits = synth.trace(level_camera(height=1.5), ROOM_M, (), grid)
+    rows = np.arange(400, NYU_FRAME_HW[0])
+    assert (hits.surface[rows] == synth.FLOOR).all()
+    expected = 1.5 * NYU_INTRINSICS["fy"] / (rows - NYU_INTRINSICS["cy"])
+    np.testing.assert_allclose(hits.depth_m[rows], np.repeat(expected[:, None], NYU_FRAME_HW[1], axis=1), rtol=1e-5)
+    # by hand: 1.5 * 519.4696 / (479 - 253.7362) = 3.4591 m
+    assert abs(hits.depth_m[479, 0] - 3.4591) < 1e-3
+
+
+def test_wall_depth_is_z_depth_not_ray_length(grid):
+    """The far wall is 4 m ahead of a level camera: every pixel on it reads 4 m, corners included."""
+    hits = synth.trace(level_camera(y=1.0), (10.0, 5.0, 3.0), (), grid)
+    on_wall = hits.surface == synth.WALL_Y1
+    assert grid.ray_length[on_wall].max() > 1.2  # its corner pixels' rays are over 4.8 m long
+    np.testing.assert_allclose(hits.depth_m[on_wall], 4.0, rtol=1e-5)
+
+
+def test_pitch_and_yaw_aim_the_optical_axis():
+    """With the principal point on a pixel centre, that pixel's ray is the optical axis."""
+    grid = synth.pixel_grid({"fx": 500.0, "fy": 500.0, "cx": 320.0, "cy": 240.0}, (480, 640))
+    down = synth.trace(level_camera(height=1.2, pitch_deg=30), ROOM_M, (), grid)
+    assert down.surface[240, 320] == synth.FLOOR
+    assert abs(down.depth_m[240, 320] - 2.4) < 1e-4  # 1.2 m / sin 30 deg
+    left = synth.trace(level_camera(x=5.0, y=10.0, yaw_deg=90), ROOM_M, (), grid)
+    assert left.surface[240, 320] == synth.WALL_X0
+    assert abs(left.depth_m[240, 320] - 5.0) < 1e-4
+
+
+def test_nearer_objects_occlude_the_wall(grid):
+    """A box whose front face is 2.5 m ahead, and a cylinder behind it to the side, hide the wall 19 m away."""
+    box = synth.Box((5.0, 4.0), (0.5, 0.5), (0.0, 2.5), 0.0, GREY)
+    cylinder = synth.Cylinder((7.0, 8.0), 0.5, (0.0, 2.5), GREY)
+    hits = synth.trace(level_camera(y=1.0), ROOM_M, (box, cylinder), grid)
+    v, u = centre_pixel(grid)
+    assert hits.surface[v, u] == synth.FIRST_PRIMITIVE
+    assert abs(hits.depth_m[v, u] - 2.5) < 1e-4
+    # the cylinder's axis is 7 m ahead and 2 m right: u = cx + fx * 2 / 7, its nearest point 6.5 m away
+    u_cylinder = int(round(NYU_INTRINSICS["cx"] + NYU_INTRINSICS["fx"] * 2.0 / 7.0))
+    assert hits.surface[v, u_cylinder] == synth.FIRST_PRIMITIVE + 1
+    assert abs(hits.depth_m[v, u_cylinder] - (np.hypot(7.0, 2.0) - 0.5) * 7.0 / np.hypot(7.0, 2.0)) < 0.02
+    # 120 px left of centre the ray passes the box (0.58 m off axis at 2.5 m) and reaches the far wall
+    assert hits.surface[v, 205] == synth.WALL_Y1 and abs(hits.depth_m[v, 205] - 19.0) < 1e-3
+
+
+def test_rotated_box_is_hit_on_its_corner(grid):
+    """A box turned 45 deg presents an edge: the centre ray meets it half a diagonal before its centre."""
+    box = synth.Box((5.0, 5.0), (0.5, 0.5), (0.0, 2.5), np.pi / 4, GREY)
+    hits = synth.trace(level_camera(y=1.0), ROOM_M, (box,), grid)
+    v, u = centre_pixel(grid)
+    assert abs(hits.depth_m[v, u] - (4.0 - 0.5 * np.sqrt(2.0))) < 5e-3
+
+
+# --- what the Kinect leaves out ---
+
+def test_projector_shadow_lies_left_of_a_near_edge(grid):
+    """A box face 2 m ahead of a wall 4 m ahead: the projector, 7.5 cm to the right, leaves a band of
+    fx * b * (1/2 - 1/4) = 9.7 px unlit just left of the box, and nothing on its right."""
+    box = synth.Box((5.0, 3.25), (0.5, 0.25), (0.0, 3.0), 0.0, GREY)
+    hits = synth.trace(level_camera(y=1.0), (10.0, 5.0, 3.0), (box,), grid)
+    v, _ = centre_pixel(grid)
+    on_box = np.flatnonzero(hits.surface[v] == synth.FIRST_PRIMITIVE)
+    shadow = synth.projector_shadow(hits.depth_m, NYU_INTRINSICS["fx"], synth.KINECT_BASELINE_M)[v]
+    shadowed = np.flatnonzero(shadow)
+    assert 9 <= shadowed.size <= 10
+    assert shadowed.max() == on_box.min() - 1 and np.all(np.diff(shadowed) == 1)
+    assert not shadow[on_box.max() + 1:].any()
+
+
+def test_out_of_range_depth_is_invalid(grid):
+    rng = np.random.default_rng(0)
+    no_return = np.zeros(NYU_FRAME_HW, bool)
+    for depth_m in (0.3, 10.5):
+        assert not synth.kinect_depth(np.full(NYU_FRAME_HW, depth_m, np.float32), no_return, grid, rng).any()
+    kept = synth.kinect_depth(np.full(NYU_FRAME_HW, 5.0, np.float32), no_return, grid, rng)
+    assert np.all((kept == 0) | (kept == 5.0)) and np.mean(kept > 0) > 0.95
+    glass = no_return.copy()
+    glass[100:200, 100:200] = True
+    assert not synth.kinect_depth(np.full(NYU_FRAME_HW, 5.0, np.float32), glass, grid, rng)[100:200, 100:200].any()
