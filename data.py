@@ -631,7 +631,7 @@ class Augment:
     gamma: float = 0.1
 
 
-_CHANNEL_ORDERS = tf.constant(list(itertools.permutations(range(3))), tf.int32)  # the 6 RGB orders
+_CHANNEL_ORDERS = list(itertools.permutations(range(3)))  # the 6 RGB orders (a list: no TF op at import)
 
 
 def augment(rgb, y_true, seed, config: Augment):
@@ -643,7 +643,7 @@ def augment(rgb, y_true, seed, config: Augment):
     y_true = tf.where(flip, tf.image.flip_left_right(y_true), y_true)
 
     swap = tf.random.stateless_uniform([], s_swap) < config.channel_swap
-    order = _CHANNEL_ORDERS[tf.random.stateless_uniform([], s_order, 0, 6, dtype=tf.int32)]
+    order = tf.gather(tf.constant(_CHANNEL_ORDERS, tf.int32), tf.random.stateless_uniform([], s_order, 0, 6, dtype=tf.int32))
     rgb = tf.where(swap, tf.gather(rgb, order, axis=-1), rgb)
 
     if config.brightness > 0:

@@ -157,33 +157,45 @@ def depth_errors(gt_m, pred_m, mask=None):
     return errors
 
 
-def loss_metrics(depth_scale):
-    """Keras metrics for model.compile: functions (y_true_packed, y_pred) -> scalar, named by __name__.
+def _metres_error(key):
+    """(target, y_pred, mask, scale) -> depth_errors(...)[key] after decoding both to metres."""
+    return lambda target, y_pred, mask, scale: depth_errors(scale.decode(target), scale.decode(y_pred), mask)[key]
 
-    "l1", "grad", "ssim": the unweighted loss terms in encoded units (ssim with
-    depth_scale.value_range[1] as max_val); "delta1", "abs_rel": `depth_errors` in metres after
-    decoding target and prediction with `depth_scale`, over the packed mask.
+
+# metric name -> (target, y_pred, mask, DepthScale) -> scalar. Loss terms are in encoded units, errors in metres.
+METRICS = {
+    "l1": lambda target, y_pred, mask, scale: l1_term(target, y_pred, mask),
+    "grad": lambda target, y_pred, mask, scale: gradient_term(target, y_pred, mask),
+    "ssim": lambda target, y_pred, mask, scale: ssim_term(target, y_pred, mask, scale.value_range[1]),
+    "delta1": _metres_error("delta1"),
+    "abs_rel": _metres_error("abs_rel"),
+}
+
+
+@keras.saving.register_keras_serializable(package="depth")
+class DepthMetric(keras.metrics.MeanMetricWrapper):
+    """One entry of METRICS as a Keras metric on packed y_true [B, h, w, 2], averaged over batches.
+
+    Its config is the metric's name and the DepthScale, so compiled models saved with it reload.
     """
-    max_val = depth_scale.value_range[1]
 
-    def l1(y_true, y_pred):
+    def __init__(self, name, mode="inverse", min_depth_m=0.1, max_depth_m=10.0, dtype=None):
+        if name not in METRICS:
+            raise ValueError(f"unknown depth metric {name!r}; choose one of {sorted(METRICS)}")
+        self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)
+        super().__init__(fn=self._value, name=name, dtype=dtype)
+
+    def _value(self, y_true, y_pred):
         target, mask = unpack_target(y_true)
-        return l1_term(target, y_pred, mask)
+        return METRICS[self.name](target, y_pred, mask, self.depth_scale)
 
-    def grad(y_true, y_pred):
-        target, mask = unpack_target(y_true)
-        return gradient_term(target, y_pred, mask)
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, **self.depth_scale.to_config()}
 
-    def ssim(y_true, y_pred):
-        target, mask = unpack_target(y_true)
-        return ssim_term(target, y_pred, mask, max_val)
 
-    def metres_error(key):
-        def metric(y_true, y_pred):
-            target, mask = unpack_target(y_true)
-            return depth_errors(depth_scale.decode(target), depth_scale.decode(y_pred), mask)[key]
-
-        metric.__name__ = key
-        return metric
-
-    return [l1, grad, ssim, metres_error("delta1"), metres_error("abs_rel")]
+def loss_metrics(depth_scale):
+    """Keras metrics for model.compile, one DepthMetric per METRICS entry: "l1", "grad", "ssim" (the
+    unweighted loss terms in encoded units, SSIM with depth_scale.value_range[1] as max_val) and
+    "delta1", "abs_rel" (`depth_errors` in metres after decoding target and prediction, over the mask).
+    """
+    return [DepthMetric(name, **depth_scale.to_config()) for name in METRICS]

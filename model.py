@@ -35,6 +35,7 @@ class DepthOutput(keras.layers.Identity):
     """
 
     def __init__(self, mode, min_depth_m, max_depth_m, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # under mixed precision the model still outputs float32
         super().__init__(**kwargs)
         self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)
 

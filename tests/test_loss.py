@@ -164,3 +164,18 @@ def test_one_fit_step_with_loss_and_metrics():
     logs = {k: v[-1] for k, v in history.history.items()}
     assert set(logs) == {"loss", "l1", "grad", "ssim", "delta1", "abs_rel"}
     assert all(np.isfinite(v) for v in logs.values())
+
+
+def test_compiled_model_saves_and_reloads_with_its_loss_and_metrics(tmp_path):
+    scale = DepthScale("metres", 0.5, 8.0)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(1, 3, padding="same")])
+    model.compile(optimizer="adam", loss=DepthLoss(theta=0.3, max_val=8.0), metrics=loss_metrics(scale))
+    rng = np.random.default_rng(5)
+    images = rng.uniform(size=(2, 16, 16, 3)).astype("float32")
+    y_true = pack_target(scale.encode(rng.uniform(0.5, 8.0, (2, 16, 16, 1))), np.ones((2, 16, 16, 1)))
+    model.fit(images, y_true, batch_size=2, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")  # no custom_objects
+    assert reloaded.loss.theta == 0.3
+    before, after = model.evaluate(images, y_true, verbose=0), reloaded.evaluate(images, y_true, verbose=0)
+    np.testing.assert_allclose(after, before, rtol=1e-5)

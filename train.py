@@ -1,0 +1,348 @@
+"""Train a depth model: python train.py [--model unet|transfer] [--data PATH] [--epochs N] ...
+
+A run directory (--out) holds args.json, history.csv, checkpoints/{best,last}.keras, model.keras at the
+end, TensorBoard logs (with validation depth maps) and a backup that --resume continues from.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import keras
+import matplotlib
+import numpy as np
+import tensorflow as tf
+
+import data
+import model as models
+from loss import DepthLoss, loss_metrics
+
+DEFAULT_DATA = "data/synth"  # written on first use by data.ensure_synthetic
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a monocular depth model (UNet or DenseDepth transfer model).")
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", default=DEFAULT_DATA,
+                   help=f"any dataset data.py reads (default {DEFAULT_DATA}: the synthetic set, written on first use)")
+    g.add_argument("--train-split", default="auto", help="split to train on (default: 'train', else 'all')")
+    g.add_argument("--val-split", default="auto",
+                   help="split to validate on (default: 'test' if the data has one; 'none' to skip validation)")
+    g.add_argument("--input-size", type=int, nargs=2, default=list(data.INPUT_HW), metavar=("H", "W"),
+                   help="network input height and width (default 240 320, the seed's)")
+    g.add_argument("--min-depth", type=float, default=0.1, help="nearest depth in metres (default 0.1)")
+    g.add_argument("--max-depth", type=float, default=10.0, help="farthest depth in metres (default 10)")
+    g.add_argument("--depth-mode", choices=("inverse", "metres"), default="inverse",
+                   help="network target: DenseDepth's max_depth/depth (default) or plain metres")
+    g.add_argument("--no-augment", action="store_true", help="turn off flips, channel swaps and colour jitter")
+    g.add_argument("--strict", action="store_true", help="stop at the first unreadable frame instead of skipping it")
+
+    g = parser.add_argument_group("model")
+    g.add_argument("--model", choices=sorted(models.BUILDERS), default="unet", help="architecture (default unet)")
+    g.add_argument("--encoder", choices=sorted(models.ENCODERS), default="densenet169",
+                   help="transfer model's encoder (default densenet169, DenseDepth's)")
+    g.add_argument("--encoder-weights", default="imagenet",
+                   help="transfer encoder's start: 'imagenet' (Keras download, cached in ~/.keras/models), "
+                        "a weights file, or 'none' (default imagenet)")
+    g.add_argument("--decoder-width", type=float, default=0.5,
+                   help="transfer decoder's first width as a fraction of the encoder's channels (default 0.5)")
+    g.add_argument("--base-filters", type=int, default=32, help="UNet's first width (default 32)")
+
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
+    g.add_argument("--bs", type=int, default=4, help="global batch size (default 4, as DenseDepth)")
+    g.add_argument("--lr", type=float, default=1e-4, help="Adam (amsgrad) learning rate (default 1e-4)")
+    g.add_argument("--theta", type=float, default=0.1, help="weight of the L1 term in the loss (default 0.1)")
+    g.add_argument("--steps-per-epoch", type=int, default=None,
+                   help="training batches per epoch (default: one pass over the training split)")
+    g.add_argument("--val-steps", type=int, default=None, help="validation batches per epoch (default: all)")
+    g.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
+
+    g = parser.add_argument_group("run")
+    g.add_argument("--out", default=None, help="run directory (default runs/<model>-<date>-<time>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last completed epoch, with its saved arguments")
+    g.add_argument("--tb-images", type=int, default=3, help="validation depth maps logged to TensorBoard per epoch")
+
+    g = parser.add_argument_group("speed and distribution")
+    g.add_argument("--mixed-precision", action="store_true",
+                   help="float16 compute on GPUs (bfloat16 on CPUs), float32 weights and output")
+    g.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    g.add_argument("--steps-per-execution", type=int, default=1, help="batches per compiled call (default 1)")
+    g.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute: one device, MirroredStrategy over local GPUs, or "
+                        "MultiWorkerMirroredStrategy across machines (TF_CONFIG)")
+    g.add_argument("--logical-devices", type=int, default=0,
+                   help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    return args
+
+
+def _check(parser, args) -> None:
+    positive = {"epochs": args.epochs, "bs": args.bs, "steps-per-execution": args.steps_per_execution,
+                "base-filters": args.base_filters, "steps-per-epoch": args.steps_per_epoch or 1,
+                "val-steps": args.val_steps or 1}
+    for flag, value in positive.items():
+        if value < 1:
+            parser.error(f"--{flag} must be at least 1, got {value}")
+    if not 0 < args.min_depth < args.max_depth:
+        parser.error(f"need 0 < --min-depth < --max-depth, got {args.min_depth} and {args.max_depth}")
+    if args.lr <= 0 or args.theta < 0 or args.decoder_width <= 0:
+        parser.error("--lr and --decoder-width must be positive and --theta not negative")
+    if args.resume and args.out is None:
+        parser.error("--resume needs --out RUN_DIR, the run to continue")
+
+
+# ---------------------------------------------------------------------------
+# Devices and strategy
+# ---------------------------------------------------------------------------
+
+def make_strategy(name: str, logical_devices: int) -> tf.distribute.Strategy:
+    """The tf.distribute strategy `name`; call before any other TensorFlow work (devices are fixed then)."""
+    if logical_devices:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_devices)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
+    return tf.distribute.get_strategy()
+
+
+def set_precision(mixed: bool) -> str:
+    """Set Keras's global dtype policy; returns its name."""
+    policy = ("mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16") if mixed else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+
+def open_splits(args) -> tuple[data.Split, data.Split | None]:
+    """(train split, validation split or None) of --data, making the synthetic set on first use."""
+    path = data.ensure_synthetic(args.data) if args.data == DEFAULT_DATA else args.data
+    source = data.open_source(path)
+    train_name = args.train_split if args.train_split != "auto" else ("train" if "train" in source.splits else "all")
+    val_name = args.val_split if args.val_split != "auto" else ("test" if "test" in source.splits else "none")
+    return source.split(train_name), None if val_name == "none" else source.split(val_name)
+
+
+def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    # Frames come from a range of indices, not files: shard by element across workers.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def datasets(args, train_split, val_split, target_hw, depth_scale):
+    """(repeating training dataset, validation dataset or None), batched at --bs."""
+    common = dict(batch_size=args.bs, input_hw=tuple(args.input_size), target_hw=target_hw,
+                  depth_scale=depth_scale, seed=args.seed, strict=args.strict)
+    augmentation = None if args.no_augment else data.Augment()
+    train = data.make_dataset(train_split, training=True, augmentation=augmentation, **common).repeat()
+    val = data.make_dataset(val_split, training=False, **common) if val_split is not None else None
+    return _distributable(train), val and _distributable(val)
+
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+
+def build_compiled(args, depth_scale: data.DepthScale) -> keras.Model:
+    """The model of --model, compiled with the DenseDepth loss, its terms and delta1/abs_rel as metrics."""
+    kwargs = {"input_hw": tuple(args.input_size), "depth_scale": depth_scale}
+    per_kind = {
+        "unet": {"base_filters": args.base_filters},
+        "transfer": {"encoder": args.encoder, "encoder_weights": args.encoder_weights,
+                     "decoder_width": args.decoder_width},
+    }
+    net = models.build_model(args.model, **kwargs, **per_kind[args.model])
+    net.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=args.lr, amsgrad=True),
+        loss=DepthLoss(theta=args.theta, max_val=depth_scale.value_range[1]),
+        metrics=loss_metrics(depth_scale),
+        jit_compile=args.jit_compile,
+        steps_per_execution=args.steps_per_execution,
+    )
+    return net
+
+
+# ---------------------------------------------------------------------------
+# Callbacks
+# ---------------------------------------------------------------------------
+
+class PromoteCheckpoint(keras.callbacks.Callback):
+    """Renames a checkpoint written under a temporary name once it is whole, so a run killed while
+    saving never leaves a half-written best.keras or last.keras (os.replace is atomic)."""
+
+    def __init__(self, partial: Path, final: Path):
+        super().__init__()
+        self.partial, self.final = partial, final
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.partial.exists():
+            os.replace(self.partial, self.final)
+
+
+class SkippedFrames(keras.callbacks.Callback):
+    """Says at the end of each epoch how many unreadable frames were skipped (each was named as it happened)."""
+
+    def __init__(self, splits):
+        super().__init__()
+        self.splits = [s for s in splits if s is not None]
+
+    def on_epoch_end(self, epoch, logs=None):
+        for split in self.splits:
+            if skipped := split.take_skipped():
+                print(f"\nwarning: epoch {epoch + 1}: skipped {len(skipped)} unreadable frame(s) of "
+                      f"{split.source} [{split.name}], e.g. {skipped[0]}", file=sys.stderr)
+
+
+def colorize(depth_m, lo: float, hi: float):
+    """Depth [..., h, w] metres -> RGB float [..., h, w, 3] in [0, 1] with the magma_r colour map (near = bright)."""
+    normalized = np.clip((np.asarray(depth_m) - lo) / (hi - lo), 0.0, 1.0)
+    return matplotlib.colormaps["magma_r"](normalized)[..., :3].astype(np.float32)
+
+
+class DepthMaps(keras.callbacks.Callback):
+    """Logs RGB | ground truth | prediction of a few validation frames to TensorBoard after every epoch."""
+
+    def __init__(self, log_dir: Path, rgb, y_true, depth_scale: data.DepthScale):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self.rgb, self.y_true, self.depth_scale = rgb, y_true, depth_scale
+
+    def on_epoch_end(self, epoch, logs=None):
+        target, mask = data.unpack_target(self.y_true)
+        scale = self.depth_scale
+        gt = np.where(mask[..., 0] > 0, scale.decode(target[..., 0]), scale.max_depth_m)
+        pred = scale.decode(self.model(self.rgb, training=False)[..., 0])
+        panels = [tf.image.resize(self.rgb, gt.shape[1:3]).numpy(), colorize(gt, scale.min_depth_m, scale.max_depth_m), colorize(pred, scale.min_depth_m, scale.max_depth_m)]
+        with self.writer.as_default():
+            tf.summary.image("validation: rgb | ground truth | prediction", np.concatenate(panels, axis=2),
+                             step=epoch, max_outputs=len(self.rgb))
+        self.writer.flush()
+
+
+def _best_val_loss(history_csv: Path) -> float | None:
+    """The lowest val_loss an interrupted run already logged, so a resumed run keeps its best checkpoint."""
+    if not history_csv.exists():
+        return None
+    with open(history_csv) as f:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(f) if row.get("val_loss")]
+    return min(losses, default=None)
+
+
+def make_callbacks(run_dir: Path, val, val_split, train_split, depth_scale, tb_images: int) -> list:
+    ckpt = run_dir / "checkpoints"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    monitor = "val_loss" if val is not None else "loss"
+    callbacks = [
+        # first, so an epoch counts as done only once its backup is written
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(ckpt / "last.partial.keras")),
+        PromoteCheckpoint(ckpt / "last.partial.keras", ckpt / "last.keras"),
+        keras.callbacks.ModelCheckpoint(str(ckpt / "best.partial.keras"), monitor=monitor, save_best_only=True,
+                                        initial_value_threshold=_best_val_loss(run_dir / "history.csv")),
+        PromoteCheckpoint(ckpt / "best.partial.keras", ckpt / "best.keras"),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        SkippedFrames([train_split, val_split]),
+    ]
+    if val is not None and tb_images > 0:
+        rgb, y_true = next(iter(val.unbatch().batch(tb_images)))
+        callbacks.append(DepthMaps(run_dir / "logs" / "depth_maps", rgb, y_true, depth_scale))
+    return callbacks
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+
+def prepare_run_dir(args) -> argparse.Namespace:
+    """Create the run directory and save args.json; with --resume, reload the run's saved arguments."""
+    run_dir = Path(args.out or f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    saved = run_dir / "args.json"
+    if args.resume:
+        if not saved.exists():
+            raise FileNotFoundError(f"{saved} does not exist, so there is no run to resume in {run_dir}")
+        resumed = argparse.Namespace(**{**json.loads(saved.read_text()), "resume": True, "out": str(run_dir)})
+        print(f"resuming {run_dir} with its saved arguments", file=sys.stderr)
+        return resumed
+    if saved.exists():
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = argparse.Namespace(**{**vars(args), "out": str(run_dir)})
+    saved.write_text(json.dumps(vars(args), indent=2) + "\n")
+    return args
+
+
+def main(args: argparse.Namespace) -> Path:
+    """Train as `args` say; returns the path of the final model.keras."""
+    args = prepare_run_dir(args)
+    strategy = make_strategy(args.strategy, args.logical_devices)  # before anything else touches TensorFlow
+    run_dir = Path(args.out)
+    keras.utils.set_random_seed(args.seed)
+    policy = set_precision(args.mixed_precision)
+    depth_scale = data.DepthScale(args.depth_mode, args.min_depth, args.max_depth)
+    train_split, val_split = open_splits(args)
+
+    with strategy.scope():
+        net = build_compiled(args, depth_scale)
+    target_hw = tuple(net.output_shape[1:3])
+    train, val = datasets(args, train_split, val_split, target_hw, depth_scale)
+    steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
+    # A known count, or Keras warns that the (finite) validation data "ran out" after every epoch.
+    val_steps = args.val_steps or (val_split is not None and -(-len(val_split) // args.bs)) or None
+    print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} "
+          f"replica(s)) on {len(train_split)} frames of {train_split.source} [{train_split.name}], "
+          f"{steps} steps x {args.epochs} epochs; validating on "
+          f"{f'{len(val_split)} frames [{val_split.name}]' if val_split else 'nothing'}; run: {run_dir}",
+          file=sys.stderr)
+
+    net.fit(
+        train,
+        epochs=args.epochs,
+        steps_per_epoch=steps,
+        validation_data=val,
+        validation_steps=val_steps,
+        shuffle=False,  # the dataset shuffles itself, seeded
+        callbacks=make_callbacks(run_dir, val, val_split, train_split, depth_scale, args.tb_images),
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    final, partial = run_dir / "model.keras", run_dir / "model.partial.keras"
+    # The same layers and weights without the compile state: the inference artefact loads with only
+    # model.py imported, and carries no optimizer.
+    keras.Model(net.inputs, net.outputs, name=net.name).save(partial)
+    os.replace(partial, final)
+    print(f"saved {final}", file=sys.stderr)
+    return final
+
+
+USER_ERRORS = (data.DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, tf.errors.OpError)
+
+
+def run(argv=None) -> int:
+    """The command line: train, and turn a user mistake into one sentence and exit code 2."""
+    args = parse_args(argv)
+    try:
+        main(args)
+    except USER_ERRORS as err:
+        message = err.message if isinstance(err, tf.errors.OpError) else str(err)
+        print(f"error: {message.strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
