@@ -63,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training batches per epoch (default: one pass over the training split)")
     g.add_argument("--val-steps", type=int, default=None, help="validation batches per epoch (default: all)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
+    g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop after this many minutes of training (the epoch in progress ends early, "
+                        "is validated and saved); for same-budget comparisons and quick demos")
 
     g = parser.add_argument_group("run")
     g.add_argument("--out", default=None, help="run directory (default runs/<model>-<date>-<time>)")
@@ -94,8 +97,8 @@ def _check(parser, args) -> None:
             parser.error(f"--{flag} must be at least 1, got {value}")
     if not 0 < args.min_depth < args.max_depth:
         parser.error(f"need 0 < --min-depth < --max-depth, got {args.min_depth} and {args.max_depth}")
-    if args.lr <= 0 or args.theta < 0 or args.decoder_width <= 0:
-        parser.error("--lr and --decoder-width must be positive and --theta not negative")
+    if args.lr <= 0 or args.theta < 0 or args.decoder_width <= 0 or (args.time_budget or 1) <= 0:
+        parser.error("--lr, --decoder-width and --time-budget must be positive and --theta not negative")
     if args.resume and args.out is None:
         parser.error("--resume needs --out RUN_DIR, the run to continue")
 
@@ -194,6 +197,22 @@ class PromoteCheckpoint(keras.callbacks.Callback):
             os.replace(self.partial, self.final)
 
 
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training once `minutes` of wall-clock time have passed since training began."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.seconds = 60.0 * minutes
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() - self.start > self.seconds and not self.model.stop_training:
+            print(f"\ntime budget of {self.seconds / 60:g} min reached: finishing this epoch early", file=sys.stderr)
+            self.model.stop_training = True
+
+
 class SkippedFrames(keras.callbacks.Callback):
     """Says at the end of each epoch how many unreadable frames were skipped (each was named as it happened)."""
 
@@ -243,7 +262,7 @@ def _best_val_loss(history_csv: Path) -> float | None:
     return min(losses, default=None)
 
 
-def make_callbacks(run_dir: Path, val, val_split, train_split, depth_scale, tb_images: int) -> list:
+def make_callbacks(run_dir: Path, val, val_split, train_split, depth_scale, tb_images: int, time_budget) -> list:
     ckpt = run_dir / "checkpoints"
     ckpt.mkdir(parents=True, exist_ok=True)
     monitor = "val_loss" if val is not None else "loss"
@@ -259,6 +278,8 @@ def make_callbacks(run_dir: Path, val, val_split, train_split, depth_scale, tb_i
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
         SkippedFrames([train_split, val_split]),
     ]
+    if time_budget is not None:
+        callbacks.insert(0, TimeBudget(time_budget))
     if val is not None and tb_images > 0:
         rgb, y_true = next(iter(val.unbatch().batch(tb_images)))
         callbacks.append(DepthMaps(run_dir / "logs" / "depth_maps", rgb, y_true, depth_scale))
@@ -317,7 +338,8 @@ def main(args: argparse.Namespace) -> Path:
         validation_data=val,
         validation_steps=val_steps,
         shuffle=False,  # the dataset shuffles itself, seeded
-        callbacks=make_callbacks(run_dir, val, val_split, train_split, depth_scale, args.tb_images),
+        callbacks=make_callbacks(run_dir, val, val_split, train_split, depth_scale, args.tb_images,
+                                 args.time_budget),
         verbose=1 if sys.stdout.isatty() else 2,
     )
     final, partial = run_dir / "model.keras", run_dir / "model.partial.keras"

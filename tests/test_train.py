@@ -106,3 +106,13 @@ def test_bad_input_is_one_sentence(tiny_data, tmp_path, flags, message):
 def test_bad_flag_is_an_argparse_error():
     run = train("--epochs", "0", check=False)
     assert run.returncode == 2 and "--epochs must be at least 1" in run.stderr
+
+
+def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    run = train(*TINY, "--data", tiny_data, "--out", str(run_dir), "--epochs", "5", "--steps-per-epoch", "500",
+                "--time-budget", "0.001")
+    assert "time budget of 0.001 min reached" in run.stderr
+    rows = history(run_dir)
+    assert len(rows) == 1 and rows[0]["val_loss"]  # the cut-short epoch is still validated and logged
+    assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file()

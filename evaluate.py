@@ -1,0 +1,434 @@
+"""Measure trained depth models on a test split with the standard NYU Depth V2 protocol, beside published numbers.
+
+    python evaluate.py --model runs/unet/model.keras --model runs/transfer/model.keras --data data/synth
+
+Per test image: predict at the ground truth's size (flip test-time augmentation on by default), clip to the
+model's depth range, and score inside a crop over the pixels whose ground truth lies in that range; the
+table reports the mean over images. It is printed and written to --out as table.md and table.csv, with
+metrics.json, per_image_<model>.csv and examples_<model>.png (best, median and worst images by abs_rel).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from camera import NYU_FRAME_HW
+from data import EIGEN_CROP, DataError, DepthScale, Split, frames, open_source
+from loss import depth_errors
+from model import depth_scale_of, load_model
+from predict import DEPTH_CMAP, predict_depth_m
+
+METRICS = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")  # depth_errors' keys
+TABLE_METRICS = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "log10")
+PUBLISHED_ON = "published, NYU Depth V2 test (654)"
+
+# Numbers as each paper reports them on NYU Depth V2's official test split; None where it gives none.
+PUBLISHED = [
+    {"method": "Eigen & Fergus 2015 (the seed paper's Eigen et al.)",
+     "delta1": 0.769, "delta2": 0.950, "delta3": 0.988, "abs_rel": 0.158, "rmse": 0.641, "log10": None},
+    {"method": "Laina et al. 2016",
+     "delta1": 0.811, "delta2": 0.953, "delta3": 0.988, "abs_rel": 0.127, "rmse": 0.573, "log10": 0.055},
+    {"method": "Alhashim & Wonka 2018 (DenseDepth)",
+     "delta1": 0.846, "delta2": 0.974, "delta3": 0.994, "abs_rel": 0.123, "rmse": 0.465, "log10": 0.053},
+    {"method": "Alhashim & Wonka 2018 (DenseDepth), per-image median scaling",
+     "delta1": 0.895, "delta2": 0.980, "delta3": 0.996, "abs_rel": 0.103, "rmse": 0.390, "log10": None},
+    {"method": "seed paper (CS231N): UNet",
+     "delta1": 0.558, "delta2": 0.712, "delta3": 0.836, "abs_rel": 0.384, "rmse": 0.751, "log10": None},
+    {"method": "seed paper (CS231N): transfer model",
+     "delta1": 0.661, "delta2": 0.784, "delta3": 0.837, "abs_rel": 0.292, "rmse": 0.682, "log10": None},
+    {"method": "Lee et al. 2019 (BTS)",
+     "delta1": 0.885, "delta2": 0.978, "delta3": 0.994, "abs_rel": 0.110, "rmse": 0.392, "log10": 0.047},
+    {"method": "Bhat et al. 2021 (AdaBins)",
+     "delta1": 0.903, "delta2": 0.984, "delta3": 0.997, "abs_rel": 0.103, "rmse": 0.364, "log10": 0.044},
+]
+
+# The NYU evaluation crops of a 480x640 frame: name -> ((top, bottom, left, right), all inclusive; whose it is).
+NYU_CROPS = {
+    "eigen": (EIGEN_CROP, "Eigen's, as in DenseDepth's eigen_test_crop.npy"),
+    "bts": ((45, 470, 41, 600), "BTS / AdaBins'"),
+}
+CROP_CHOICES = {
+    "auto": "the data's own crop (eigen_test_crop.npy) if it ships one, else eigen for 480x640 frames, else none",
+    "eigen": "Eigen / DenseDepth's crop, rows 20-459 and columns 24-615 (480x640 frames only)",
+    "bts": "BTS / AdaBins' crop, rows 45-470 and columns 41-600 (480x640 frames only)",
+    "none": "the whole frame",
+}
+
+
+# ---------------------------------------------------------------------------
+# Scoring one image
+# ---------------------------------------------------------------------------
+
+def compute_errors(gt, pred, mask=None) -> dict[str, float]:
+    """`loss.depth_errors` as Python floats: gt and pred [...] in metres (ground truth FIRST, the denominator
+    of the relative errors), mask the same shape (True = scored). Keys: METRICS."""
+    return {name: float(value) for name, value in depth_errors(gt, pred, mask).items()}
+
+
+def _box_text(box) -> str:
+    top, bottom, left, right = box
+    return f"rows {top}-{bottom}, columns {left}-{right}"
+
+
+def frame_crop(choice: str, hw, data_crop=None) -> tuple[tuple | None, str]:
+    """(box, label): the crop (top, bottom, left, right, inclusive) a frame of size hw = (H, W) is scored in,
+    None for the whole frame, and a label saying which. choice: a key of CROP_CHOICES; data_crop: the
+    split's own crop (Split.crop). The NYU crops are refused for frames that are not 480x640."""
+    nyu_frame = tuple(hw) == NYU_FRAME_HW
+    if choice == "auto":
+        if data_crop is not None:
+            return tuple(data_crop), f"the data's own ({_box_text(data_crop)})"
+        choice = "eigen" if nyu_frame else "none"
+    if choice == "none":
+        return None, "none (whole frame)"
+    if not nyu_frame:
+        raise DataError(f"--crop {choice} is defined for 480x640 NYU frames, not {hw[0]}x{hw[1]}; use --crop auto or none")
+    box, whose = NYU_CROPS[choice]
+    return box, f"{choice}: {whose} ({_box_text(box)})"
+
+
+def crop_mask(hw, box=None) -> np.ndarray:
+    """bool [H, W]: True inside box = (top, bottom, left, right), all inclusive; everywhere for None."""
+    mask = np.zeros(hw, bool)
+    top, bottom, left, right = box if box is not None else (0, hw[0] - 1, 0, hw[1] - 1)
+    mask[top:bottom + 1, left:right + 1] = True
+    return mask
+
+
+def valid_mask(gt_m: np.ndarray, depth_scale: DepthScale, box=None) -> np.ndarray:
+    """bool [H, W]: the scored pixels, inside the crop where the ground truth [H, W] (metres) is within
+    [depth_scale.min_depth_m, depth_scale.max_depth_m]."""
+    in_range = (gt_m >= depth_scale.min_depth_m) & (gt_m <= depth_scale.max_depth_m)
+    return in_range & crop_mask(gt_m.shape, box)
+
+
+def median_scaled(gt_m: np.ndarray, pred_m: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """pred * median(gt) / median(pred) over the valid pixels (DenseDepth's per-image median scaling), unclipped."""
+    return pred_m * (np.median(gt_m[valid]) / np.median(pred_m[valid]))
+
+
+# ---------------------------------------------------------------------------
+# Evaluating a split
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Candidate:
+    """A model under evaluation: its label in the table, file-name slug, and per-image results."""
+
+    label: str
+    slug: str
+    model: keras.Model
+    depth_scale: DepthScale
+    rows: list = dataclasses.field(default_factory=list)  # per image: frame, index, ms, METRICS[, median_*]
+
+    @property
+    def ms_per_image(self) -> float:
+        """Median wall time of predict_depth_m per image (the median skips the first call's tracing)."""
+        return float(np.median([row["ms"] for row in self.rows]))
+
+
+def model_slugs(paths) -> list[str]:
+    """A file-name-safe name per model path from its last two parts (runs/unet/model.keras -> unet_model),
+    numbered when two would collide."""
+    slugs = []
+    for path in paths:
+        slug = re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(Path(path).with_suffix("").parts[-2:])).strip("_")
+        slugs.append(slug if slug not in slugs else f"{slug}_{len(slugs) + 1}")
+    return slugs
+
+
+def _subset(split: Split, indices) -> Split:
+    """The frames of `split` at `indices` as a split of their own (same names, reader and crop)."""
+    return dataclasses.replace(split, keys=[split.keys[int(i)] for i in indices], skipped=[])
+
+
+def mean_depth_m(split: Split, max_frames: int) -> float:
+    """Mean ground-truth depth in metres over the valid (> 0) pixels of at most max_frames evenly spaced frames."""
+    indices = np.unique(np.linspace(0, len(split) - 1, min(max_frames, len(split))).round().astype(int))
+    total, count = 0.0, 0
+    for frame in tqdm(frames(_subset(split, indices)), total=len(indices), desc=f"{split.name} mean depth",
+                      unit="frame", file=sys.stderr):
+        depth = frame["depth"].numpy()
+        total, count = total + float(depth[depth > 0].sum(dtype=np.float64)), count + int((depth > 0).sum())
+    if count == 0:
+        raise DataError(f"{split.source} {split.name} split has no valid depth pixel in {len(indices)} frames")
+    return total / count
+
+
+def score_split(
+    split: Split, candidates: list[Candidate], *, crop: str, flip: bool, median_scaling: bool,
+    baseline_m: float, limit: int | None = None,
+) -> tuple[list[dict], set[str]]:
+    """Stream the split's frames once, scoring every candidate on each; candidates' rows are filled in.
+
+    Returns the rows of the constant baseline (baseline_m metres everywhere, scored on the first candidate's
+    valid pixels) and the labels of the crops used. Frames whose crop holds no valid ground truth are left out.
+    """
+    count = len(split) if limit is None else min(limit, len(split))
+    baseline_rows, crops_used = [], set()
+    for frame in tqdm(frames(split).take(count), total=count, desc="evaluate", unit="image", file=sys.stderr):
+        rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
+        index = int(frame["index"])
+        name = split.frame_name(index)
+        if rgb.shape[:2] != gt.shape:
+            raise DataError(f"{split.describe(index)}: RGB {rgb.shape[:2]} and depth {gt.shape} differ in size")
+        box, crop_label = frame_crop(crop, gt.shape, split.crop)
+        crops_used.add(crop_label)
+        valid = [valid_mask(gt, c.depth_scale, box) for c in candidates]
+        if not all(v.any() for v in valid):
+            split.skipped.append(f"{split.describe(index)}: no valid ground truth inside the crop")
+            continue
+        for candidate, scored in zip(candidates, valid):
+            start = time.perf_counter()
+            pred = predict_depth_m(candidate.model, rgb, candidate.depth_scale, flip=flip)  # [H, W] metres
+            row = {"frame": name, "index": index, "ms": 1000.0 * (time.perf_counter() - start)}
+            row.update(compute_errors(gt, pred, scored))
+            if median_scaling:
+                scaled = compute_errors(gt, median_scaled(gt, pred, scored), scored)
+                row.update({f"median_{k}": v for k, v in scaled.items()})
+            candidate.rows.append(row)
+        baseline_rows.append({"frame": name, "index": index, **compute_errors(gt, np.full_like(gt, baseline_m), valid[0])})
+    return baseline_rows, crops_used
+
+
+def mean_over_images(rows: list[dict], prefix: str = "") -> dict[str, float]:
+    """{metric: mean over rows of row[prefix + metric]} for every metric in METRICS."""
+    return {k: float(np.mean([row[prefix + k] for row in rows])) for k in METRICS}
+
+
+# ---------------------------------------------------------------------------
+# The example figure
+# ---------------------------------------------------------------------------
+
+def example_figure(path, split: Split, candidate: Candidate, *, crop: str, flip: bool) -> None:
+    """Save a figure of the best, median and worst images by abs_rel: RGB | ground truth | prediction |
+    |prediction - ground truth| over the scored pixels; depth panels share one colour scale in metres.
+
+    The three frames are read and predicted again, so evaluation never holds more than one prediction.
+    """
+    ranked = sorted(candidate.rows, key=lambda row: row["abs_rel"])
+    picks = {"best": ranked[0], "median": ranked[len(ranked) // 2], "worst": ranked[-1]}
+    subset = _subset(split, [row["index"] for row in picks.values()])
+    panels = []  # (title, rgb, gt with NaN holes, prediction, error with NaN outside the scored pixels)
+    for (rank, row), frame in zip(picks.items(), frames(subset, strict=True)):
+        rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]
+        pred = predict_depth_m(candidate.model, rgb, candidate.depth_scale, flip=flip)
+        scored = valid_mask(gt, candidate.depth_scale, frame_crop(crop, gt.shape, split.crop)[0])
+        title = f"{rank}: {row['frame']}\nabs_rel {row['abs_rel']:.3f}, rmse {row['rmse']:.3f} m"
+        panels.append((title, rgb, np.where(gt > 0, gt, np.nan), pred, np.where(scored, np.abs(pred - gt), np.nan)))
+    depth_lo = min(min(np.nanmin(gt), pred.min()) for _, _, gt, pred, _ in panels)
+    depth_hi = max(max(np.nanmax(gt), pred.max()) for _, _, gt, pred, _ in panels)
+    error_hi = max(float(np.nanmax(error)) for *_, error in panels)
+
+    frame_h, frame_w = panels[0][2].shape
+    fig = Figure(figsize=(15, len(panels) * (3.2 * frame_h / frame_w + 0.3) + 0.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # Agg: no display needed
+    axes = fig.subplots(len(panels), 4, squeeze=False)
+    for ax_row, (title, rgb, gt, pred, error) in zip(axes, panels):
+        ax_row[0].imshow(rgb)
+        ax_row[0].set_ylabel(title, fontsize=9)
+        depth_image = ax_row[1].imshow(gt, cmap=DEPTH_CMAP, vmin=depth_lo, vmax=depth_hi)
+        ax_row[2].imshow(pred, cmap=DEPTH_CMAP, vmin=depth_lo, vmax=depth_hi)
+        error_image = ax_row[3].imshow(error, cmap="inferno", vmin=0.0, vmax=error_hi)
+        for ax in ax_row:
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_facecolor("0.85")  # NaN (no ground truth / not scored) shows as light grey
+    for ax, heading in zip(axes[0], ("RGB", "ground truth", "prediction", "|prediction - ground truth|")):
+        ax.set_title(heading, fontsize=10)
+    fig.colorbar(depth_image, ax=axes[:, 1:3], label="depth (m)", shrink=0.8)
+    fig.colorbar(error_image, ax=axes[:, 3], label="absolute error (m)", shrink=0.8)
+    fig.suptitle(f"{candidate.label} on {split.source} [{split.name}]: best, median and worst of "
+                 f"{len(candidate.rows)} images by abs_rel (grey: not scored)", fontsize=11)
+    fig.savefig(path)
+
+
+# ---------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------
+
+TABLE_COLUMNS = ("method", "evaluated on", *TABLE_METRICS, "ms/image")
+
+
+def _cell(column: str, value) -> str:
+    """A table cell: '-' for a number not published, ms to 0.1, metrics to 0.001, text as is."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if column == "ms/image" else f"{value:.3f}"
+    return str(value)
+
+
+def table_rows(candidates, *, data_label, baseline_label, baseline_rows, median_scaling) -> list[dict]:
+    """The benchmark table as dicts keyed by TABLE_COLUMNS: published rows, this run's, then the baseline."""
+    rows = [{**row, "evaluated on": PUBLISHED_ON, "ms/image": None} for row in PUBLISHED]
+    for c in candidates:
+        ms = c.ms_per_image
+        rows.append({"method": c.label, "evaluated on": data_label, **mean_over_images(c.rows), "ms/image": ms})
+        if median_scaling:
+            rows.append({"method": f"{c.label}, per-image median scaling", "evaluated on": data_label,
+                         **mean_over_images(c.rows, "median_"), "ms/image": ms})
+    rows.append({"method": baseline_label, "evaluated on": data_label, **mean_over_images(baseline_rows), "ms/image": None})
+    return [{column: row.get(column) for column in TABLE_COLUMNS} for row in rows]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " --- |" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(_cell(c, row[c]) for c in TABLE_COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_argument_group("what to evaluate")
+    what.add_argument("--model", action="append", required=True,
+                      help="a trained model (.keras); repeat to evaluate several into one table")
+    what.add_argument("--data", required=True, help="dataset path, in any layout data.py reads (e.g. data/synth)")
+    what.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    what.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (default: all)")
+    protocol = parser.add_argument_group("protocol")
+    protocol.add_argument("--crop", choices=CROP_CHOICES, default="auto",
+                          help="where to score: " + "; ".join(f"{k}: {v}" for k, v in CROP_CHOICES.items()))
+    protocol.add_argument("--no-flip", action="store_true", help="skip the flip test-time augmentation")
+    protocol.add_argument("--median-scaling", action="store_true",
+                          help="add a row per model with per-image median scaling (DenseDepth's second row)")
+    protocol.add_argument("--baseline-frames", type=int, default=200,
+                          help="training frames (evenly spaced) averaged for the mean-depth baseline (default: 200)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", default="outputs/evaluate",
+                        help="folder for table.md, table.csv, metrics.json, per-image CSVs and figures "
+                             "(default: outputs/evaluate)")
+    output.add_argument("--json", default=None, help="also write the metrics JSON to this file")
+    args = parser.parse_args(argv)
+    for flag in ("limit", "baseline_frames"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    return args
+
+
+def load_candidates(paths) -> list[Candidate]:
+    """Load each model with its DepthScale; raises FileNotFoundError or ValueError naming a bad file."""
+    candidates = []
+    for path, slug in zip(paths, model_slugs(paths)):
+        model = load_model(path)
+        candidates.append(Candidate(path, slug, model, depth_scale_of(model)))
+    return candidates
+
+
+def baseline_depth(source, split_name: str, max_frames: int) -> tuple[float, str]:
+    """(the training split's mean depth in metres, the baseline's row label); the evaluated split's mean
+    when the source has no train split, as the label then says."""
+    if "train" in source.splits:
+        mean = mean_depth_m(source.split("train"), max_frames)
+        return mean, f"baseline: training-set mean depth ({mean:.2f} m) everywhere"
+    mean = mean_depth_m(source.split(split_name), max_frames)
+    return mean, f"baseline: {split_name}-set mean depth ({mean:.2f} m) everywhere (no train split in the data)"
+
+
+def write_report(out: Path, args: argparse.Namespace, candidates: list[Candidate], baseline: dict,
+                 crops_used: set[str], skipped: list[str]) -> str:
+    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown.
+
+    baseline: {"label", "depth_m", "rows"} of the mean-depth baseline.
+    """
+    flip = not args.no_flip
+    data_label = f"{args.data} [{args.split}], {len(baseline['rows'])} images"
+    rows = table_rows(candidates, data_label=data_label, baseline_label=baseline["label"],
+                      baseline_rows=baseline["rows"], median_scaling=args.median_scaling)
+    scale = candidates[0].depth_scale
+    notes = [
+        f"Rows marked '{PUBLISHED_ON}' are numbers as published by each paper on the official NYU Depth V2 test "
+        "split, not recomputed here; rows on other data are not comparable with them.",
+        f"This run: {data_label}; crop: {'; '.join(sorted(crops_used))}; scored pixels: ground truth within "
+        f"the model's depth range ({scale.min_depth_m:g}-{scale.max_depth_m:g} m for the first model); "
+        f"aggregation: mean over images of per-image errors; flip test-time augmentation: {'on' if flip else 'off'}; "
+        "ms/image: median wall time of predict_depth_m per image at batch 1.",
+    ]
+    if skipped:
+        notes.append(f"Skipped {len(skipped)} frames: " + "; ".join(skipped))
+    markdown = "# Depth evaluation\n\n" + "\n\n".join(notes) + "\n\n" + markdown_table(rows) + "\n"
+    (out / "table.md").write_text(markdown)
+    write_csv(out / "table.csv", rows)
+    metrics = {
+        "data": args.data, "split": args.split, "images": len(baseline["rows"]), "crop": sorted(crops_used),
+        "aggregation": "mean over images", "flip": flip, "skipped": skipped,
+        "models": {
+            c.slug: {
+                "path": c.label, "depth_scale": c.depth_scale.to_config(), "metrics": mean_over_images(c.rows),
+                **({"median_scaled": mean_over_images(c.rows, "median_")} if args.median_scaling else {}),
+                "ms_per_image": c.ms_per_image,
+            }
+            for c in candidates
+        },
+        "baseline": {"label": baseline["label"], "depth_m": baseline["depth_m"],
+                     "metrics": mean_over_images(baseline["rows"])},
+        "published": {"evaluated_on": PUBLISHED_ON, "rows": PUBLISHED},
+    }
+    for path in [out / "metrics.json"] + ([Path(args.json)] if args.json else []):
+        path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return markdown
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the command line; returns the exit code (2 for a bad dataset, model or output path, with one sentence)."""
+    try:
+        candidates = load_candidates(args.model)
+    except (FileNotFoundError, ValueError) as err:  # load_model's and depth_scale_of's one-sentence errors
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        source = open_source(args.data)
+        split = source.split(args.split)
+        baseline_m, baseline_label = baseline_depth(source, args.split, args.baseline_frames)
+        split.take_skipped()  # forget any skips from the baseline's frames
+        baseline_rows, crops_used = score_split(
+            split, candidates, crop=args.crop, flip=not args.no_flip, median_scaling=args.median_scaling,
+            baseline_m=baseline_m, limit=args.limit,
+        )
+        skipped = split.take_skipped()
+        if not baseline_rows:
+            raise DataError(f"{args.data} [{args.split}] has no frame that could be scored")
+        for c in candidates:
+            write_csv(out / f"per_image_{c.slug}.csv", c.rows)
+            example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)
+        baseline = {"label": baseline_label, "depth_m": baseline_m, "rows": baseline_rows}
+        print(write_report(out, args, candidates, baseline, crops_used, skipped))
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an output file or folder cannot be written
+        print(f"error: cannot write {err.filename} ({err.strerror})", file=sys.stderr)
+        return 2
+    if skipped:
+        print(f"skipped {len(skipped)} frames:\n  " + "\n  ".join(skipped), file=sys.stderr)
+    print(f"wrote {out}/table.md, table.csv, metrics.json, per_image_*.csv and examples_*.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

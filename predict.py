@@ -1,0 +1,294 @@
+"""Apply a trained depth model to photographs: depth maps in metres, colour previews and point clouds.
+
+    python predict.py --model runs/unet/model.keras photos/ kitchen.jpg "more/*.png" --out outputs/predict --ply
+
+For each input image X it writes X_depth.png (16-bit, millimetres), X_depth.npy (float32 metres) and
+X_depth_color.png (colour-mapped, with a legend in metres), all at X's own size; --ply adds X.ply, a
+coloured point cloud. `predict_depth_m` is the one inference function; evaluate.py and notebooks import it.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import weakref
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from camera import scaled_intrinsics
+from data import DepthScale, resize_rgb
+from model import depth_scale_of, load_model
+
+DEPTH_CMAP = "plasma_r"  # near = bright yellow, far = dark purple; shared with evaluate.py's figures
+
+# ---------------------------------------------------------------------------
+# Inference
+# ---------------------------------------------------------------------------
+
+# model -> its forward pass as a tf.function; weak, so a model dropped by its user is freed with its function.
+_FORWARD_PASSES = weakref.WeakKeyDictionary()
+
+
+def _forward_pass(model: keras.Model):
+    """model(x) as one tf.function over x float32 [None, h, w, 3] (h, w = the model's input size), traced once."""
+    forward = _FORWARD_PASSES.get(model)
+    if forward is None:
+        model_ref = weakref.ref(model)  # a strong reference here would keep the weak dictionary's key alive
+        signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
+        forward = tf.function(lambda x: model_ref()(x, training=False), input_signature=signature)
+        _FORWARD_PASSES[model] = forward
+    return forward
+
+
+def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = None, flip: bool = True) -> np.ndarray:
+    """Depth in metres for RGB images of any size, at their own size.
+
+    rgb: uint8 [B, H, W, 3] or [H, W, 3]. Each image is resized to the model's input size, predicted,
+    decoded to metres with `depth_scale` (default: the model's own, `depth_scale_of`) and resized back
+    bilinearly to H x W. flip=True averages (in metres) with the prediction on the mirrored image, mirrored
+    back (DenseDepth's test-time augmentation). Returns float32 [B, H, W] (or [H, W] for one [H, W, 3]
+    image), clipped to [depth_scale.min_depth_m, depth_scale.max_depth_m].
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim not in (3, 4) or rgb.shape[-1] != 3:
+        raise ValueError(f"expected RGB images [B, H, W, 3] or [H, W, 3], got shape {rgb.shape}")
+    depth_scale = depth_scale_of(model) if depth_scale is None else depth_scale
+    batch = rgb[None] if rgb.ndim == 3 else rgb
+    x = resize_rgb(batch, model.input_shape[1:3])  # [B, h, w, 3] in [0, 1]
+    if flip:
+        x = tf.concat([x, tf.image.flip_left_right(x)], axis=0)  # [2B, h, w, 3]: one call for both
+    depth = depth_scale.decode(_forward_pass(model)(x))  # [B or 2B, h', w', 1] metres
+    depth = tf.image.resize(depth, batch.shape[1:3], method="bilinear", antialias=True)  # [.., H, W, 1]
+    if flip:
+        direct, mirrored = tf.split(depth, 2, axis=0)
+        depth = (direct + tf.image.flip_left_right(mirrored)) / 2.0
+    depth = tf.clip_by_value(depth[..., 0], depth_scale.min_depth_m, depth_scale.max_depth_m).numpy()
+    return depth[0] if rgb.ndim == 3 else depth
+
+
+# ---------------------------------------------------------------------------
+# Reading images
+# ---------------------------------------------------------------------------
+
+# PIL modes holding more than 8 bits of grey -> their full-scale value, mapped to 255 (scaled, never clipped).
+# "I" is how older Pillow versions (and some TIFFs) open 16-bit greyscale.
+_HIGH_BIT_GREY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
+
+# What PIL raises for a file it cannot decode (UnidentifiedImageError and truncation are OSErrors).
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def read_rgb(path) -> np.ndarray:
+    """An image file in any common mode -> RGB uint8 [H, W, 3], turned upright by its EXIF orientation.
+
+    Greyscale and palette images become grey / their colours; 16-bit greyscale is scaled to 8 bits
+    (65535 -> 255); transparent pixels are composited over white. Raises one of IMAGE_ERRORS for a file
+    that is not a readable image.
+    """
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)  # a decoded copy, so corrupt pixel data fails here
+    full_scale = _HIGH_BIT_GREY.get(image.mode)
+    if full_scale is not None:
+        grey = np.asarray(image, np.float64) * (255.0 / full_scale)
+        image = Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    return np.asarray(image.convert("RGB"))
+
+
+def find_inputs(patterns) -> tuple[list[Path], list[str]]:
+    """(image paths, patterns that matched nothing) for `patterns`: files (taken as given), folders
+    (the image files directly inside, by extension) or glob patterns. Sorted within a pattern, no repeats."""
+    image_suffixes = set(Image.registered_extensions())
+    paths, unmatched = {}, []
+    for pattern in patterns:
+        matches = [Path(pattern)] if Path(pattern).exists() else [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
+        found = []
+        for match in matches:
+            if match.is_dir():
+                found += sorted(p for p in match.iterdir() if p.is_file() and p.suffix.lower() in image_suffixes)
+            elif match.is_file():
+                found.append(match)
+        if not found:
+            unmatched.append(pattern)
+        paths.update(dict.fromkeys(found))
+    return list(paths), unmatched
+
+
+def output_stems(paths) -> list[str]:
+    """An output name per input: its file stem, numbered (stem_2, stem_3, ...) when stems repeat."""
+    stems = []
+    for path in paths:
+        stem, n = path.stem, 1
+        while stem in stems:
+            n += 1
+            stem = f"{path.stem}_{n}"
+        stems.append(stem)
+    return stems
+
+
+# ---------------------------------------------------------------------------
+# Writing results
+# ---------------------------------------------------------------------------
+
+def save_depth_png16(path, depth_m: np.ndarray) -> None:
+    """Depth [H, W] metres -> 16-bit greyscale PNG in millimetres (0-65535, i.e. up to 65.5 m)."""
+    Image.fromarray(np.clip(np.round(depth_m * 1000.0), 0, 65535).astype(np.uint16)).save(path)
+
+
+def save_depth_color(path, depth_m: np.ndarray, title: str = "") -> None:
+    """Depth [H, W] metres -> PNG of the colour-mapped depth (this image's own range) with a colour bar in metres."""
+    h, w = depth_m.shape
+    inches = 6.0 / max(h, w)  # the longest side is drawn 6 inches (600 px) long
+    fig = Figure(figsize=(w * inches + 1.4, h * inches + 0.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)  # draw with Agg: no display needed, and pyplot's global state is left alone
+    ax = fig.add_subplot()
+    shown = ax.imshow(depth_m, cmap=DEPTH_CMAP, vmin=float(depth_m.min()), vmax=float(depth_m.max()))
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(shown, ax=ax, label="depth (m)", shrink=0.9)
+    fig.savefig(path)
+
+
+def back_project(depth_m: np.ndarray, intrinsics: dict) -> np.ndarray:
+    """Depth [H, W] metres -> camera-frame points [H, W, 3] metres (x right, y down, z forward = depth).
+
+    intrinsics: fx, fy, cx, cy in pixels of this image, pixel (u, v) centred at integer column u, row v.
+    """
+    v, u = np.indices(depth_m.shape, dtype=np.float32)
+    x = (u - intrinsics["cx"]) * depth_m / intrinsics["fx"]
+    y = (v - intrinsics["cy"]) * depth_m / intrinsics["fy"]
+    return np.stack([x, y, depth_m], axis=-1).astype(np.float32)
+
+
+_PLY_VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+
+
+def write_ply(path, points: np.ndarray, colors: np.ndarray, comment: str = "") -> None:
+    """Points [..., 3] metres and colours uint8 [..., 3] -> binary little-endian PLY, one vertex per point."""
+    vertices = np.empty(points.size // 3, _PLY_VERTEX)
+    for i, axis in enumerate("xyz"):
+        vertices[axis] = points.reshape(-1, 3)[:, i]
+    for i, channel in enumerate(("red", "green", "blue")):
+        vertices[channel] = colors.reshape(-1, 3)[:, i]
+    properties = "".join(f"property {'float' if c in 'xyz' else 'uchar'} {c}\n" for c in _PLY_VERTEX.names)
+    header = (
+        f"ply\nformat binary_little_endian 1.0\ncomment {comment}\n"
+        f"element vertex {len(vertices)}\n{properties}end_header\n"
+    )
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(vertices.tobytes())
+
+
+def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray, intrinsics: dict | None) -> None:
+    """Write stem_depth.png, stem_depth.npy and stem_depth_color.png, and stem.ply when intrinsics are given.
+
+    rgb uint8 [H, W, 3]; depth_m float32 [H, W]; intrinsics: fx, fy, cx, cy in pixels of this H x W image.
+    """
+    save_depth_png16(out_dir / f"{stem}_depth.png", depth_m)
+    np.save(out_dir / f"{stem}_depth.npy", depth_m.astype(np.float32))
+    save_depth_color(out_dir / f"{stem}_depth_color.png", depth_m, title=stem)
+    if intrinsics is not None:
+        camera = " ".join(f"{k} {v:.4f}" for k, v in intrinsics.items())
+        write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb, comment=f"metres; camera {camera}")
+
+
+def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: Path, *, batch_size: int, flip: bool, ply: bool,
+                  intrinsics: dict | None) -> int:
+    """Predict every image file in `paths` and write its outputs (`write_outputs`) to out_dir; returns how many
+    could not be read, each named on stderr. Up to batch_size images are read at a time and those of the same
+    size share a network call. intrinsics: fx, fy, cx, cy for every point cloud, or None for NYU's scaled."""
+    unreadable = 0
+    jobs = list(zip(paths, output_stems(paths)))
+    with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as progress:
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            by_size = {}  # (H, W) -> [(stem, rgb)]
+            for path, stem in chunk:
+                try:
+                    rgb = read_rgb(path)
+                except IMAGE_ERRORS as err:
+                    tqdm.write(f"{path}: not a readable image ({err})", file=sys.stderr)
+                    unreadable += 1
+                    continue
+                by_size.setdefault(rgb.shape[:2], []).append((stem, rgb))
+            for hw, images in by_size.items():
+                depths = predict_depth_m(model, np.stack([rgb for _, rgb in images]), depth_scale, flip=flip)
+                camera = (intrinsics or scaled_intrinsics(hw)) if ply else None
+                for (stem, rgb), depth_m in zip(images, depths):
+                    write_outputs(out_dir, stem, rgb, depth_m, camera)
+            progress.update(len(chunk))
+    return unreadable
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+_INTRINSIC_FLAGS = ("fx", "fy", "cx", "cy")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders (every image directly inside) or glob patterns (quote them)")
+    parser.add_argument("--model", required=True, help="a trained model saved by this project (.keras)")
+    parser.add_argument("--out", default="outputs/predict", help="output folder (default: outputs/predict)")
+    parser.add_argument("--no-flip", action="store_true",
+                        help="skip the flip test-time augmentation (twice as fast, slightly less accurate)")
+    parser.add_argument("--bs", type=int, default=4,
+                        help="images per network call; same-size images are batched (default: 4)")
+    cloud = parser.add_argument_group("point clouds")
+    cloud.add_argument("--ply", action="store_true", help="also write X.ply, a coloured point cloud in metres")
+    for name in _INTRINSIC_FLAGS:
+        cloud.add_argument(f"--{name}", type=float, default=None,
+                           help=f"camera {name} in pixels of the input image (give all four; default: NYU's "
+                                "Kinect intrinsics scaled from 640x480 to the image size)")
+    args = parser.parse_args(argv)
+    given = [name for name in _INTRINSIC_FLAGS if getattr(args, name) is not None]
+    if given and len(given) < len(_INTRINSIC_FLAGS):
+        parser.error("give all of --fx --fy --cx --cy, or none of them")
+    if given and not args.ply:
+        parser.error("--fx --fy --cx --cy describe the camera for the point cloud; add --ply")
+    if args.bs < 1:
+        parser.error(f"--bs must be at least 1, got {args.bs}")
+    return args
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the command line; returns the exit code: 0 all written, 1 some inputs failed, 2 usage error."""
+    try:
+        model = load_model(args.model)
+        depth_scale = depth_scale_of(model)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    paths, unmatched = find_inputs(args.inputs)
+    if not paths:
+        print(f"error: no image file matched {' '.join(args.inputs)}", file=sys.stderr)
+        return 2
+    for pattern in unmatched:
+        print(f"{pattern}: matched no file", file=sys.stderr)
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create the output folder {out_dir} ({err.strerror})", file=sys.stderr)
+        return 2
+    given_intrinsics = {name: getattr(args, name) for name in _INTRINSIC_FLAGS} if args.fx is not None else None
+    unreadable = predict_files(model, depth_scale, paths, out_dir, batch_size=args.bs, flip=not args.no_flip,
+                               ply=args.ply, intrinsics=given_intrinsics)
+    print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir}")
+    return 1 if unreadable or unmatched else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

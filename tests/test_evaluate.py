@@ -1,0 +1,175 @@
+"""evaluate.py: the metrics against hand arithmetic and in the right argument order, the NYU protocol's pieces
+(inclusive crops, valid pixels, median scaling) with known answers, and the command line end to end."""
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import evaluate
+import nyu_layouts as L
+from data import EIGEN_CROP, DataError, DepthScale
+from model import build_unet
+
+ROOT = Path(__file__).resolve().parents[1]
+TF_LOG_PREFIXES = ("WARNING: All log messages before absl", "I0000", "W0000", "E0000")
+
+
+def test_compute_errors_by_hand():
+    gt = np.array([1.0, 2.0, 4.0, 3.0])
+    pred = np.array([1.0, 1.0, 6.0, 99.0])
+    mask = np.array([True, True, True, False])  # the last pixel is not scored
+    errors = evaluate.compute_errors(gt, pred, mask)
+    assert list(errors) == list(evaluate.METRICS) and all(isinstance(v, float) for v in errors.values())
+    # max(gt/pred, pred/gt) = 1, 2, 1.5: only 1 is < 1.25; 1 and 1.5 are < 1.5625 and < 1.953125.
+    assert errors["delta1"] == pytest.approx(1 / 3)
+    assert errors["delta2"] == pytest.approx(2 / 3)
+    assert errors["delta3"] == pytest.approx(2 / 3)
+    assert errors["abs_rel"] == pytest.approx((0 / 1 + 1 / 2 + 2 / 4) / 3)  # |gt - pred| / gt
+    assert errors["sq_rel"] == pytest.approx((0 / 1 + 1 / 2 + 4 / 4) / 3)  # (gt - pred)^2 / gt
+    assert errors["rmse"] == pytest.approx(math.sqrt((0 + 1 + 4) / 3))
+    assert errors["rmse_log"] == pytest.approx(math.sqrt((0 + math.log(2) ** 2 + math.log(1.5) ** 2) / 3))
+    assert errors["log10"] == pytest.approx((0 + math.log10(2) + math.log10(1.5)) / 3)
+    # Ground truth is the denominator: swapped, abs_rel = (0 + 1/1 + 2/6) / 3.
+    swapped = evaluate.compute_errors(pred, gt, mask)
+    assert swapped["abs_rel"] == pytest.approx((1 + 2 / 6) / 3)
+    assert swapped["abs_rel"] != pytest.approx(errors["abs_rel"])
+
+
+def test_crops_are_inclusive():
+    eigen = evaluate.crop_mask((480, 640), EIGEN_CROP)
+    assert eigen.sum() == 440 * 592  # rows 20..459, columns 24..615
+    assert eigen[20, 24] and eigen[459, 615] and not eigen[19, 24] and not eigen[460, 615] and not eigen[459, 616]
+    bts_box, _ = evaluate.frame_crop("bts", (480, 640))
+    assert evaluate.crop_mask((480, 640), bts_box).sum() == 426 * 560  # rows 45..470, columns 41..600
+    assert evaluate.crop_mask((4, 5)).all()
+
+
+def test_crop_choice():
+    assert evaluate.frame_crop("auto", (480, 640))[0] == EIGEN_CROP
+    assert evaluate.frame_crop("auto", (480, 640), data_crop=(1, 2, 3, 4))[0] == (1, 2, 3, 4)
+    assert evaluate.frame_crop("auto", (240, 320))[0] is None  # the NYU crops make no sense at other sizes
+    assert evaluate.frame_crop("none", (480, 640), data_crop=EIGEN_CROP)[0] is None
+    assert evaluate.frame_crop("eigen", (480, 640), data_crop=(1, 2, 3, 4))[0] == EIGEN_CROP
+    with pytest.raises(DataError, match="480x640"):
+        evaluate.frame_crop("eigen", (240, 320))
+
+
+def test_perfect_prediction_scores_perfectly_over_valid_cropped_pixels_only():
+    gt = np.random.default_rng(0).uniform(0.5, 8.0, (480, 640)).astype(np.float32)
+    gt[100:110, 100:110] = 0.0  # holes
+    gt[200:210, 300:310] = 12.0  # beyond the 10 m range
+    pred = gt.copy()
+    pred[(gt == 0) | (gt > 10)] = 5.0  # wrong only where nothing is scored
+    pred[:20] = 9.0  # and above the crop
+    valid = evaluate.valid_mask(gt, DepthScale(), EIGEN_CROP)
+    assert valid.sum() == 440 * 592 - 200
+    errors = evaluate.compute_errors(gt, pred, valid)
+    assert errors["delta1"] == 1.0 and errors["abs_rel"] == pytest.approx(0.0, abs=1e-7)
+    assert errors["rmse"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_median_scaling_undoes_a_global_scale():
+    gt = np.random.default_rng(1).uniform(0.5, 8.0, (48, 64))
+    valid = evaluate.valid_mask(gt, DepthScale())
+    scaled = evaluate.median_scaled(gt, 2.0 * gt, valid)
+    assert evaluate.compute_errors(gt, scaled, valid)["abs_rel"] == pytest.approx(0.0, abs=1e-7)
+
+
+def save_unet(path, seed):
+    """A 48x64 UNet predicting about 3 m (its output conv scaled up and shifted), saved to path."""
+    keras.utils.set_random_seed(seed)
+    model = build_unet((48, 64), base_filters=4, depth_scale=DepthScale("metres", 0.1, 10.0))
+    kernel, bias = model.get_layer("output_conv").get_weights()
+    model.get_layer("output_conv").set_weights([kernel * 10.0, bias + 3.0])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return str(path)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_cli_end_to_end_on_nyu_test_zip(tmp_path, capsys):
+    test = L.make_frames(3, hw=(480, 640), seed=2)
+    data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(test))
+    model = save_unet(tmp_path / "run" / "model.keras", seed=0)
+    out, json_path = tmp_path / "eval", tmp_path / "metrics_copy.json"
+    args = evaluate.parse_args(["--model", model, "--data", str(data), "--out", str(out), "--json", str(json_path),
+                                "--median-scaling"])
+    assert evaluate.main(args) == 0
+    printed = capsys.readouterr().out
+
+    table = (out / "table.md").read_text()
+    assert table in printed + "\n"
+    for row in evaluate.PUBLISHED:
+        assert f"| {row['method']} | published, NYU Depth V2 test (654) |" in table
+    # No train split in nyu_test.zip: the baseline is the test frames' mean over valid pixels, and says so.
+    mean_m = np.mean(np.concatenate([depth[depth > 0] for _, depth in test]))
+    assert f"baseline: test-set mean depth ({mean_m:.2f} m) everywhere (no train split in the data)" in table
+    assert f"| {model} | {data} [test], 3 images |" in table
+    assert f"| {model}, per-image median scaling |" in table
+    assert "crop: the data's own (rows 20-459, columns 24-615)" in table and "mean over images" in table
+    assert len(read_csv(out / "table.csv")) == len(evaluate.PUBLISHED) + 2 + 1
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert json.loads(json_path.read_text()) == metrics
+    result = metrics["models"]["run_model"]
+    assert set(result["metrics"]) == set(evaluate.METRICS) and set(result["median_scaled"]) == set(evaluate.METRICS)
+    assert 0 <= result["metrics"]["delta1"] <= 1 and result["ms_per_image"] > 0
+    assert metrics["baseline"]["depth_m"] == pytest.approx(mean_m, rel=1e-5)
+    assert metrics["images"] == 3 and metrics["skipped"] == []
+
+    per_image = read_csv(out / "per_image_run_model.csv")
+    assert [row["frame"] for row in per_image] == ["test_00000", "test_00001", "test_00002"]
+    assert np.mean([float(row["abs_rel"]) for row in per_image]) == pytest.approx(result["metrics"]["abs_rel"])
+    figure = Image.open(out / "examples_run_model.png")
+    assert figure.width > 800 and figure.height > 600
+
+
+def test_cli_two_models_baseline_from_train_split_and_skipped_frames(tmp_path, capsys):
+    train = L.make_frames(4, hw=(48, 64), seed=3)
+    test = L.make_frames(3, hw=(480, 640), seed=4)
+    files = L.densedepth_files(train, test)
+    files["data/nyu2_test/00002_colors.png"] = files["data/nyu2_test/00002_colors.png"][:200]  # truncated
+    data = L.write_zip(tmp_path / "nyu_data.zip", files)
+    models = [save_unet(tmp_path / name / "model.keras", seed) for seed, name in enumerate(("a", "b"))]
+    out = tmp_path / "eval"
+    args = evaluate.parse_args(["--model", models[0], "--model", models[1], "--data", str(data), "--out", str(out),
+                                "--crop", "bts", "--no-flip", "--baseline-frames", "2"])
+    assert evaluate.main(args) == 0
+    err = capsys.readouterr().err
+    assert "skipped 1 frames" in err and "00002_colors.png" in err
+
+    table = (out / "table.md").read_text()
+    for model in models:
+        assert f"| {model} | {data} [test], 2 images |" in table
+    # The baseline averages 2 of the 4 training frames, evenly spaced (the first and the last), as 8-bit PNGs.
+    sampled = [np.round(train[i][1] * 25.5) / 25.5 for i in (0, 3)]
+    mean_m = np.mean(np.concatenate([depth[depth > 0] for depth in sampled]))
+    assert f"baseline: training-set mean depth ({mean_m:.2f} m) everywhere" in table
+    assert "crop: bts: BTS / AdaBins' (rows 45-470, columns 41-600)" in table
+    assert "flip test-time augmentation: off" in table
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sorted(metrics["models"]) == ["a_model", "b_model"]
+    assert metrics["models"]["a_model"]["metrics"] != metrics["models"]["b_model"]["metrics"]
+    for slug in ("a_model", "b_model"):
+        assert len(read_csv(out / f"per_image_{slug}.csv")) == 2
+        assert (out / f"examples_{slug}.png").is_file()
+
+
+def test_bad_data_path_is_one_sentence_and_exit_2(tmp_path):
+    model = save_unet(tmp_path / "model.keras", seed=0)
+    run = subprocess.run([sys.executable, "evaluate.py", "--model", model, "--data", str(tmp_path / "missing"),
+                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    ours = [line for line in run.stderr.splitlines() if not line.startswith(TF_LOG_PREFIXES)]
+    assert run.returncode == 2
+    assert len(ours) == 1 and ours[0].startswith(f"error: {tmp_path / 'missing'} does not exist")

@@ -1,0 +1,198 @@
+"""predict.py: depth at the input's own size with flip test-time augmentation, one traced function per model,
+odd image files through the command line, depth files that agree, and point clouds with the right geometry."""
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import predict
+from camera import NYU_INTRINSICS, scaled_intrinsics
+from data import DepthScale
+from model import build_unet
+
+ROOT = Path(__file__).resolve().parents[1]
+INPUT_HW = (48, 64)
+# TensorFlow's C++ start-up lines, which it prints on stderr whatever TF_CPP_MIN_LOG_LEVEL says.
+TF_LOG_PREFIXES = ("WARNING: All log messages before absl", "I0000", "W0000", "E0000")
+
+
+def tiny_unet(seed=0):
+    """A 48x64 UNet predicting metres around 3 m, give or take about 1 m, so its depth varies inside
+    [0.1, 10] m instead of sitting at a clip limit as an untrained inverse-depth model's does."""
+    keras.utils.set_random_seed(seed)
+    model = build_unet(INPUT_HW, base_filters=4, depth_scale=DepthScale("metres", 0.1, 10.0))
+    kernel, bias = model.get_layer("output_conv").get_weights()
+    model.get_layer("output_conv").set_weights([kernel * 10.0, bias + 3.0])
+    return model
+
+
+def mirror_symmetric(model):
+    """Make every conv kernel left-right symmetric, so the network commutes with a horizontal flip."""
+    for layer in model.layers:
+        if layer.name.endswith("_conv") or layer.name == "output_conv":
+            kernel, bias = layer.get_weights()  # kernel [kh, kw, in, out]
+            layer.set_weights([(kernel + kernel[:, ::-1]) / 2, bias])
+    return model
+
+
+def random_rgb(hw, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (*hw, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_unet()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory, model):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    model.save(path)
+    return path
+
+
+def test_depth_comes_back_at_the_input_size_in_range(model):
+    batch = np.stack([random_rgb((75, 100), seed) for seed in range(2)])
+    depth = predict.predict_depth_m(model, batch)
+    assert depth.shape == (2, 75, 100) and depth.dtype == np.float32
+    assert depth.min() >= 0.1 and depth.max() <= 10.0 and depth.std() > 0.01
+    single = predict.predict_depth_m(model, batch[1])
+    assert single.shape == (75, 100)
+    np.testing.assert_allclose(single, depth[1], atol=1e-5)
+
+
+def test_flip_averages_with_the_mirrored_prediction_in_metres(model):
+    rgb = random_rgb((60, 90), seed=3)
+    plain = predict.predict_depth_m(model, rgb, flip=False)
+    mirrored = predict.predict_depth_m(model, rgb[:, ::-1], flip=False)[:, ::-1]
+    assert np.abs(plain - mirrored).max() > 0.01  # the model is not symmetric, so the average is a real test
+    np.testing.assert_allclose(predict.predict_depth_m(model, rgb, flip=True), (plain + mirrored) / 2, atol=1e-5)
+
+
+def test_flip_changes_nothing_for_a_symmetric_input_and_network():
+    model = mirror_symmetric(tiny_unet(seed=1))
+    half = random_rgb((60, 40), seed=4)
+    rgb = np.concatenate([half, half[:, ::-1]], axis=1)  # 60x80, mirror-symmetric
+    plain = predict.predict_depth_m(model, rgb, flip=False)
+    assert plain.std() > 0.01
+    np.testing.assert_allclose(predict.predict_depth_m(model, rgb, flip=True), plain, atol=1e-5)
+
+
+def test_one_traced_function_per_model_for_every_batch_and_image_size(model):
+    for batch, hw in ((1, (30, 40)), (3, (75, 100)), (2, (480, 640))):
+        predict.predict_depth_m(model, np.stack([random_rgb(hw)] * batch))
+    forward = predict._forward_pass(model)
+    assert forward is predict._forward_pass(model)
+    assert forward.experimental_get_tracing_count() == 1
+
+
+def test_read_rgb_scales_16_bit_grey_and_composites_alpha(tmp_path):
+    grey16 = np.array([[0, 257, 32896, 65535]], np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    np.testing.assert_array_equal(predict.read_rgb(tmp_path / "g16.png")[0, :, 0], [0, 1, 128, 255])
+    rgba = np.zeros((1, 2, 4), np.uint8)
+    rgba[0, 0] = (10, 20, 30, 255)  # opaque: unchanged
+    rgba[0, 1] = (10, 20, 30, 0)  # transparent: white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    np.testing.assert_array_equal(predict.read_rgb(tmp_path / "a.png")[0], [[10, 20, 30], [255, 255, 255]])
+
+
+def odd_inputs(folder):
+    """{file name: (height, width)} of images in awkward modes and sizes, plus one corrupt file, in `folder`."""
+    folder.mkdir()
+    rgb = random_rgb((30, 40), seed=5)
+    rgba = np.dstack([rgb, np.linspace(0, 255, 40, dtype=np.uint8)[None].repeat(30, 0)])
+    Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
+    Image.fromarray(rgb[..., 0]).save(folder / "grey.png")
+    Image.fromarray((np.arange(47 * 33).reshape(33, 47) * 40).astype(np.uint16)).save(folder / "grey16.png")
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(folder / "palette.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    (folder / "notes.txt").write_text("not an image, and not picked up from a folder")
+    return {"rgba": (30, 40), "grey": (30, 40), "grey16": (33, 47), "palette": (30, 40)}
+
+
+def test_cli_writes_every_good_input_at_its_size_and_names_the_bad_one(tmp_path, model_path, capsys):
+    expected = odd_inputs(tmp_path / "in")
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(random_rgb((750, 1000), seed=6)).save(tmp_path / "photos" / "big.jpg", quality=90)
+    expected["big"] = (750, 1000)
+    out = tmp_path / "out"
+    args = predict.parse_args(["--model", str(model_path), str(tmp_path / "in"), str(tmp_path / "photos" / "*.jpg"),
+                               "--out", str(out), "--bs", "3"])
+    assert predict.main(args) == 1
+    err = capsys.readouterr().err
+    assert "broken.png: not a readable image" in err and "Traceback" not in err
+    assert "notes.txt" not in err
+    for stem, hw in expected.items():
+        depth_m = np.load(out / f"{stem}_depth.npy")
+        assert depth_m.shape == hw and depth_m.dtype == np.float32
+        depth_mm = np.asarray(Image.open(out / f"{stem}_depth.png"))
+        assert depth_mm.dtype == np.uint16 and depth_mm.shape == hw
+        assert np.abs(depth_mm / 1000.0 - depth_m).max() <= 0.0005 + 1e-6
+        assert Image.open(out / f"{stem}_depth_color.png").mode in ("RGB", "RGBA")
+    assert not list(out.glob("broken*"))
+
+
+def read_ply(path):
+    """(vertex count from the header, structured array of x y z red green blue)."""
+    blob = Path(path).read_bytes()
+    header, body = blob.split(b"end_header\n", 1)
+    lines = header.decode("ascii").splitlines()
+    assert lines[:2] == ["ply", "format binary_little_endian 1.0"]
+    count = int(next(line for line in lines if line.startswith("element vertex")).split()[-1])
+    dtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    return count, np.frombuffer(body, dtype)
+
+
+def test_ply_back_projects_with_nyu_intrinsics_scaled_or_the_given_ones(tmp_path, model_path):
+    rgb = random_rgb((60, 80), seed=7)
+    Image.fromarray(rgb).save(tmp_path / "room.png")
+    v, u = 10, 70  # row, column of the pixel checked by hand
+    for extra, name in (([], "nyu"), (["--fx", "100", "--fy", "50", "--cx", "40", "--cy", "30"], "given")):
+        out = tmp_path / name
+        args = predict.parse_args(["--model", str(model_path), str(tmp_path / "room.png"), "--out", str(out), "--ply", *extra])
+        assert predict.main(args) == 0
+        count, vertices = read_ply(out / "room.ply")
+        assert count == len(vertices) == 60 * 80
+        z = np.load(out / "room_depth.npy")[v, u]
+        point = vertices[v * 80 + u]  # row-major order
+        if name == "nyu":
+            # 80x60 is 1/8 of 640x480: fx = 518.8579 / 8 = 64.8572, cx = (325.5824 + 0.5) / 8 - 0.5 = 40.2603,
+            # fy = 519.4696 / 8 = 64.9337, cy = (253.7362 + 0.5) / 8 - 0.5 = 31.2795.
+            x, y = (70 - 40.2603) * z / 64.8572, (10 - 31.2795) * z / 64.9337
+        else:
+            x, y = (70 - 40) * z / 100, (10 - 30) * z / 50  # 0.3 z and -0.4 z
+        np.testing.assert_allclose([point["x"], point["y"], point["z"]], [x, y, z], rtol=1e-4)
+        assert (point["red"], point["green"], point["blue"]) == tuple(rgb[v, u])
+
+
+def test_scaled_intrinsics_keep_pixel_centres():
+    assert scaled_intrinsics((480, 640)) == pytest.approx(NYU_INTRINSICS)
+    half = scaled_intrinsics((240, 320))
+    assert half["fx"] == pytest.approx(518.8579 / 2) and half["cx"] == pytest.approx((325.5824 + 0.5) / 2 - 0.5)
+
+
+def test_usage_errors(tmp_path, model_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args(["--model", str(model_path), "x.png", "--ply", "--fx", "100"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit):
+        predict.parse_args(["--model", str(model_path), "x.png", "--fx", "1", "--fy", "1", "--cx", "1", "--cy", "1"])
+    capsys.readouterr()
+    args = predict.parse_args(["--model", str(model_path), str(tmp_path / "none_*.png"), "--out", str(tmp_path / "o")])
+    assert predict.main(args) == 2
+    assert capsys.readouterr().err.strip() == f"error: no image file matched {tmp_path / 'none_*.png'}"
+
+
+def test_bad_model_path_is_one_sentence_and_exit_2(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    run = subprocess.run([sys.executable, "predict.py", "--model", str(tmp_path / "missing.keras"), str(tmp_path / "a.png"),
+                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    ours = [line for line in run.stderr.splitlines() if not line.startswith(TF_LOG_PREFIXES)]
+    assert run.returncode == 2
+    assert ours == [f"error: no model file at {tmp_path / 'missing.keras'}"]
