@@ -56,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--decoder-width", type=float, default=0.5,
                    help="transfer decoder's first width as a fraction of the encoder's channels (default 0.5)")
     g.add_argument("--base-filters", type=int, default=32, help="UNet's first width (default 32)")
+    g.add_argument("--freeze-encoder-epochs", type=int, default=0, metavar="N",
+                   help="transfer model: train only the decoder for the first N epochs (a fresh optimizer then "
+                        "trains everything); default 0")
 
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
@@ -103,6 +106,8 @@ def _check(parser, args) -> None:
         parser.error(f"need 0 < --min-depth < --max-depth, got {args.min_depth} and {args.max_depth}")
     if args.lr <= 0 or args.theta < 0 or args.decoder_width <= 0 or (args.time_budget or 1) <= 0:
         parser.error("--lr, --decoder-width and --time-budget must be positive and --theta not negative")
+    if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer"):
+        parser.error("--freeze-encoder-epochs takes N >= 0 and needs --model transfer (the UNet has no encoder)")
     if args.resume and args.out is None:
         parser.error("--resume needs --out RUN_DIR, the run to continue")
 
@@ -163,15 +168,19 @@ def datasets(args, train_split, val_split, target_hw, depth_scale):
 # Model
 # ---------------------------------------------------------------------------
 
-def build_compiled(args, depth_scale: data.DepthScale) -> keras.Model:
-    """The model of --model, compiled with the DenseDepth loss, its terms and delta1/abs_rel as metrics."""
+def build_net(args, depth_scale: data.DepthScale) -> keras.Model:
+    """The model of --model, uncompiled."""
     kwargs = {"input_hw": tuple(args.input_size), "depth_scale": depth_scale}
     per_kind = {
         "unet": {"base_filters": args.base_filters},
         "transfer": {"encoder": args.encoder, "encoder_weights": args.encoder_weights,
                      "decoder_width": args.decoder_width},
     }
-    net = models.build_model(args.model, **kwargs, **per_kind[args.model])
+    return models.build_model(args.model, **kwargs, **per_kind[args.model])
+
+
+def compile_net(net: keras.Model, args, depth_scale: data.DepthScale) -> keras.Model:
+    """Compile with a fresh Adam (amsgrad), the DenseDepth loss, its terms and delta1 / abs_rel as metrics."""
     net.compile(
         optimizer=keras.optimizers.Adam(learning_rate=args.lr, amsgrad=True),
         loss=DepthLoss(theta=args.theta, max_val=depth_scale.value_range[1]),
@@ -180,6 +189,18 @@ def build_compiled(args, depth_scale: data.DepthScale) -> keras.Model:
         steps_per_execution=args.steps_per_execution,
     )
     return net
+
+
+def training_phases(args) -> list[tuple[int, int, bool]]:
+    """[(first epoch, end epoch, encoder frozen)]: the decoder warm-up, if any, then everything."""
+    frozen_until = min(args.freeze_encoder_epochs, args.epochs)
+    phases = [(0, frozen_until, True), (frozen_until, args.epochs, False)]
+    return [phase for phase in phases if phase[1] > phase[0]]
+
+
+def set_encoder_trainable(net: keras.Model, trainable: bool) -> None:
+    for name in models.encoder_layer_names(net):
+        net.get_layer(name).trainable = trainable
 
 
 def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
@@ -222,7 +243,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.seconds = 60.0 * minutes
 
     def on_train_begin(self, logs=None):
-        self.start = time.monotonic()
+        self.start = getattr(self, "start", time.monotonic())  # once: the budget spans every fit phase
 
     def on_train_batch_end(self, batch, logs=None):
         if time.monotonic() - self.start > self.seconds:
@@ -286,7 +307,8 @@ def make_callbacks(run_dir: Path, val, val_split, train_split, depth_scale, tb_i
     monitor = "val_loss" if val is not None else "loss"
     callbacks = [
         # first, so an epoch counts as done only once its backup is written
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        # kept after a fit ends, so a run of two phases (--freeze-encoder-epochs) resumes in either
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(ckpt / "last.partial.keras")),
         PromoteCheckpoint(ckpt / "last.partial.keras", ckpt / "last.keras"),
         keras.callbacks.ModelCheckpoint(str(ckpt / "best.partial.keras"), monitor=monitor, save_best_only=True,
@@ -337,7 +359,7 @@ def main(args: argparse.Namespace) -> Path:
     train_split, val_split = open_splits(args)
 
     with strategy.scope():
-        net = build_compiled(args, depth_scale)
+        net = build_net(args, depth_scale)
     target_hw = tuple(net.output_shape[1:3])
     train, val = datasets(args, train_split, val_split, target_hw, depth_scale)
     if not args.no_bias_init:
@@ -352,17 +374,26 @@ def main(args: argparse.Namespace) -> Path:
           f"{f'{len(val_split)} frames [{val_split.name}]' if val_split else 'nothing'}; run: {run_dir}",
           file=sys.stderr)
 
-    net.fit(
-        train,
-        epochs=args.epochs,
-        steps_per_epoch=steps,
-        validation_data=val,
-        validation_steps=val_steps,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        callbacks=make_callbacks(run_dir, val, val_split, train_split, depth_scale, args.tb_images,
-                                 args.time_budget),
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    callbacks = make_callbacks(run_dir, val, val_split, train_split, depth_scale, args.tb_images, args.time_budget)
+    for first_epoch, end_epoch, frozen in training_phases(args):
+        if frozen or args.freeze_encoder_epochs:
+            set_encoder_trainable(net, not frozen)
+            print(f"epochs {first_epoch + 1}-{end_epoch}: encoder {'frozen' if frozen else 'trainable'}", file=sys.stderr)
+        with strategy.scope():
+            compile_net(net, args, depth_scale)
+        net.fit(
+            train,
+            initial_epoch=first_epoch,
+            epochs=end_epoch,
+            steps_per_epoch=steps,
+            validation_data=val,
+            validation_steps=val_steps,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        if net.stop_training:  # the time budget ran out
+            break
     final, partial = run_dir / "model.keras", run_dir / "model.partial.keras"
     # The same layers and weights without the compile state: the inference artefact loads with only
     # model.py imported, and carries no optimizer.

@@ -117,3 +117,24 @@ def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path):
     assert len(rows) == 1 and rows[0]["val_loss"]  # the cut-short epoch is still validated and logged
     assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file()
 
+
+
+def test_frozen_encoder_keeps_its_initial_weights(tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    flags = ["--model", "transfer", "--encoder", "mobilenetv2", "--encoder-weights", "none", "--input-size", "32", "48",
+             "--bs", "2", "--tb-images", "0", "--data", tiny_data, "--out", str(run_dir), "--steps-per-epoch", "3"]
+    run = train(*flags, "--epochs", "1", "--freeze-encoder-epochs", "1", "--lr", "1e-2")
+    assert "epochs 1-1: encoder frozen" in run.stderr
+    trained = keras.models.load_model(run_dir / "model.keras")
+    keras.utils.set_random_seed(0)  # train.py's default seed, so this builds the very same initial weights
+    initial = models.build_model("transfer", encoder="mobilenetv2", encoder_weights="none", input_hw=(32, 48))
+    encoder = models.encoder_layer_names(initial)
+    for name in encoder:
+        for before, after in zip(initial.get_layer(name).get_weights(), trained.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(before, after, err_msg=name)
+    assert not np.array_equal(initial.get_layer("conv2").get_weights()[0], trained.get_layer("conv2").get_weights()[0])
+
+    flags[flags.index("--out") + 1] = str(tmp_path / "two")
+    two_phases = train(*flags, "--epochs", "2", "--freeze-encoder-epochs", "1")
+    assert "epochs 2-2: encoder trainable" in two_phases.stderr
+    assert [int(r["epoch"]) for r in history(tmp_path / "two")] == [0, 1]
