@@ -13,7 +13,14 @@ DEMO_RUN := runs/demo
 DEMO_OUT := outputs/demo
 NYU_EXAMPLES := ../shared/nyu_examples
 
-.PHONY: setup test demo notebook clean
+# The seed's comparison, here: UNet from scratch against a VGG16 transfer model from HED's pretrained
+# weights and from random weights, each with the same wall-clock budget on this machine.
+COMPARE_MINUTES := 6
+COMPARE_RUNS := runs/compare
+COMPARE_OUT := outputs/compare
+COMPARE_TRAIN := $(PY) train.py --data $(DEMO_DATA) --epochs 1000 --steps-per-epoch 25 --time-budget $(COMPARE_MINUTES)
+
+.PHONY: setup test demo compare notebook clean
 
 setup: $(STAMP)
 
@@ -39,6 +46,15 @@ demo: setup $(DEMO_DATA)/nyu_data.zip
 		$(PY) predict.py --model $(DEMO_RUN)/model.keras $(NYU_EXAMPLES) --out $(DEMO_OUT)/nyu_examples; \
 	else echo "no $(NYU_EXAMPLES): skipping the real-photograph predictions"; fi
 	@echo "demo done: table in $(DEMO_OUT)/table.md, figures in $(DEMO_OUT)/, model in $(DEMO_RUN)/model.keras"
+
+compare: setup $(DEMO_DATA)/nyu_data.zip
+	rm -rf $(COMPARE_RUNS)
+	$(COMPARE_TRAIN) --model unet --base-filters 16 --lr 1e-3 --out $(COMPARE_RUNS)/unet
+	$(COMPARE_TRAIN) --model transfer --encoder vgg16 --encoder-weights hed --out $(COMPARE_RUNS)/vgg16-hed
+	$(COMPARE_TRAIN) --model transfer --encoder vgg16 --encoder-weights none --out $(COMPARE_RUNS)/vgg16-random
+	$(PY) evaluate.py --data $(DEMO_DATA) --out $(COMPARE_OUT) $(if $(wildcard $(NYU_EXAMPLES)),--photos $(NYU_EXAMPLES)) \
+		--model $(COMPARE_RUNS)/unet/model.keras --model $(COMPARE_RUNS)/vgg16-hed/model.keras \
+		--model $(COMPARE_RUNS)/vgg16-random/model.keras
 
 notebook: setup
 	$(PY) -m pip install --quiet jupyterlab

@@ -1,11 +1,15 @@
 """Measure trained depth models on a test split with the standard NYU Depth V2 protocol, beside published numbers.
 
-    python evaluate.py --model runs/unet/model.keras --model runs/transfer/model.keras --data data/synth
+    python evaluate.py --model runs/unet/model.keras --model runs/transfer/model.keras --data data/synth \
+        --photos ../shared/nyu_examples
 
 Per test image: predict at the ground truth's size (flip test-time augmentation on by default), clip to the
 model's depth range, and score inside a crop over the pixels whose ground truth lies in that range; the
 table reports the mean over images. It is printed and written to --out as table.md and table.csv, with
 metrics.json, per_image_<model>.csv and examples_<model>.png (best, median and worst images by abs_rel).
+With two or more models it also writes comparison.png: --compare-frames test images, evenly spaced over the
+evaluated ones, as RGB | ground truth | each model's prediction with its abs_rel there. --photos (photographs
+without ground truth) adds photos.png: RGB | each model's prediction for up to --max-photos of them.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from camera import NYU_FRAME_HW
 from data import EIGEN_CROP, DataError, DepthScale, Split, frames, open_source
 from loss import depth_errors
 from model import depth_scale_of, load_model
-from predict import DEPTH_CMAP, predict_depth_m
+from predict import DEPTH_CMAP, IMAGE_ERRORS, find_inputs, predict_depth_m, read_rgb
 
 METRICS = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")  # depth_errors' keys
 TABLE_METRICS = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "log10")
@@ -154,9 +158,14 @@ def _subset(split: Split, indices) -> Split:
     return dataclasses.replace(split, keys=[split.keys[int(i)] for i in indices], skipped=[])
 
 
+def evenly_spaced(length: int, count: int) -> np.ndarray:
+    """int [min(count, length)]: positions in range(length), evenly spaced from the first to the last, no repeats."""
+    return np.unique(np.linspace(0, length - 1, min(count, length)).round().astype(int))
+
+
 def mean_depth_m(split: Split, max_frames: int) -> float:
     """Mean ground-truth depth in metres over the valid (> 0) pixels of at most max_frames evenly spaced frames."""
-    indices = np.unique(np.linspace(0, len(split) - 1, min(max_frames, len(split))).round().astype(int))
+    indices = evenly_spaced(len(split), max_frames)
     total, count = 0.0, 0
     for frame in tqdm(frames(_subset(split, indices)), total=len(indices), desc=f"{split.name} mean depth",
                       unit="frame", file=sys.stderr):
@@ -209,8 +218,48 @@ def mean_over_images(rows: list[dict], prefix: str = "") -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------
-# The example figure
+# Figures
 # ---------------------------------------------------------------------------
+
+def _panel_grid(rows: int, columns: int, panel_hw, title_lines: int = 1) -> tuple[Figure, np.ndarray]:
+    """(figure, axes [rows, columns]) drawn with Agg (no display needed): panels about 3.2 inches wide at the
+    aspect of panel_hw = (H, W) pixels with title_lines of title above each row, no ticks, NaN in light grey."""
+    height, width = panel_hw
+    row_in = 3.2 * height / width + 0.15 + 0.15 * title_lines
+    fig = Figure(figsize=(3.75 * columns, rows * row_in + 0.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_facecolor("0.85")  # NaN (no ground truth / not scored) shows as light grey
+    return fig, axes
+
+
+def _holes_as_nan(gt_m: np.ndarray) -> np.ndarray:
+    """Ground truth [H, W] metres with NaN where it has none (0), so the holes show as the axes' grey."""
+    return np.where(gt_m > 0, gt_m, np.nan)
+
+
+def _depth_limits(depth_maps) -> tuple[float, float]:
+    """(lowest, highest) depth in metres over depth maps of any sizes, NaN ignored: one colour scale for all."""
+    return min(float(np.nanmin(d)) for d in depth_maps), max(float(np.nanmax(d)) for d in depth_maps)
+
+
+def _show_depth(ax, depth_m: np.ndarray, limits):
+    """Draw depth [H, W] metres on ax in DEPTH_CMAP over limits = (low, high) metres; returns the image."""
+    return ax.imshow(depth_m, cmap=DEPTH_CMAP, vmin=limits[0], vmax=limits[1])
+
+
+def _depth_colorbar(fig: Figure, image, axes) -> None:
+    """One colour bar in metres for `image`'s scale, beside `axes` (the depth panels sharing it)."""
+    fig.colorbar(image, ax=axes, label="depth (m)", shrink=0.8)
+
+
+def _column_titles(axes, headings) -> None:
+    """Title the top row of axes [rows, columns] with `headings`, left to right."""
+    for ax, heading in zip(axes[0], headings):
+        ax.set_title(heading, fontsize=10)
+
 
 def example_figure(path, split: Split, candidate: Candidate, *, crop: str, flip: bool) -> None:
     """Save a figure of the best, median and worst images by abs_rel: RGB | ground truth | prediction |
@@ -227,30 +276,95 @@ def example_figure(path, split: Split, candidate: Candidate, *, crop: str, flip:
         pred = predict_depth_m(candidate.model, rgb, candidate.depth_scale, flip=flip)
         scored = valid_mask(gt, candidate.depth_scale, frame_crop(crop, gt.shape, split.crop)[0])
         title = f"{rank}: {row['frame']}\nabs_rel {row['abs_rel']:.3f}, rmse {row['rmse']:.3f} m"
-        panels.append((title, rgb, np.where(gt > 0, gt, np.nan), pred, np.where(scored, np.abs(pred - gt), np.nan)))
-    depth_lo = min(min(np.nanmin(gt), pred.min()) for _, _, gt, pred, _ in panels)
-    depth_hi = max(max(np.nanmax(gt), pred.max()) for _, _, gt, pred, _ in panels)
+        panels.append((title, rgb, _holes_as_nan(gt), pred, np.where(scored, np.abs(pred - gt), np.nan)))
+    limits = _depth_limits([depth for _, _, gt, pred, _ in panels for depth in (gt, pred)])
     error_hi = max(float(np.nanmax(error)) for *_, error in panels)
 
-    frame_h, frame_w = panels[0][2].shape
-    fig = Figure(figsize=(15, len(panels) * (3.2 * frame_h / frame_w + 0.3) + 0.6), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)  # Agg: no display needed
-    axes = fig.subplots(len(panels), 4, squeeze=False)
+    fig, axes = _panel_grid(len(panels), 4, panels[0][2].shape)
     for ax_row, (title, rgb, gt, pred, error) in zip(axes, panels):
         ax_row[0].imshow(rgb)
         ax_row[0].set_ylabel(title, fontsize=9)
-        depth_image = ax_row[1].imshow(gt, cmap=DEPTH_CMAP, vmin=depth_lo, vmax=depth_hi)
-        ax_row[2].imshow(pred, cmap=DEPTH_CMAP, vmin=depth_lo, vmax=depth_hi)
+        depth_image = _show_depth(ax_row[1], gt, limits)
+        _show_depth(ax_row[2], pred, limits)
         error_image = ax_row[3].imshow(error, cmap="inferno", vmin=0.0, vmax=error_hi)
-        for ax in ax_row:
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_facecolor("0.85")  # NaN (no ground truth / not scored) shows as light grey
-    for ax, heading in zip(axes[0], ("RGB", "ground truth", "prediction", "|prediction - ground truth|")):
-        ax.set_title(heading, fontsize=10)
-    fig.colorbar(depth_image, ax=axes[:, 1:3], label="depth (m)", shrink=0.8)
+    _column_titles(axes, ("RGB", "ground truth", "prediction", "|prediction - ground truth|"))
+    _depth_colorbar(fig, depth_image, axes[:, 1:3])
     fig.colorbar(error_image, ax=axes[:, 3], label="absolute error (m)", shrink=0.8)
     fig.suptitle(f"{candidate.label} on {split.source} [{split.name}]: best, median and worst of "
                  f"{len(candidate.rows)} images by abs_rel (grey: not scored)", fontsize=11)
+    fig.savefig(path)
+
+
+def comparison_figure(path, split: Split, candidates: list[Candidate], *, count: int, flip: bool) -> None:
+    """Save a figure of `count` evaluated images, evenly spaced over them (chosen by position, not by any
+    score): RGB | ground truth | each candidate's prediction, titled with its abs_rel on that image; all
+    depth panels share one colour scale in metres.
+
+    The frames are read and predicted again, as in example_figure; every candidate holds a row per
+    evaluated frame, in the same order, so the first candidate's rows name the frames.
+    """
+    positions = evenly_spaced(len(candidates[0].rows), count)
+    subset = _subset(split, [candidates[0].rows[p]["index"] for p in positions])
+    panels = []  # (position in the rows, rgb, gt with NaN holes, [prediction per candidate])
+    for position, frame in zip(positions, frames(subset, strict=True)):
+        rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]
+        preds = [predict_depth_m(c.model, rgb, c.depth_scale, flip=flip) for c in candidates]
+        panels.append((position, rgb, _holes_as_nan(gt), preds))
+    limits = _depth_limits([gt for _, _, gt, _ in panels] + [pred for *_, preds in panels for pred in preds])
+
+    fig, axes = _panel_grid(len(panels), 2 + len(candidates), panels[0][2].shape, title_lines=2)
+    for row, (ax_row, (position, rgb, gt, preds)) in enumerate(zip(axes, panels)):
+        ax_row[0].imshow(rgb)
+        ax_row[0].set_ylabel(candidates[0].rows[position]["frame"], fontsize=9)
+        depth_image = _show_depth(ax_row[1], gt, limits)
+        for ax, candidate, pred in zip(ax_row[2:], candidates, preds):
+            _show_depth(ax, pred, limits)
+            heading = f"{candidate.label}\n" if row == 0 else ""  # the model names its column once, on top
+            ax.set_title(f"{heading}abs_rel {candidate.rows[position]['abs_rel']:.3f}", fontsize=10)
+    _column_titles(axes, ("RGB", "ground truth"))
+    _depth_colorbar(fig, depth_image, axes[:, 1:])
+    fig.suptitle(f"{len(candidates)} models on {split.source} [{split.name}]: {len(panels)} of "
+                 f"{len(candidates[0].rows)} images, evenly spaced (grey: no ground truth)", fontsize=11)
+    fig.savefig(path)
+
+
+def read_photos(patterns, max_photos: int) -> list[tuple[str, np.ndarray]]:
+    """(file name, RGB uint8 [H, W, 3]) of the first max_photos readable images, by file name, among
+    `patterns` (files, folders or glob patterns, as predict.find_inputs takes them). Patterns matching nothing
+    and unreadable files are named on stderr and skipped; raises DataError when no photograph is left."""
+    paths, unmatched = find_inputs(patterns)
+    for pattern in unmatched:
+        print(f"{pattern}: matched no file", file=sys.stderr)
+    photos = []
+    for path in sorted(paths, key=lambda p: p.name):
+        if len(photos) == max_photos:
+            break
+        try:
+            photos.append((path.name, read_rgb(path)))
+        except IMAGE_ERRORS as err:
+            print(f"{path}: not a readable image ({err})", file=sys.stderr)
+    if not photos:
+        raise DataError(f"--photos {' '.join(patterns)} holds no readable image; give image files, folders or globs")
+    return photos
+
+
+def photo_figure(path, photos: list[tuple[str, np.ndarray]], candidates: list[Candidate], *, flip: bool) -> None:
+    """Save a figure of photographs without ground truth: RGB | each candidate's prediction, every depth
+    panel on one colour scale in metres. photos: (name, RGB uint8 [H, W, 3]) as read_photos returns them,
+    each predicted at its own size."""
+    preds = [[predict_depth_m(c.model, rgb, c.depth_scale, flip=flip) for c in candidates] for _, rgb in photos]
+    limits = _depth_limits([pred for row in preds for pred in row])
+    tallest_hw = max((rgb.shape[:2] for _, rgb in photos), key=lambda hw: hw[0] / hw[1])  # sets the row height
+
+    fig, axes = _panel_grid(len(photos), 1 + len(candidates), tallest_hw)
+    for ax_row, (name, rgb), row_preds in zip(axes, photos, preds):
+        ax_row[0].imshow(rgb)
+        ax_row[0].set_ylabel(name, fontsize=9)
+        for ax, pred in zip(ax_row[1:], row_preds):
+            depth_image = _show_depth(ax, pred, limits)
+    _column_titles(axes, ["RGB"] + [c.label for c in candidates])
+    _depth_colorbar(fig, depth_image, axes[:, 1:])
+    fig.suptitle(f"{len(photos)} photographs without ground truth", fontsize=11)
     fig.savefig(path)
 
 
@@ -321,8 +435,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder for table.md, table.csv, metrics.json, per-image CSVs and figures "
                              "(default: outputs/evaluate)")
     output.add_argument("--json", default=None, help="also write the metrics JSON to this file")
+    figures = parser.add_argument_group("figures (examples_<model>.png are always written)")
+    figures.add_argument("--compare-frames", type=int, default=3,
+                         help="with two or more --model: test images in comparison.png, evenly spaced over the "
+                              "evaluated ones, one row each with every model's prediction and abs_rel (default: 3)")
+    figures.add_argument("--photos", action="append", default=None, metavar="DIR_OR_GLOB",
+                         help="photographs without ground truth (image files, folders or quoted glob patterns; "
+                              "repeat for more) to predict with every model into photos.png")
+    figures.add_argument("--max-photos", type=int, default=6,
+                         help="photographs in photos.png, the first readable ones by file name (default: 6)")
     args = parser.parse_args(argv)
-    for flag in ("limit", "baseline_frames"):
+    for flag in ("limit", "baseline_frames", "compare_frames", "max_photos"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -393,7 +516,8 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list[Candidate
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the command line; returns the exit code (2 for a bad dataset, model or output path, with one sentence)."""
+    """Run the command line; returns the exit code (2 for a bad dataset, model, --photos or output path, with one
+    sentence). The photographs are read before evaluating, so a bad --photos fails at once."""
     try:
         candidates = load_candidates(args.model)
     except (FileNotFoundError, ValueError) as err:  # load_model's and depth_scale_of's one-sentence errors
@@ -404,6 +528,7 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         source = open_source(args.data)
         split = source.split(args.split)
+        photos = read_photos(args.photos, args.max_photos) if args.photos else []
         baseline_m, baseline_label = baseline_depth(source, args.split, args.baseline_frames)
         split.take_skipped()  # forget any skips from the baseline's frames
         baseline_rows, crops_used = score_split(
@@ -416,6 +541,13 @@ def main(args: argparse.Namespace) -> int:
         for c in candidates:
             write_csv(out / f"per_image_{c.slug}.csv", c.rows)
             example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)
+        figures = [out / "examples_*.png"]
+        if len(candidates) > 1:
+            figures.append(out / "comparison.png")
+            comparison_figure(figures[-1], split, candidates, count=args.compare_frames, flip=not args.no_flip)
+        if photos:
+            figures.append(out / "photos.png")
+            photo_figure(figures[-1], photos, candidates, flip=not args.no_flip)
         baseline = {"label": baseline_label, "depth_m": baseline_m, "rows": baseline_rows}
         print(write_report(out, args, candidates, baseline, crops_used, skipped))
     except DataError as err:
@@ -426,7 +558,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if skipped:
         print(f"skipped {len(skipped)} frames:\n  " + "\n  ".join(skipped), file=sys.stderr)
-    print(f"wrote {out}/table.md, table.csv, metrics.json, per_image_*.csv and examples_*.png", file=sys.stderr)
+    print(f"wrote {out}/table.md, table.csv, metrics.json and per_image_*.csv", file=sys.stderr)
+    print("wrote figures: " + ", ".join(str(f) for f in figures), file=sys.stderr)
     return 0
 
 

@@ -82,6 +82,13 @@ def test_median_scaling_undoes_a_global_scale():
     assert evaluate.compute_errors(gt, scaled, valid)["abs_rel"] == pytest.approx(0.0, abs=1e-7)
 
 
+def test_evenly_spaced_positions_include_both_ends_without_repeats():
+    assert evaluate.evenly_spaced(10, 3).tolist() == [0, 4, 9]  # 4.5 rounds to even
+    assert evaluate.evenly_spaced(40, 2).tolist() == [0, 39]
+    assert evaluate.evenly_spaced(2, 3).tolist() == [0, 1]  # no more than there are
+    assert evaluate.evenly_spaced(5, 1).tolist() == [0]
+
+
 def save_unet(path, seed):
     """A 48x64 UNet predicting about 3 m (its output conv scaled up and shifted), saved to path."""
     keras.utils.set_random_seed(seed)
@@ -91,6 +98,16 @@ def save_unet(path, seed):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return str(path)
+
+
+def write_photos(folder):
+    """Two small RGB photographs (landscape and portrait) and a corrupt PNG in folder; returns the folder."""
+    rng = np.random.default_rng(5)
+    folder.mkdir(parents=True)
+    for name, hw in (("a_wide.png", (48, 64)), ("c_tall.png", (64, 48))):
+        Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return str(folder)
 
 
 def read_csv(path):
@@ -103,10 +120,11 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path, capsys):
     data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(test))
     model = save_unet(tmp_path / "run" / "model.keras", seed=0)
     out, json_path = tmp_path / "eval", tmp_path / "metrics_copy.json"
+    photos = write_photos(tmp_path / "photos")
     args = evaluate.parse_args(["--model", model, "--data", str(data), "--out", str(out), "--json", str(json_path),
-                                "--median-scaling"])
+                                "--median-scaling", "--photos", photos])
     assert evaluate.main(args) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
 
     table = (out / "table.md").read_text()
     assert table in printed + "\n"
@@ -133,6 +151,11 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path, capsys):
     assert np.mean([float(row["abs_rel"]) for row in per_image]) == pytest.approx(result["metrics"]["abs_rel"])
     figure = Image.open(out / "examples_run_model.png")
     assert figure.width > 800 and figure.height > 600
+    # One model: no comparison; photos.png has RGB | prediction for the two readable photographs.
+    assert not (out / "comparison.png").exists()
+    assert "b_broken.png: not a readable image" in err and f"{out / 'photos.png'}" in err
+    photo_figure = Image.open(out / "photos.png")
+    assert photo_figure.format == "PNG" and 600 < photo_figure.width < photo_figure.height
 
 
 def test_cli_two_models_baseline_from_train_split_and_skipped_frames(tmp_path, capsys):
@@ -164,6 +187,7 @@ def test_cli_two_models_baseline_from_train_split_and_skipped_frames(tmp_path, c
     for slug in ("a_model", "b_model"):
         assert len(read_csv(out / f"per_image_{slug}.csv")) == 2
         assert (out / f"examples_{slug}.png").is_file()
+    assert (out / "comparison.png").is_file()  # --compare-frames 3 by default, of the 2 images evaluated
 
 
 def test_bad_data_path_is_one_sentence_and_exit_2(tmp_path):
@@ -173,3 +197,34 @@ def test_bad_data_path_is_one_sentence_and_exit_2(tmp_path):
     ours = [line for line in run.stderr.splitlines() if not line.startswith(TF_LOG_PREFIXES)]
     assert run.returncode == 2
     assert len(ours) == 1 and ours[0].startswith(f"error: {tmp_path / 'missing'} does not exist")
+
+
+def test_cli_two_models_comparison_and_photos(tmp_path, capsys):
+    test = L.make_frames(3, hw=(48, 64), seed=6)  # small frames: this test is about the figures
+    data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(test, crop=(2, 45, 2, 61)))
+    models = [save_unet(tmp_path / name / "model.keras", seed) for seed, name in enumerate(("a", "b"))]
+    common = ["--model", models[0], "--model", models[1], "--data", str(data), "--no-flip"]
+    photos = write_photos(tmp_path / "photos")
+    assert evaluate.main(evaluate.parse_args(common + ["--out", str(tmp_path / "three"), "--photos", photos])) == 0
+    err = capsys.readouterr().err
+    assert "b_broken.png: not a readable image" in err
+    assert f"{tmp_path / 'three' / 'comparison.png'}" in err and f"{tmp_path / 'three' / 'photos.png'}" in err
+    three = Image.open(tmp_path / "three" / "comparison.png")
+    assert three.format == "PNG" and three.width > three.height > 600  # RGB | ground truth | a | b, 3 rows
+    photo_figure = Image.open(tmp_path / "three" / "photos.png")
+    assert photo_figure.format == "PNG" and photo_figure.width > 900 and photo_figure.height > 500  # RGB | a | b
+
+    assert evaluate.main(evaluate.parse_args(common + ["--out", str(tmp_path / "two"), "--compare-frames", "2"])) == 0
+    two = Image.open(tmp_path / "two" / "comparison.png")
+    assert two.width == three.width and 300 < two.height < three.height
+    assert not (tmp_path / "two" / "photos.png").exists()
+
+    # Photographs that cannot be found fail before anything is evaluated; counts below 1 are refused.
+    missing, one_model = str(tmp_path / "no_such_photos"), ["--model", models[0], "--data", str(data)]
+    assert evaluate.main(evaluate.parse_args(one_model + ["--out", str(tmp_path / "x"), "--photos", missing])) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: matched no file" in err and "error: --photos" in err
+    assert not (tmp_path / "x" / "table.md").exists()
+    for flag in ("--compare-frames", "--max-photos"):
+        with pytest.raises(SystemExit):
+            evaluate.parse_args(common + [flag, "0"])
