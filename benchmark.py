@@ -74,6 +74,7 @@ class Sizes:
     batch_size: int
     pipeline_batches: int  # batches timed per pipeline run
     pipeline_warmup_batches: int  # discarded from each fresh iterator before timing
+    profile_frames: int  # frames each stage of the pipeline profile runs over
     memory_frames: tuple[int, int]  # the small and the large synthetic set of the memory measure
     memory_repeats: int
     densedepth_memory_batches: int  # batches the zip-in-RAM loader reads (its peak is the zip it holds)
@@ -86,6 +87,7 @@ class Sizes:
     matmul_n: int  # the peak measure's float32 matmul is n x n @ n x n
     conv_shape: tuple[int, int, int, int]  # the peak measure's 3x3 convolution: input [B, H, W, C], C filters
     quality_minutes: tuple[float, ...]
+    quality_frames: int | None  # training frames of the cached set the quality runs use (None: the demo's set)
     quality_input_hw: tuple[int, int]
     quality_eval_frames: int | None  # test frames evaluate.py scores (None: all)
     quality_baseline_frames: int  # training frames averaged for evaluate.py's mean-depth baseline
@@ -93,20 +95,20 @@ class Sizes:
 
 SIZES = {
     "full": Sizes(
-        repeats=5, input_hw=data.INPUT_HW, batch_size=4, pipeline_batches=50, pipeline_warmup_batches=4,
+        repeats=5, input_hw=data.INPUT_HW, batch_size=4, pipeline_batches=50, pipeline_warmup_batches=4, profile_frames=32,
         memory_frames=(200, 2000), memory_repeats=5, densedepth_memory_batches=10, train_steps=4,
         train_candidates=(TrainConfig("XLA", jit_compile=True), TrainConfig("steps_per_execution=4", steps_per_execution=4)),
         transfer_encoder="densenet169", infer_hw=(480, 640), infer_images=8, infer_batches=(1, 8),
-        matmul_n=4096, conv_shape=(8, 128, 128, 128), quality_minutes=(2.0, 5.0, 10.0),
+        matmul_n=4096, conv_shape=(8, 128, 128, 128), quality_minutes=(2.0, 5.0, 10.0), quality_frames=None,
         quality_input_hw=data.INPUT_HW, quality_eval_frames=None, quality_baseline_frames=200,
     ),
     # Every code path on tiny sizes, in under 3 minutes; the transfer model on VGG16, which compiles in seconds.
     "quick": Sizes(
-        repeats=3, input_hw=(48, 64), batch_size=4, pipeline_batches=4, pipeline_warmup_batches=1,
+        repeats=3, input_hw=(48, 64), batch_size=4, pipeline_batches=4, pipeline_warmup_batches=1, profile_frames=8,
         memory_frames=(16, 64), memory_repeats=2, densedepth_memory_batches=2, train_steps=2,
-        train_candidates=(TrainConfig("XLA", jit_compile=True), TrainConfig("steps_per_execution=2", steps_per_execution=2)),
+        train_candidates=(TrainConfig("steps_per_execution=2", steps_per_execution=2),),  # XLA compiles too long here
         transfer_encoder="vgg16", infer_hw=(96, 128), infer_images=4, infer_batches=(1, 4),
-        matmul_n=512, conv_shape=(2, 32, 32, 32), quality_minutes=(0.1,),
+        matmul_n=512, conv_shape=(2, 32, 32, 32), quality_minutes=(0.1,), quality_frames=64,
         quality_input_hw=(48, 64), quality_eval_frames=4, quality_baseline_frames=8,
     ),
 }
@@ -114,12 +116,26 @@ SIZES = {
 MODEL_KINDS = ("unet", "transfer")
 TEST_FRAMES = 8  # test frames in each cached synthetic set: the photographs of the inference measure
 
-# top-level key -> (comparison, bound): the issue's goals
-GOALS = {
-    "pipeline_speedup": (operator.ge, 10.0),
-    "pipeline_stall": (operator.le, 1.05),
-    "pipeline_memory_growth": (operator.le, 1.10),
+# What each top-level number of the JSON is (all medians over the repeats).
+DEFINITIONS = {
+    "pipeline_speedup": "samples/s of data.make_dataset (training=True) over the DenseDepth-style PyDataset on 2 threads",
+    "pipeline_stall": "UNet training-step time with train.py's input pipeline over the time with one batch already "
+                      "in memory, in the UNet's fastest configuration (1 = training never waits)",
+    "pipeline_memory_growth": "peak RSS while iterating one tf.data epoch over the large synthetic set over that over "
+                              "the small one (VmHWM reset at the epoch's start, a fresh process each)",
+    **{f"train_speedup_{kind}": f"{kind} training images/s in the fastest correct configuration over Keras's "
+                                "defaults (train.py's defaults)" for kind in MODEL_KINDS},
+    **{f"infer_speedup_{kind}": f"{kind} ms per photo of a plain model.predict at batch 1 over the fastest correct "
+                                "path at its best batch size" for kind in MODEL_KINDS},
+    "peak_fraction_train": "UNet training FLOP/s (a step counted as 3x the forward FLOPs, which TF's profiler "
+                           "counts) in its fastest configuration over the machine's measured float32 peak",
+    "peak_fraction_infer": "UNet forward FLOP/s on the fastest inference path (end-to-end time) over the machine's "
+                           "measured float32 peak",
 }
+
+# top-level key -> (comparison, bound): the issue's goals
+GOALS = {"pipeline_speedup": (">=", 10.0), "pipeline_stall": ("<=", 1.05), "pipeline_memory_growth": ("<=", 1.10)}
+COMPARISONS = {">=": operator.ge, "<=": operator.le}
 
 
 # ---------------------------------------------------------------------------
@@ -162,6 +178,14 @@ def synthetic_dir(cache: Path, frames: int) -> Path:
     """cache/synth<frames>: the synthetic NYU-format set of `frames` training frames (written on first use, ~30 ms
     per frame on 2 cores) and TEST_FRAMES test frames."""
     return data.ensure_synthetic(cache / f"synth{frames}", train=frames, test=TEST_FRAMES)
+
+
+def quality_data(path: str | None, cache: Path, sizes: Sizes) -> Path:
+    """The set the quality runs use: `path` if given, else the demo's (train.py writes it on first use) or,
+    when sizes.quality_frames is set, the cached set of that many frames."""
+    if path is not None:
+        return Path(path)
+    return Path(train.DEFAULT_DATA) if sizes.quality_frames is None else synthetic_dir(cache, sizes.quality_frames)
 
 
 def train_split(dataset_dir) -> data.Split:
@@ -224,18 +248,36 @@ class DenseDepthLoader(keras.utils.PyDataset):
     def example(self, row: int):
         """Frame `row` of the split -> (rgb [*input_hw, 3], y_true [*target_hw, 2]), augmented."""
         rgb_bytes, depth_bytes, _ = self.split.reader(self.split.keys[row])
-        rgb = np.asarray(Image.open(io.BytesIO(rgb_bytes)).convert("RGB"), np.float32) / 255.0
-        depth_m = np.asarray(Image.open(io.BytesIO(depth_bytes)), np.float32) * PNG_DEPTH_M_PER_UNIT[self.split.depth_format]
-        rgb = np.clip(skimage_resize(rgb, self.input_hw), 0.0, 1.0)
-        # The valid-pixel average of data.resize_depth: holes never blend into their neighbours.
-        valid = (depth_m > 0).astype(np.float32)
-        weight = skimage_resize(valid, self.target_hw)
-        mask = weight >= 0.5
-        depth = np.where(mask, skimage_resize(depth_m * valid, self.target_hw) / np.maximum(weight, 1e-6), 0.0)
-        target = np.where(mask, np.asarray(self.depth_scale.encode(depth)), 0.0)
-        y_true = np.stack([target, mask], axis=-1).astype(np.float32)
-        rng = np.random.default_rng([self.seed, row])
-        return augment_numpy(rgb, y_true, rng, self.augmentation)
+        rgb = skimage_rgb(pil_rgb(rgb_bytes), self.input_hw)
+        y_true = skimage_target(pil_depth_m(depth_bytes, self.split.depth_format), self.target_hw, self.depth_scale)
+        return augment_numpy(rgb, y_true, np.random.default_rng([self.seed, row]), self.augmentation)
+
+
+# The DenseDepth-style loader's stages, one function each so the profile times exactly what the loader runs.
+
+def pil_rgb(blob: bytes) -> np.ndarray:
+    """JPEG/PNG bytes -> float32 [H, W, 3] in [0, 1], decoded with PIL."""
+    return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"), np.float32) / 255.0
+
+
+def pil_depth_m(blob: bytes, depth_format: str) -> np.ndarray:
+    """Depth PNG bytes -> float32 [H, W] metres (0 = invalid), decoded with PIL."""
+    return np.asarray(Image.open(io.BytesIO(blob)), np.float32) * PNG_DEPTH_M_PER_UNIT[depth_format]
+
+
+def skimage_rgb(rgb: np.ndarray, hw) -> np.ndarray:
+    return np.clip(skimage_resize(rgb, hw), 0.0, 1.0)
+
+
+def skimage_target(depth_m: np.ndarray, hw, depth_scale: data.DepthScale) -> np.ndarray:
+    """Depth [H, W] metres -> y_true [*hw, 2] (encoded depth, mask): data.resize_depth's valid-pixel average, so
+    holes never blend into their neighbours, then data.pack_target's layout."""
+    valid = (depth_m > 0).astype(np.float32)
+    weight = skimage_resize(valid, hw)
+    mask = weight >= 0.5
+    depth = np.where(mask, skimage_resize(depth_m * valid, hw) / np.maximum(weight, 1e-6), 0.0)
+    target = np.where(mask, np.asarray(depth_scale.encode(depth)), 0.0)
+    return np.stack([target, mask], axis=-1).astype(np.float32)
 
 
 def pydataset_batches(loader: keras.utils.PyDataset):
@@ -290,6 +332,117 @@ def measure_pipeline(split: data.Split, sizes: Sizes, depth_scale: data.DepthSca
         "samples_per_run": sizes.pipeline_batches * sizes.batch_size,
         "note": "each run starts a fresh iterator and discards its first batches (tf.data: "
                 f"{sizes.pipeline_warmup_batches}, the PyDataset: 1); the PyDataset runs on 2 threads, as fit(workers=2)",
+    }
+
+
+# ---------------------------------------------------------------------------
+# 1b. Input pipeline: where a sample's time goes
+# ---------------------------------------------------------------------------
+
+def ms_per_sample(fn, calls: list, samples: int, repeats: int) -> dict:
+    """summary() of the ms per sample of fn(*arguments) for every arguments in `calls` (which together cover
+    `samples` samples), `repeats` times after one warm-up pass."""
+    def one_pass() -> float:
+        start = time.perf_counter()
+        for arguments in calls:
+            fn(*arguments)
+        return (time.perf_counter() - start) / samples * 1e3
+
+    one_pass()
+    return summary([one_pass() for _ in range(repeats)], "ms per sample")
+
+
+def tfdata_stages(split: data.Split, hw, depth_scale: data.DepthScale, rows: list[int]) -> dict:
+    """name -> (function, the arguments of each call) for each stage of data.make_dataset (training=True), in order;
+    every TensorFlow stage is the graph tf.data runs (a tf.function), fed the previous stage's outputs."""
+    read = data._reader(split, strict=False)
+    blobs = [read(np.asarray([row]))[1:] for row in rows]  # (rgb [1], depth [1], hw [1, 2])
+    rgb_blobs = [(tf.constant(rgb[0]),) for rgb, _, _ in blobs]
+    depth_blobs = [(tf.constant(depth[0]), tf.constant(raw_hw[0])) for _, depth, raw_hw in blobs]
+    decode_rgb = tf.function(lambda blob: data._decode_rgb(blob, None, split.rgb_format, hw))
+    decode_depth = tf.function(data._DEPTH_DECODERS[split.depth_format])
+    decoded = [{"rgb": decode_rgb(*r), "depth": decode_depth(*d)} for r, d in zip(rgb_blobs, depth_blobs)]
+    example = tf.function(lambda rgb, depth: data.to_example({"rgb": rgb, "depth": depth}, hw, hw, depth_scale))
+    examples = [example(frame["rgb"], frame["depth"]) for frame in decoded]
+    augment = tf.function(lambda rgb, y, seed: data.augment(rgb, y, seed, data.Augment()))
+    seeds = [tf.constant([row, 1], tf.int64) for row in rows]
+    return {
+        f"read bytes and check them (Python, {data.READ_CHUNK} frames per call)":
+            (lambda rows_chunk: read(rows_chunk), [(np.asarray(rows[i:i + data.READ_CHUNK]),)
+                                                   for i in range(0, len(rows), data.READ_CHUNK)]),
+        "decode JPEG at the input's scale": (decode_rgb, rgb_blobs),
+        "decode depth PNG": (decode_depth, depth_blobs),
+        "resize RGB and depth, encode the target": (example, [(f["rgb"], f["depth"]) for f in decoded]),
+        "augment": (augment, [(*ex, seed) for ex, seed in zip(examples, seeds)]),
+    }
+
+
+def densedepth_stages(split: data.Split, hw, depth_scale: data.DepthScale, rows: list[int]) -> dict:
+    """name -> (function, the arguments of each call) for each stage of DenseDepthLoader.example, in order."""
+    blobs = [split.reader(split.keys[row]) for row in rows]
+    rgbs = [pil_rgb(rgb) for rgb, _, _ in blobs]
+    depths = [pil_depth_m(depth, split.depth_format) for _, depth, _ in blobs]
+    small = [(skimage_rgb(rgb, hw), skimage_target(depth, hw, depth_scale)) for rgb, depth in zip(rgbs, depths)]
+    return {
+        "read bytes (Python)": (lambda row: split.reader(split.keys[row]), [(row,) for row in rows]),
+        "decode JPEG (PIL)": (pil_rgb, [(rgb,) for rgb, _, _ in blobs]),
+        "decode depth PNG (PIL)": (lambda blob: pil_depth_m(blob, split.depth_format), [(d,) for _, d, _ in blobs]),
+        "resize RGB (scikit-image)": (lambda rgb: skimage_rgb(rgb, hw), [(rgb,) for rgb in rgbs]),
+        "resize depth, encode the target (scikit-image)": (lambda d: skimage_target(d, hw, depth_scale),
+                                                           [(d,) for d in depths]),
+        "augment (numpy)": (lambda rgb, y, row: augment_numpy(rgb, y, np.random.default_rng([0, row]), data.Augment()),
+                            [(*pair, row) for pair, row in zip(small, rows)]),
+    }
+
+
+def stage_profile(dataset_dir: str, hw, frames: int, repeats: int) -> dict:
+    """{loader: {stage: summary of ms per sample}} on ONE core: TensorFlow's thread pools set to one thread before
+    its first op (so meant for a fresh process), and every stage run serially. The sum is a sample's CPU cost."""
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    split, depth_scale = train_split(dataset_dir), data.DepthScale()
+    rows = list(range(min(frames, len(split))))
+    stages = {"tf.data": tfdata_stages(split, hw, depth_scale, rows),
+              "DenseDepth-style PyDataset": densedepth_stages(split, hw, depth_scale, rows)}
+    return {loader: {name: ms_per_sample(fn, calls, len(rows), repeats) for name, (fn, calls) in named.items()}
+            for loader, named in stages.items()}
+
+
+def reading_rate(split: data.Split, chunk: int, samples: int) -> float:
+    """Frames per second of data.blobs (the reading stage alone: Python reads through tf.numpy_function) with
+    `chunk` frames per Python call, on all cores."""
+    iterator = iter(data.blobs(split, chunk=chunk).repeat().prefetch(tf.data.AUTOTUNE))
+    for _ in range(2 * chunk):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(samples):
+        next(iterator)
+    return samples / (time.perf_counter() - start)
+
+
+def measure_pipeline_profile(dataset_dir: Path, pipeline: dict, sizes: Sizes) -> dict:
+    """Where a sample's time goes, for both loaders: each stage's ms per sample on one core (in a fresh process),
+    their total, and what the total allows on this machine's cores next to the rate measured with all of them;
+    then the reading stage alone at one frame and at data.READ_CHUNK frames per Python call."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        stages = pool.apply(stage_profile, (str(dataset_dir), sizes.input_hw, sizes.profile_frames, sizes.repeats))
+    cores = len(os.sched_getaffinity(0))
+    totals = {loader: sum(figure["median"] for figure in named.values()) for loader, named in stages.items()}
+    split = train_split(dataset_dir)
+    chunks = {f"{chunk} frame{'s' if chunk > 1 else ''} per call": chunk for chunk in (1, data.READ_CHUNK)}
+    reading = interleaved({name: lambda chunk=chunk: reading_rate(split, chunk, sizes.pipeline_batches * sizes.batch_size)
+                           for name, chunk in chunks.items()}, sizes.repeats)
+    return {
+        "stages_ms_per_sample": stages,
+        "total_ms_per_sample": totals,
+        "cores": cores,
+        # if every core did nothing but this loader's stages
+        "ceiling_samples_per_s": {loader: cores * 1e3 / total for loader, total in totals.items()},
+        "measured_samples_per_s": {loader: figure["median"] for loader, figure in pipeline["samples_per_s"].items()},
+        # the CPU cost per sample tf.data would need for the 10x goal, the baseline's being what it is
+        "goal_ms_per_sample": totals["DenseDepth-style PyDataset"] / GOALS["pipeline_speedup"][1],
+        "reading_stage_samples_per_s": {name: summary(values, "samples/s") for name, values in reading.items()},
+        "reading_stage_speedup": ratio_summary(*reversed(reading.values())),
     }
 
 
@@ -654,6 +807,7 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
+    """What the figures were measured on: CPU, cores, memory, GPUs, versions, thread settings, load."""
     return {
         "cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
@@ -686,7 +840,7 @@ def headline(results: dict) -> dict:
 
 def goals(numbers: dict) -> dict:
     """{key: {goal, met}} for every number the issue sets a goal for."""
-    return {key: {"goal": f"{'>=' if compare is operator.ge else '<='} {bound:g}", "met": bool(compare(numbers[key], bound))}
+    return {key: {"goal": f"{compare} {bound:g}", "met": bool(COMPARISONS[compare](numbers[key], bound))}
             for key, (compare, bound) in GOALS.items()}
 
 
@@ -719,6 +873,32 @@ def pipeline_rows(results: dict) -> list[tuple]:
                      goal_cell(results, "pipeline_memory_growth") if loader == "tf.data" else
                      f"reads {figures['batches_read']} batches: its peak is the zip it holds"))
     return rows
+
+
+def profile_rows(results: dict) -> list[tuple]:
+    profile = results["pipeline"]["profile"]
+    baseline, ours = "DenseDepth-style PyDataset", "tf.data"
+    stages, totals = profile["stages_ms_per_sample"], profile["total_ms_per_sample"]
+
+    def breakdown(loader: str) -> str:
+        return " + ".join(f"{name} {figure['median']:.2f}" for name, figure in stages[loader].items()) + \
+            f" = **{totals[loader]:.2f}**"
+
+    decode = sum(figure["median"] for name, figure in stages[ours].items() if name.startswith("decode"))
+    cores, ceiling, measured = profile["cores"], profile["ceiling_samples_per_s"], profile["measured_samples_per_s"]
+    reading = profile["reading_stage_samples_per_s"]
+    one, chunked = reading.values()
+    return [
+        ("Where a sample's CPU time goes, ms on one core", breakdown(baseline), breakdown(ours),
+         f"{totals[baseline] / totals[ours]:.1f}x less CPU",
+         f"10x needs <= {profile['goal_ms_per_sample']:.2f} ms per sample; the two decodes alone take {decode:.2f}"),
+        (f"Samples/s if {cores} cores did only this, vs measured", f"{ceiling[baseline]:.0f} vs {measured[baseline]:.0f}",
+         f"{ceiling[ours]:.0f} vs {measured[ours]:.0f}", "",
+         "the rest of the gap is threading and tf.data's own work, shared cores"),
+        ("Reading stage alone (Python through tf.numpy_function), samples/s", f"{list(reading)[0]} {spread(one, 0)}",
+         f"{list(reading)[1]} {spread(chunked, 0)}", f"{spread(profile['reading_stage_speedup'], 1)}x",
+         "each call hands the GIL between threads; one frame per call capped the pipeline"),
+    ]
 
 
 def training_rows(results: dict) -> list[tuple]:
@@ -777,7 +957,7 @@ def quality_rows(results: dict) -> list[tuple]:
 def markdown(results: dict) -> str:
     """The README table: every figure beside its baseline, with the ratio; median (min-max) over the repeats."""
     m = results["machine"]
-    rows = [*pipeline_rows(results), *training_rows(results), *inference_rows(results), *limit_rows(results),
+    rows = [*pipeline_rows(results), *profile_rows(results), *training_rows(results), *inference_rows(results), *limit_rows(results),
             *quality_rows(results)]
     lines = [
         f"Machine: {m['cpu']}, {m['usable_cores']} cores, {m['memory_gib']} GiB RAM, "
@@ -788,7 +968,10 @@ def markdown(results: dict) -> str:
         "| measure | baseline | this project | ratio | goal / notes |",
         "| --- | --- | --- | --- | --- |",
     ]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    seconds = results["duration_s"]
+    footer = f"Run time {seconds['total'] / 60:.1f} min" + (
+        f", of which {seconds['quality'] / 60:.1f} min for the quality runs." if "quality" in seconds else ".")
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows] + ["", footer])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -801,72 +984,97 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where to write the results (default: benchmarks/results.json)")
     parser.add_argument("--cache", default="data/bench",
                         help="folder of the cached synthetic sets, written on first use (default: data/bench)")
-    parser.add_argument("--quality-data", default=train.DEFAULT_DATA,
-                        help=f"the set the quality runs train and evaluate on (default: the demo's, {train.DEFAULT_DATA})")
+    parser.add_argument("--quality-data", default=None,
+                        help=f"the set the quality runs train and evaluate on (default: the demo's, {train.DEFAULT_DATA}, "
+                             "written on first use; with --quick, the cached 64-frame set)")
     parser.add_argument("--work", default="runs/benchmark",
                         help="folder for the quality runs' models and evaluations (default: runs/benchmark)")
     return parser.parse_args(argv)
 
 
+def test_photos(dataset_dir: Path, sizes: Sizes) -> np.ndarray:
+    """The set's test frames as uint8 photographs [infer_images, *infer_hw, 3]."""
+    photos = np.stack([frame["rgb"].numpy() for frame in data.frames(data.open_source(dataset_dir).split("test"))])
+    resized = tf.image.resize(photos[:sizes.infer_images], sizes.infer_hw, antialias=True)
+    return tf.saturate_cast(tf.round(resized), tf.uint8).numpy()
+
+
+def stopwatch():
+    """A function returning the seconds since it was last called (or since stopwatch() was)."""
+    last = [time.perf_counter()]
+
+    def lap() -> float:
+        now = time.perf_counter()
+        elapsed, last[0] = now - last[0], now
+        return elapsed
+
+    return lap
+
+
 def main(args: argparse.Namespace) -> dict:
     """Run every measure, write the JSON, print the Markdown table; returns the results."""
-    started = time.perf_counter()
+    lap, started = stopwatch(), time.perf_counter()
     mode = "quick" if args.quick else "full"
     sizes = SIZES[mode]
     keras.utils.set_random_seed(0)
     depth_scale = data.DepthScale()
-    results = {"machine": machine()}
+    results, seconds = {"machine": machine()}, {}
     say(f"{mode} run on {results['machine']['cpu']}, load average {results['machine']['load_average_at_start']}")
-
     cache = Path(args.cache)
     small, large = (synthetic_dir(cache, frames) for frames in sizes.memory_frames)
     split = train_split(small)
+    seconds["synthetic sets"] = lap()
 
     say("1/6 input pipeline: tf.data against the DenseDepth-style loader")
     results["pipeline"] = measure_pipeline(split, sizes, depth_scale)
+    say("1/6 input pipeline: where a sample's time goes")
+    results["pipeline"]["profile"] = measure_pipeline_profile(small, results["pipeline"], sizes)
+    seconds["pipeline"] = lap()
     say("2/6 memory: peak RSS of one epoch in fresh processes")
     results["memory"] = measure_memory(small, large, sizes)
+    seconds["memory"] = lap()
 
-    say("3/6 training speed")
     results["training"], nets = {}, {}
     for kind in MODEL_KINDS:
+        say(f"3/6 training speed: {kind}")
         results["training"][kind], built = measure_training(kind, split, sizes, depth_scale)
         nets[kind] = built[KERAS_DEFAULTS.name][0]
         if kind == "unet":
-            say("3/6 does training wait for data? (UNet, its fastest configuration)")
+            say("3/6 does training wait for data? (the UNet in its fastest configuration)")
             results["stall"] = measure_stall(*built[results["training"][kind]["fastest"]], split, sizes, depth_scale)
         del built
+    seconds["training"] = lap()
 
-    say("4/6 inference")
-    photos = np.stack([frame["rgb"].numpy() for frame in data.frames(data.open_source(small).split("test"))])
-    photos = tf.saturate_cast(tf.round(tf.image.resize(photos[:sizes.infer_images], sizes.infer_hw, antialias=True)),
-                              tf.uint8).numpy()
-    results["inference"] = {}
+    photos, results["inference"] = test_photos(small, sizes), {}
     for kind, net in nets.items():
-        # The trained model's start: mean-depth output, so depth maps are not all clipped to one limit.
+        say(f"4/6 inference: {kind}")
+        # A trained model's start (mean-depth output), so the depth maps compared are not all clipped to one limit.
         train.init_output_bias(net, data.make_dataset(split, batch_size=sizes.batch_size, input_hw=sizes.input_hw,
                                                       target_hw=net.output_shape[1:3], depth_scale=depth_scale), batches=2)
-        say(f"4/6 inference: {kind}")
         results["inference"][kind] = measure_inference(net, photos, sizes, depth_scale)
+    seconds["inference"] = lap()
 
     say("5/6 distance to the limit: FLOPs and the machine's peak")
     results["limit"] = {"flops": {kind: forward_flops(net) for kind, net in nets.items()}, "peak": measure_peak(sizes)}
     del nets
+    seconds["limit"] = lap()
 
     if not args.skip_quality:
         say("6/6 quality per minute of CPU training")
-        results["quality"] = measure_quality(args.quality_data, Path(args.work), sizes)
+        results["quality"] = measure_quality(quality_data(args.quality_data, cache, sizes), Path(args.work), sizes)
+        seconds["quality"] = lap()
 
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
-    report = {**headline(results), **results, "settings": {"mode": mode, **dataclasses.asdict(sizes)}}
+    report = {**headline(results), "definitions": DEFINITIONS, **results,
+              "settings": {"mode": mode, **dataclasses.asdict(sizes)}}
     report["goals"] = goals(report)
-    report["duration_s"] = time.perf_counter() - started
+    report["duration_s"] = {"total": time.perf_counter() - started, **seconds}
     report["markdown"] = markdown(report)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(report["markdown"])
-    say(f"wrote {out} in {report['duration_s'] / 60:.1f} min")
+    say(f"wrote {out} in {report['duration_s']['total'] / 60:.1f} min")
     return report
 
 

@@ -101,7 +101,7 @@ class DataError(Exception):
     """A user-facing problem with a dataset path or file; its message is one sentence naming the file and the fix."""
 
 
-# depth_format -> how the depth blob is stored; decoded in the graph by `_decode_depth_m`.
+# depth_format -> how the depth blob is stored; decoded in the graph by `_DEPTH_DECODERS`.
 DEPTH_FORMATS = {
     "png8_10m": "8-bit PNG, 255 = 10 m (DenseDepth's training depth)",
     "png16_mm": "16-bit PNG in millimetres",
@@ -509,14 +509,20 @@ def _frame_problem(split: Split, rgb: bytes, depth: bytes, hw) -> str | None:
     return None
 
 
+# Frames read per Python call: every tf.numpy_function call costs about 1 ms of GIL hand-offs whatever it does
+# (reading a frame's bytes takes 0.04 ms), which capped the whole pipeline at ~700 frames/s on 2 cores when it
+# read one frame per call; 8 per call lifts the reading stage to ~3700 frames/s (benchmark.py profiles it).
+READ_CHUNK = 8
+
+
 def _reader(split: Split, strict: bool):
-    """index -> (ok, rgb blob, depth blob, raw (h, w)) for tf.numpy_function; bad frames are logged and skipped.
+    """indices int64 [n] -> (ok bool [n], rgb blobs string [n], depth blobs string [n], raw (h, w) int32 [n, 2])
+    for tf.numpy_function; bad frames are logged, listed in split.skipped and come back with ok False.
 
     With strict=True a bad frame raises DataError naming it instead.
     """
 
-    def read(index):
-        index = int(index)
+    def read_one(index: int):
         try:
             rgb, depth, hw = split.reader(split.keys[index])
             problem = _frame_problem(split, rgb, depth, hw)
@@ -531,57 +537,86 @@ def _reader(split: Split, strict: bool):
         split.skipped.append(f"{where}: {problem}")
         return False, b"", b"", np.zeros(2, np.int32)
 
+    def read(indices):
+        ok, rgb, depth, hw = zip(*(read_one(int(index)) for index in indices))
+        return np.array(ok), np.array(rgb, object), np.array(depth, object), np.stack(hw)
+
     return read
 
 
-def _decode_rgb(blob, hw, rgb_format):
-    """-> uint8 [H, W, 3]."""
+def _decode_rgb(blob, hw, rgb_format, min_hw=None):
+    """-> uint8 [H, W, 3]; JPEGs at a reduced scale when min_hw (h, w) is given (see _decode_jpeg_at_least)."""
     if rgb_format == "raw":
         return tf.reshape(tf.io.decode_raw(blob, tf.uint8), [hw[0], hw[1], 3])
-    return tf.io.decode_image(blob, channels=3, dtype=tf.uint8, expand_animations=False)
+    decode_any = lambda: tf.io.decode_image(blob, channels=3, dtype=tf.uint8, expand_animations=False)  # noqa: E731
+    if min_hw is None:
+        return decode_any()
+    is_jpeg = tf.strings.substr(blob, 0, 2) == b"\xff\xd8"
+    return tf.cond(is_jpeg, lambda: _decode_jpeg_at_least(blob, min_hw), decode_any)
 
 
-_DEPTH_DECODERS = {  # depth_format -> (blob, raw hw) -> float32 [H, W, 1] metres
-    "png8_10m": lambda b, hw: tf.cast(tf.io.decode_png(b, channels=1, dtype=tf.uint8), tf.float32) * (10.0 / 255.0),
-    "png16_mm": lambda b, hw: tf.cast(tf.io.decode_png(b, channels=1, dtype=tf.uint16), tf.float32) / 1000.0,
-    "raw_f32_m": lambda b, hw: tf.reshape(tf.io.decode_raw(b, tf.float32), [hw[0], hw[1], 1]),
-}
+_JPEG_RATIOS = (1, 2, 4, 8)  # the downscales libjpeg can apply while decoding
 
 
-def _decode_depth_m(blob, hw, depth_format):
-    """-> float32 [H, W, 1] metres, with every invalid pixel (0, NaN, inf, negative) set to 0."""
-    depth = _DEPTH_DECODERS[depth_format](blob, hw)
+def _decode_jpeg_at_least(blob, min_hw):
+    """JPEG bytes -> uint8 [ceil(H / r), ceil(W / r), 3] for the largest r in _JPEG_RATIOS that keeps both sides
+    at least min_hw (h, w). libjpeg downscales inside the inverse DCT, so a 640x480 frame for a 320x240 input
+    costs less than its full decode alone, and needs no resize after."""
+    shape = tf.io.extract_jpeg_shape(blob)[:2]
+    fits = [tf.reduce_all(shape // r >= tf.constant(min_hw, tf.int32)) for r in _JPEG_RATIOS]
+    largest = tf.maximum(tf.reduce_sum(tf.cast(tf.stack(fits), tf.int32)) - 1, 0)  # fits is True..True False..False
+    return tf.switch_case(largest, [lambda r=r: tf.io.decode_jpeg(blob, channels=3, ratio=r) for r in _JPEG_RATIOS])
+
+
+def _finite_positive(depth):
+    """Depth with every invalid value (NaN, inf, zero or negative) set to 0."""
     return tf.where(tf.math.is_finite(depth) & (depth > 0), depth, 0.0)
 
 
-def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = None) -> tf.data.Dataset:
-    """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
-    (0 = invalid) and index (int64, the frame's position in split.keys).
+# depth_format -> (blob, raw hw) -> float32 [H, W, 1] metres, 0 = invalid. PNG values are never negative or
+# non-finite, so only raw floats need _finite_positive.
+_DEPTH_DECODERS = {
+    "png8_10m": lambda b, hw: tf.cast(tf.io.decode_png(b, channels=1, dtype=tf.uint8), tf.float32) * (10.0 / 255.0),
+    "png16_mm": lambda b, hw: tf.cast(tf.io.decode_png(b, channels=1, dtype=tf.uint16), tf.float32) / 1000.0,
+    "raw_f32_m": lambda b, hw: _finite_positive(tf.reshape(tf.io.decode_raw(b, tf.float32), [hw[0], hw[1], 1])),
+}
 
-    Frames are read one by one (never the whole dataset); undecodable ones are skipped with a warning
-    (listed in split.skipped) unless strict. shuffle_seed reshuffles the order every epoch.
-    """
+
+def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
+          chunk: int = READ_CHUNK) -> tf.data.Dataset:
+    """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
+    (int32 [2]) and index (int64), bad frames already left out. Python reads `chunk` frames per call."""
     read = _reader(split, strict)
     indices = tf.data.Dataset.range(len(split))
     if shuffle_seed is not None:
         indices = indices.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
 
-    def load(index):
-        ok, rgb, depth, hw = tf.numpy_function(read, [index], [tf.bool, tf.string, tf.string, tf.int32])
-        return {"ok": ok, "rgb": rgb, "depth": depth, "hw": hw, "index": index}
+    def load(chunk_indices):
+        ok, rgb, depth, hw = tf.numpy_function(read, [chunk_indices], [tf.bool, tf.string, tf.string, tf.int32])
+        return {"ok": tf.reshape(ok, [-1]), "rgb": tf.reshape(rgb, [-1]), "depth": tf.reshape(depth, [-1]),
+                "hw": tf.reshape(hw, [-1, 2]), "index": chunk_indices}
 
-    def decode(blobs):
+    loaded = indices.batch(chunk).map(load, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    return loaded.filter(lambda frame: frame["ok"])
+
+
+def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
+           rgb_min_hw=None) -> tf.data.Dataset:
+    """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
+    (0 = invalid) and index (int64, the frame's position in split.keys).
+
+    Frames are read a few at a time (never the whole dataset); undecodable ones are skipped with a warning
+    (listed in split.skipped) unless strict. shuffle_seed reshuffles the order every epoch. With rgb_min_hw
+    (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it.
+    """
+    def decode(frame):
         return {
-            "rgb": _decode_rgb(blobs["rgb"], blobs["hw"], split.rgb_format),
-            "depth": _decode_depth_m(blobs["depth"], blobs["hw"], split.depth_format),
-            "index": blobs["index"],
+            "rgb": _decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw),
+            "depth": _DEPTH_DECODERS[split.depth_format](frame["depth"], frame["hw"]),
+            "index": frame["index"],
         }
 
-    decoded = (
-        indices.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        .filter(lambda blobs: blobs["ok"])
-        .map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    )
+    decoded = blobs(split, strict=strict, shuffle_seed=shuffle_seed).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     # A whole-looking file can still fail to decode (corrupt inside): TF logs it and the frame is dropped.
     return decoded if strict else decoded.ignore_errors(log_warning=True)
 
@@ -604,9 +639,18 @@ def resize_depth(depth_m, size):
 
 
 def resize_rgb(rgb_uint8, size):
-    """RGB uint8 [..., H, W, 3] -> float32 [..., h, w, 3] in [0, 1], bilinear with antialiasing."""
-    rgb = tf.image.convert_image_dtype(rgb_uint8, tf.float32)
-    return tf.clip_by_value(tf.image.resize(rgb, size, method="bilinear", antialias=True), 0.0, 1.0)
+    """RGB uint8 [..., H, W, 3] -> float32 [..., h, w, 3] in [0, 1]: unchanged at the same size, an area average
+    (a box filter, which never aliases) when shrinking both sides, else bilinear with antialiasing.
+
+    Area is 4x cheaper than antialiased bilinear here and differs from it by under one grey level on average.
+    """
+    hw, size_t = tf.shape(rgb_uint8)[-3:-1], tf.constant(size, tf.int32)
+    resized = tf.case([
+        (tf.reduce_all(hw == size_t), lambda: tf.cast(rgb_uint8, tf.float32)),
+        (tf.reduce_all(hw >= size_t), lambda: tf.image.resize(rgb_uint8, size, method="area")),
+    ], default=lambda: tf.image.resize(rgb_uint8, size, method="bilinear", antialias=True))
+    resized = tf.ensure_shape(resized, [*rgb_uint8.shape[:-3], *size, 3])  # the same-size branch knows no size
+    return tf.clip_by_value(resized / 255.0, 0.0, 1.0)
 
 
 def to_example(frame, input_hw, target_hw, depth_scale: DepthScale):
@@ -638,13 +682,14 @@ def augment(rgb, y_true, seed, config: Augment):
     """Augment one example with the stateless seed `seed` (int64 [2]): flips apply to image and target
     together, colour changes to the image only. rgb [h, w, 3] in [0, 1], y_true [h', w', 2]."""
     s_flip, s_swap, s_order, s_bright, s_contrast, s_gamma = tf.unstack(tf.random.split(seed, 6))
+    # tf.cond, not tf.where: the flipped and permuted copies are only made when they are used.
     flip = tf.random.stateless_uniform([], s_flip) < config.flip
-    rgb = tf.where(flip, tf.image.flip_left_right(rgb), rgb)
-    y_true = tf.where(flip, tf.image.flip_left_right(y_true), y_true)
+    rgb, y_true = tf.cond(flip, lambda: (tf.image.flip_left_right(rgb), tf.image.flip_left_right(y_true)),
+                          lambda: (rgb, y_true))
 
     swap = tf.random.stateless_uniform([], s_swap) < config.channel_swap
     order = tf.gather(tf.constant(_CHANNEL_ORDERS, tf.int32), tf.random.stateless_uniform([], s_order, 0, 6, dtype=tf.int32))
-    rgb = tf.where(swap, tf.gather(rgb, order, axis=-1), rgb)
+    rgb = tf.cond(swap, lambda: tf.gather(rgb, order, axis=-1), lambda: rgb)
 
     if config.brightness > 0:
         rgb = tf.image.stateless_random_brightness(rgb, config.brightness, s_bright)
@@ -652,7 +697,9 @@ def augment(rgb, y_true, seed, config: Augment):
         rgb = tf.image.stateless_random_contrast(rgb, 1 - config.contrast, 1 + config.contrast, s_contrast)
     rgb = tf.clip_by_value(rgb, 0.0, 1.0)
     if config.gamma > 0:
-        rgb = rgb ** tf.random.stateless_uniform([], s_gamma, 1 - config.gamma, 1 + config.gamma)
+        # x ** g as exp(g log x): 5x faster than TF's pow on CPU; log(0) = -inf gives exp(-inf) = 0 = 0 ** g.
+        gamma = tf.random.stateless_uniform([], s_gamma, 1 - config.gamma, 1 + config.gamma)
+        rgb = tf.exp(gamma * tf.math.log(rgb))
     return rgb, y_true
 
 
@@ -674,7 +721,7 @@ def make_dataset(
     the encoded depth and its validity mask (see pack_target). training shuffles every epoch (seeded),
     augments and drops the last partial batch; the same seed gives the same batches.
     """
-    examples = frames(split, strict=strict, shuffle_seed=seed if training else None).map(
+    examples = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw).map(
         lambda frame: to_example(frame, input_hw, target_hw, depth_scale), num_parallel_calls=tf.data.AUTOTUNE
     )
     if training and augmentation is not None:

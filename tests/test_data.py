@@ -167,6 +167,25 @@ def test_resize_depth_never_blends_holes():
     np.testing.assert_allclose(resized.numpy()[mask.numpy() > 0], 2.0)
 
 
+@pytest.mark.parametrize("min_hw, expected_hw", [((24, 32), (24, 32)), ((13, 17), (24, 32)), ((6, 8), (6, 8)),
+                                                  ((7, 8), (12, 16)), ((60, 80), (48, 64))])
+def test_jpeg_decoded_at_the_smallest_scale_covering_the_input(min_hw, expected_hw):
+    """48x64 JPEG: libjpeg's 1/2, 1/4, 1/8 give 24x32, 12x16, 6x8; never below min_hw, full size if none fits."""
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    blob = tf.constant(L.jpeg_bytes(rgb))
+    assert tuple(data._decode_rgb(blob, None, "image", min_hw).shape) == (*expected_hw, 3)
+    assert tuple(data._decode_rgb(blob, None, "image").shape) == (48, 64, 3)
+
+
+def test_scaled_decode_matches_full_decode_then_resize(tmp_path):
+    """The training pipeline's reduced-scale JPEG decode against a full decode and resize_rgb: same picture."""
+    train = L.make_frames(2, seed=12)
+    split = data.open_source(L.write_zip(tmp_path / "nyu_data.zip", L.densedepth_files(train, []))).split("train")
+    x, _ = next(iter(data.make_dataset(split, batch_size=2, input_hw=(24, 32), target_hw=(12, 16))))
+    full = [data.resize_rgb(frame["rgb"], (24, 32)).numpy() for frame in data.frames(split)]
+    assert np.abs(x.numpy() - np.stack(full)).mean() < 2 / 255
+
+
 def example_batches(split, seed, augmentation):
     dataset = data.make_dataset(split, batch_size=2, input_hw=(24, 32), target_hw=(12, 16), training=True,
                                 augmentation=augmentation, seed=seed)
@@ -176,7 +195,9 @@ def example_batches(split, seed, augmentation):
 def test_pipeline_shapes_targets_and_masks(tmp_path):
     test = L.make_frames(3, seed=10)
     split = data.open_source(L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(test))).split("test")
-    batches = list(data.make_dataset(split, batch_size=2, input_hw=(24, 32), target_hw=(12, 16)))
+    dataset = data.make_dataset(split, batch_size=2, input_hw=(24, 32), target_hw=(12, 16))
+    assert dataset.element_spec[0].shape.as_list() == [None, 24, 32, 3]  # static: models are built on it
+    batches = list(dataset)
     assert [tuple(x.shape) for x, _ in batches] == [(2, 24, 32, 3), (1, 24, 32, 3)]
     x, y = batches[0]
     assert y.shape == (2, 12, 16, 2) and 0.0 <= x.numpy().min() and x.numpy().max() <= 1.0
