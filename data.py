@@ -510,8 +510,8 @@ def _frame_problem(split: Split, rgb: bytes, depth: bytes, hw) -> str | None:
 
 
 # Frames read per Python call: every tf.numpy_function call costs about 1 ms of GIL hand-offs whatever it does
-# (reading a frame's bytes takes 0.04 ms), which capped the whole pipeline at ~700 frames/s on 2 cores when it
-# read one frame per call; 8 per call lifts the reading stage to ~3700 frames/s (benchmark.py profiles it).
+# (reading a frame's bytes takes 0.04 ms), which capped the whole pipeline at ~850 frames/s on 2 cores when it
+# read one frame per call; 8 per call lifts the reading stage to ~3500 frames/s (benchmark.py profiles it).
 READ_CHUNK = 8
 
 
