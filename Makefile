@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-# The demo: synthetic NYU-format data, a UNet trained for a few minutes on the CPU, its evaluation,
-# and its depth maps of the real NYU photographs in ../shared/nyu_examples (when that folder exists).
+# The demo: synthetic NYU-format data, a UNet trained for a few minutes on the CPU (recipes/demo.txt, which
+# the benchmark's quality runs also train with), its evaluation, and its depth maps of the real NYU
+# photographs in ../shared/nyu_examples (when that folder exists).
 DEMO_DATA := data/synth
 DEMO_MINUTES := 6
 DEMO_RUN := runs/demo
@@ -31,16 +32,18 @@ $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The suite in TEST_WORKERS processes (pytest-xdist; a worker steals tests from a busy one).
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 $(DEMO_DATA)/nyu_data.zip:
-	$(PY) data.py synth --out $(DEMO_DATA)
+	$(PY) -m synth --out $(DEMO_DATA)
 
 demo: setup $(DEMO_DATA)/nyu_data.zip
 	rm -rf $(DEMO_RUN)
-	$(PY) train.py --data $(DEMO_DATA) --model unet --base-filters 16 --lr 1e-3 --epochs 100 \
-		--steps-per-epoch 75 --time-budget $(DEMO_MINUTES) --out $(DEMO_RUN)
+	$(PY) train.py @recipes/demo.txt --data $(DEMO_DATA) --time-budget $(DEMO_MINUTES) --out $(DEMO_RUN)
 	$(PY) evaluate.py --model $(DEMO_RUN)/model.keras --data $(DEMO_DATA) --out $(DEMO_OUT)
 	@if [ -d $(NYU_EXAMPLES) ]; then \
 		$(PY) predict.py --model $(DEMO_RUN)/model.keras $(NYU_EXAMPLES) --out $(DEMO_OUT)/nyu_examples; \

@@ -24,52 +24,27 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from camera import NYU_FRAME_HW
-from data import EIGEN_CROP, DataError, DepthScale, Split, frames, open_source
+import figures
+import nyu
+from data import frames
+from depth import DepthScale
+from layouts import DataError, Split, open_source
 from loss import depth_errors
 from model import depth_scale_of, load_model
-from predict import DEPTH_CMAP, IMAGE_ERRORS, find_inputs, predict_depth_m, read_rgb
+from predict import predict_depth_m, read_photos
 
 METRICS = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")  # depth_errors' keys
-TABLE_METRICS = ("delta1", "delta2", "delta3", "abs_rel", "rmse", "log10")
-PUBLISHED_ON = "published, NYU Depth V2 test (654)"
-
-# Numbers as each paper reports them on NYU Depth V2's official test split; None where it gives none.
-PUBLISHED = [
-    {"method": "Eigen & Fergus 2015 (the seed paper's Eigen et al.)",
-     "delta1": 0.769, "delta2": 0.950, "delta3": 0.988, "abs_rel": 0.158, "rmse": 0.641, "log10": None},
-    {"method": "Laina et al. 2016",
-     "delta1": 0.811, "delta2": 0.953, "delta3": 0.988, "abs_rel": 0.127, "rmse": 0.573, "log10": 0.055},
-    {"method": "Alhashim & Wonka 2018 (DenseDepth)",
-     "delta1": 0.846, "delta2": 0.974, "delta3": 0.994, "abs_rel": 0.123, "rmse": 0.465, "log10": 0.053},
-    {"method": "Alhashim & Wonka 2018 (DenseDepth), per-image median scaling",
-     "delta1": 0.895, "delta2": 0.980, "delta3": 0.996, "abs_rel": 0.103, "rmse": 0.390, "log10": None},
-    {"method": "seed paper (CS231N): UNet",
-     "delta1": 0.558, "delta2": 0.712, "delta3": 0.836, "abs_rel": 0.384, "rmse": 0.751, "log10": None},
-    {"method": "seed paper (CS231N): transfer model",
-     "delta1": 0.661, "delta2": 0.784, "delta3": 0.837, "abs_rel": 0.292, "rmse": 0.682, "log10": None},
-    {"method": "Lee et al. 2019 (BTS)",
-     "delta1": 0.885, "delta2": 0.978, "delta3": 0.994, "abs_rel": 0.110, "rmse": 0.392, "log10": 0.047},
-    {"method": "Bhat et al. 2021 (AdaBins)",
-     "delta1": 0.903, "delta2": 0.984, "delta3": 0.997, "abs_rel": 0.103, "rmse": 0.364, "log10": 0.044},
-]
-
-# The NYU evaluation crops of a 480x640 frame: name -> ((top, bottom, left, right), all inclusive; whose it is).
-NYU_CROPS = {
-    "eigen": (EIGEN_CROP, "Eigen's, as in DenseDepth's eigen_test_crop.npy"),
-    "bts": ((45, 470, 41, 600), "BTS / AdaBins'"),
-}
+TABLE_METRICS = nyu.PUBLISHED_METRICS  # the metrics the published rows report
+NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
 CROP_CHOICES = {
-    "auto": "the data's own crop (eigen_test_crop.npy) if it ships one, else eigen for 480x640 frames, else none",
-    "eigen": "Eigen / DenseDepth's crop, rows 20-459 and columns 24-615 (480x640 frames only)",
-    "bts": "BTS / AdaBins' crop, rows 45-470 and columns 41-600 (480x640 frames only)",
+    "auto": f"the data's own crop (eigen_test_crop.npy) if it ships one, else eigen for {NYU_FRAME_TEXT} frames, "
+            "else none",
+    **{name: f"{crop.whose}, {nyu.box_text(crop.box)} ({NYU_FRAME_TEXT} frames only)" for name, crop in nyu.CROPS.items()},
     "none": "the whole frame",
 }
-
+BASELINE_FRAMES = 200  # training frames (evenly spaced) whose mean depth the baseline predicts everywhere
 
 # ---------------------------------------------------------------------------
 # Scoring one image
@@ -81,26 +56,22 @@ def compute_errors(gt, pred, mask=None) -> dict[str, float]:
     return {name: float(value) for name, value in depth_errors(gt, pred, mask).items()}
 
 
-def _box_text(box) -> str:
-    top, bottom, left, right = box
-    return f"rows {top}-{bottom}, columns {left}-{right}"
-
-
 def frame_crop(choice: str, hw, data_crop=None) -> tuple[tuple | None, str]:
     """(box, label): the crop (top, bottom, left, right, inclusive) a frame of size hw = (H, W) is scored in,
     None for the whole frame, and a label saying which. choice: a key of CROP_CHOICES; data_crop: the
-    split's own crop (Split.crop). The NYU crops are refused for frames that are not 480x640."""
-    nyu_frame = tuple(hw) == NYU_FRAME_HW
+    split's own crop (Split.crop). The NYU crops (nyu.CROPS) are refused for frames of another size."""
+    nyu_frame = tuple(hw) == nyu.FRAME_HW
     if choice == "auto":
         if data_crop is not None:
-            return tuple(data_crop), f"the data's own ({_box_text(data_crop)})"
+            return tuple(data_crop), f"the data's own ({nyu.box_text(data_crop)})"
         choice = "eigen" if nyu_frame else "none"
     if choice == "none":
         return None, "none (whole frame)"
     if not nyu_frame:
-        raise DataError(f"--crop {choice} is defined for 480x640 NYU frames, not {hw[0]}x{hw[1]}; use --crop auto or none")
-    box, whose = NYU_CROPS[choice]
-    return box, f"{choice}: {whose} ({_box_text(box)})"
+        raise DataError(f"--crop {choice} is defined for {NYU_FRAME_TEXT} NYU frames, not {hw[0]}x{hw[1]}; "
+                        "use --crop auto or none")
+    crop = nyu.CROPS[choice]
+    return crop.box, f"{choice}: {crop.whose} ({nyu.box_text(crop.box)})"
 
 
 def crop_mask(hw, box=None) -> np.ndarray:
@@ -218,154 +189,54 @@ def mean_over_images(rows: list[dict], prefix: str = "") -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------
-# Figures
+# Figures (gathered here, drawn by figures.py)
 # ---------------------------------------------------------------------------
 
-def _panel_grid(rows: int, columns: int, panel_hw, title_lines: int = 1) -> tuple[Figure, np.ndarray]:
-    """(figure, axes [rows, columns]) drawn with Agg (no display needed): panels about 3.2 inches wide at the
-    aspect of panel_hw = (H, W) pixels with title_lines of title above each row, no ticks, NaN in light grey."""
-    height, width = panel_hw
-    row_in = 3.2 * height / width + 0.15 + 0.15 * title_lines
-    fig = Figure(figsize=(3.75 * columns, rows * row_in + 0.6), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_facecolor("0.85")  # NaN (no ground truth / not scored) shows as light grey
-    return fig, axes
-
-
-def _holes_as_nan(gt_m: np.ndarray) -> np.ndarray:
-    """Ground truth [H, W] metres with NaN where it has none (0), so the holes show as the axes' grey."""
-    return np.where(gt_m > 0, gt_m, np.nan)
-
-
-def _depth_limits(depth_maps) -> tuple[float, float]:
-    """(lowest, highest) depth in metres over depth maps of any sizes, NaN ignored: one colour scale for all."""
-    return min(float(np.nanmin(d)) for d in depth_maps), max(float(np.nanmax(d)) for d in depth_maps)
-
-
-def _show_depth(ax, depth_m: np.ndarray, limits):
-    """Draw depth [H, W] metres on ax in DEPTH_CMAP over limits = (low, high) metres; returns the image."""
-    return ax.imshow(depth_m, cmap=DEPTH_CMAP, vmin=limits[0], vmax=limits[1])
-
-
-def _depth_colorbar(fig: Figure, image, axes) -> None:
-    """One colour bar in metres for `image`'s scale, beside `axes` (the depth panels sharing it)."""
-    fig.colorbar(image, ax=axes, label="depth (m)", shrink=0.8)
-
-
-def _column_titles(axes, headings) -> None:
-    """Title the top row of axes [rows, columns] with `headings`, left to right."""
-    for ax, heading in zip(axes[0], headings):
-        ax.set_title(heading, fontsize=10)
+def predicted_frames(split: Split, indices, candidates: list[Candidate], *, flip: bool):
+    """Yield (RGB uint8 [H, W, 3], ground truth [H, W] metres, [prediction [H, W] metres per candidate]) for
+    the frames of `split` at `indices`, read and predicted again, so evaluation never holds more than one."""
+    for frame in frames(_subset(split, indices), strict=True):
+        rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]
+        yield rgb, gt, [predict_depth_m(c.model, rgb, c.depth_scale, flip=flip) for c in candidates]
 
 
 def example_figure(path, split: Split, candidate: Candidate, *, crop: str, flip: bool) -> None:
-    """Save a figure of the best, median and worst images by abs_rel: RGB | ground truth | prediction |
-    |prediction - ground truth| over the scored pixels; depth panels share one colour scale in metres.
-
-    The three frames are read and predicted again, so evaluation never holds more than one prediction.
-    """
+    """Save figures.examples_figure of the best, median and worst images by abs_rel, errors over the scored pixels."""
     ranked = sorted(candidate.rows, key=lambda row: row["abs_rel"])
     picks = {"best": ranked[0], "median": ranked[len(ranked) // 2], "worst": ranked[-1]}
-    subset = _subset(split, [row["index"] for row in picks.values()])
-    panels = []  # (title, rgb, gt with NaN holes, prediction, error with NaN outside the scored pixels)
-    for (rank, row), frame in zip(picks.items(), frames(subset, strict=True)):
-        rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]
-        pred = predict_depth_m(candidate.model, rgb, candidate.depth_scale, flip=flip)
+    indices = [row["index"] for row in picks.values()]
+    rows = []
+    for (rank, row), (rgb, gt, [pred]) in zip(picks.items(), predicted_frames(split, indices, [candidate], flip=flip)):
         scored = valid_mask(gt, candidate.depth_scale, frame_crop(crop, gt.shape, split.crop)[0])
         title = f"{rank}: {row['frame']}\nabs_rel {row['abs_rel']:.3f}, rmse {row['rmse']:.3f} m"
-        panels.append((title, rgb, _holes_as_nan(gt), pred, np.where(scored, np.abs(pred - gt), np.nan)))
-    limits = _depth_limits([depth for _, _, gt, pred, _ in panels for depth in (gt, pred)])
-    error_hi = max(float(np.nanmax(error)) for *_, error in panels)
-
-    fig, axes = _panel_grid(len(panels), 4, panels[0][2].shape)
-    for ax_row, (title, rgb, gt, pred, error) in zip(axes, panels):
-        ax_row[0].imshow(rgb)
-        ax_row[0].set_ylabel(title, fontsize=9)
-        depth_image = _show_depth(ax_row[1], gt, limits)
-        _show_depth(ax_row[2], pred, limits)
-        error_image = ax_row[3].imshow(error, cmap="inferno", vmin=0.0, vmax=error_hi)
-    _column_titles(axes, ("RGB", "ground truth", "prediction", "|prediction - ground truth|"))
-    _depth_colorbar(fig, depth_image, axes[:, 1:3])
-    fig.colorbar(error_image, ax=axes[:, 3], label="absolute error (m)", shrink=0.8)
-    fig.suptitle(f"{candidate.label} on {split.source} [{split.name}]: best, median and worst of "
-                 f"{len(candidate.rows)} images by abs_rel (grey: not scored)", fontsize=11)
-    fig.savefig(path)
+        rows.append(figures.ExampleRow(title, rgb, gt, pred, scored))
+    title = (f"{candidate.label} on {split.source} [{split.name}]: best, median and worst of "
+             f"{len(candidate.rows)} images by abs_rel (grey: not scored)")
+    figures.examples_figure(rows, title).savefig(path)
 
 
 def comparison_figure(path, split: Split, candidates: list[Candidate], *, count: int, flip: bool) -> None:
-    """Save a figure of `count` evaluated images, evenly spaced over them (chosen by position, not by any
-    score): RGB | ground truth | each candidate's prediction, titled with its abs_rel on that image; all
-    depth panels share one colour scale in metres.
-
-    The frames are read and predicted again, as in example_figure; every candidate holds a row per
-    evaluated frame, in the same order, so the first candidate's rows name the frames.
-    """
+    """Save figures.comparison_figure of `count` evaluated images, evenly spaced over them (chosen by position,
+    not by any score), each model's panel titled with its abs_rel there. Every candidate holds a row per
+    evaluated frame, in the same order, so the first candidate's rows name the frames."""
     positions = evenly_spaced(len(candidates[0].rows), count)
-    subset = _subset(split, [candidates[0].rows[p]["index"] for p in positions])
-    panels = []  # (position in the rows, rgb, gt with NaN holes, [prediction per candidate])
-    for position, frame in zip(positions, frames(subset, strict=True)):
-        rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]
-        preds = [predict_depth_m(c.model, rgb, c.depth_scale, flip=flip) for c in candidates]
-        panels.append((position, rgb, _holes_as_nan(gt), preds))
-    limits = _depth_limits([gt for _, _, gt, _ in panels] + [pred for *_, preds in panels for pred in preds])
-
-    fig, axes = _panel_grid(len(panels), 2 + len(candidates), panels[0][2].shape, title_lines=2)
-    for row, (ax_row, (position, rgb, gt, preds)) in enumerate(zip(axes, panels)):
-        ax_row[0].imshow(rgb)
-        ax_row[0].set_ylabel(candidates[0].rows[position]["frame"], fontsize=9)
-        depth_image = _show_depth(ax_row[1], gt, limits)
-        for ax, candidate, pred in zip(ax_row[2:], candidates, preds):
-            _show_depth(ax, pred, limits)
-            heading = f"{candidate.label}\n" if row == 0 else ""  # the model names its column once, on top
-            ax.set_title(f"{heading}abs_rel {candidate.rows[position]['abs_rel']:.3f}", fontsize=10)
-    _column_titles(axes, ("RGB", "ground truth"))
-    _depth_colorbar(fig, depth_image, axes[:, 1:])
-    fig.suptitle(f"{len(candidates)} models on {split.source} [{split.name}]: {len(panels)} of "
-                 f"{len(candidates[0].rows)} images, evenly spaced (grey: no ground truth)", fontsize=11)
-    fig.savefig(path)
-
-
-def read_photos(patterns, max_photos: int) -> list[tuple[str, np.ndarray]]:
-    """(file name, RGB uint8 [H, W, 3]) of the first max_photos readable images, by file name, among
-    `patterns` (files, folders or glob patterns, as predict.find_inputs takes them). Patterns matching nothing
-    and unreadable files are named on stderr and skipped; raises DataError when no photograph is left."""
-    paths, unmatched = find_inputs(patterns)
-    for pattern in unmatched:
-        print(f"{pattern}: matched no file", file=sys.stderr)
-    photos = []
-    for path in sorted(paths, key=lambda p: p.name):
-        if len(photos) == max_photos:
-            break
-        try:
-            photos.append((path.name, read_rgb(path)))
-        except IMAGE_ERRORS as err:
-            print(f"{path}: not a readable image ({err})", file=sys.stderr)
-    if not photos:
-        raise DataError(f"--photos {' '.join(patterns)} holds no readable image; give image files, folders or globs")
-    return photos
+    indices = [candidates[0].rows[p]["index"] for p in positions]
+    rows = [
+        figures.ComparisonRow(candidates[0].rows[position]["frame"], rgb, gt, preds,
+                              [f"abs_rel {c.rows[position]['abs_rel']:.3f}" for c in candidates])
+        for position, (rgb, gt, preds) in zip(positions, predicted_frames(split, indices, candidates, flip=flip))
+    ]
+    title = (f"{len(candidates)} models on {split.source} [{split.name}]: {len(rows)} of "
+             f"{len(candidates[0].rows)} images, evenly spaced (grey: no ground truth)")
+    figures.comparison_figure(rows, [c.label for c in candidates], title).savefig(path)
 
 
 def photo_figure(path, photos: list[tuple[str, np.ndarray]], candidates: list[Candidate], *, flip: bool) -> None:
-    """Save a figure of photographs without ground truth: RGB | each candidate's prediction, every depth
-    panel on one colour scale in metres. photos: (name, RGB uint8 [H, W, 3]) as read_photos returns them,
-    each predicted at its own size."""
+    """Save figures.photo_figure of photographs without ground truth, (name, RGB uint8 [H, W, 3]) as
+    read_photos returns them, each predicted at its own size by every candidate."""
     preds = [[predict_depth_m(c.model, rgb, c.depth_scale, flip=flip) for c in candidates] for _, rgb in photos]
-    limits = _depth_limits([pred for row in preds for pred in row])
-    tallest_hw = max((rgb.shape[:2] for _, rgb in photos), key=lambda hw: hw[0] / hw[1])  # sets the row height
-
-    fig, axes = _panel_grid(len(photos), 1 + len(candidates), tallest_hw)
-    for ax_row, (name, rgb), row_preds in zip(axes, photos, preds):
-        ax_row[0].imshow(rgb)
-        ax_row[0].set_ylabel(name, fontsize=9)
-        for ax, pred in zip(ax_row[1:], row_preds):
-            depth_image = _show_depth(ax, pred, limits)
-    _column_titles(axes, ["RGB"] + [c.label for c in candidates])
-    _depth_colorbar(fig, depth_image, axes[:, 1:])
-    fig.suptitle(f"{len(photos)} photographs without ground truth", fontsize=11)
-    fig.savefig(path)
+    title = f"{len(photos)} photographs without ground truth"
+    figures.photo_figure(photos, preds, [c.label for c in candidates], title).savefig(path)
 
 
 # ---------------------------------------------------------------------------
@@ -386,7 +257,7 @@ def _cell(column: str, value) -> str:
 
 def table_rows(candidates, *, data_label, baseline_label, baseline_rows, median_scaling) -> list[dict]:
     """The benchmark table as dicts keyed by TABLE_COLUMNS: published rows, this run's, then the baseline."""
-    rows = [{**row, "evaluated on": PUBLISHED_ON, "ms/image": None} for row in PUBLISHED]
+    rows = [{**row, "evaluated on": nyu.PUBLISHED_ON, "ms/image": None} for row in nyu.PUBLISHED]
     for c in candidates:
         ms = c.ms_per_image
         rows.append({"method": c.label, "evaluated on": data_label, **mean_over_images(c.rows), "ms/image": ms})
@@ -428,22 +299,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     protocol.add_argument("--no-flip", action="store_true", help="skip the flip test-time augmentation")
     protocol.add_argument("--median-scaling", action="store_true",
                           help="add a row per model with per-image median scaling (DenseDepth's second row)")
-    protocol.add_argument("--baseline-frames", type=int, default=200,
-                          help="training frames (evenly spaced) averaged for the mean-depth baseline (default: 200)")
+    protocol.add_argument("--baseline-frames", type=int, default=BASELINE_FRAMES,
+                          help=f"training frames (evenly spaced) averaged for the mean-depth baseline "
+                               f"(default: {BASELINE_FRAMES})")
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="outputs/evaluate",
                         help="folder for table.md, table.csv, metrics.json, per-image CSVs and figures "
                              "(default: outputs/evaluate)")
     output.add_argument("--json", default=None, help="also write the metrics JSON to this file")
-    figures = parser.add_argument_group("figures (examples_<model>.png are always written)")
-    figures.add_argument("--compare-frames", type=int, default=3,
-                         help="with two or more --model: test images in comparison.png, evenly spaced over the "
-                              "evaluated ones, one row each with every model's prediction and abs_rel (default: 3)")
-    figures.add_argument("--photos", action="append", default=None, metavar="DIR_OR_GLOB",
-                         help="photographs without ground truth (image files, folders or quoted glob patterns; "
-                              "repeat for more) to predict with every model into photos.png")
-    figures.add_argument("--max-photos", type=int, default=6,
-                         help="photographs in photos.png, the first readable ones by file name (default: 6)")
+    drawn = parser.add_argument_group("figures (examples_<model>.png are always written)")
+    drawn.add_argument("--compare-frames", type=int, default=3,
+                       help="with two or more --model: test images in comparison.png, evenly spaced over the "
+                            "evaluated ones, one row each with every model's prediction and abs_rel (default: 3)")
+    drawn.add_argument("--photos", action="append", default=None, metavar="DIR_OR_GLOB",
+                       help="photographs without ground truth (image files, folders or quoted glob patterns; "
+                            "repeat for more) to predict with every model into photos.png")
+    drawn.add_argument("--max-photos", type=int, default=6,
+                       help="photographs in photos.png, the first readable ones by file name (default: 6)")
     args = parser.parse_args(argv)
     for flag in ("limit", "baseline_frames", "compare_frames", "max_photos"):
         value = getattr(args, flag)
@@ -483,7 +355,7 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list[Candidate
                       baseline_rows=baseline["rows"], median_scaling=args.median_scaling)
     scale = candidates[0].depth_scale
     notes = [
-        f"Rows marked '{PUBLISHED_ON}' are numbers as published by each paper on the official NYU Depth V2 test "
+        f"Rows marked '{nyu.PUBLISHED_ON}' are numbers as published by each paper on the official NYU Depth V2 test "
         "split, not recomputed here; rows on other data are not comparable with them.",
         f"This run: {data_label}; crop: {'; '.join(sorted(crops_used))}; scored pixels: ground truth within "
         f"the model's depth range ({scale.min_depth_m:g}-{scale.max_depth_m:g} m for the first model); "
@@ -508,7 +380,7 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list[Candidate
         },
         "baseline": {"label": baseline["label"], "depth_m": baseline["depth_m"],
                      "metrics": mean_over_images(baseline["rows"])},
-        "published": {"evaluated_on": PUBLISHED_ON, "rows": PUBLISHED},
+        "published": {"evaluated_on": nyu.PUBLISHED_ON, "rows": nyu.PUBLISHED},
     }
     for path in [out / "metrics.json"] + ([Path(args.json)] if args.json else []):
         path.write_text(json.dumps(metrics, indent=2) + "\n")
@@ -529,6 +401,8 @@ def main(args: argparse.Namespace) -> int:
         source = open_source(args.data)
         split = source.split(args.split)
         photos = read_photos(args.photos, args.max_photos) if args.photos else []
+        if args.photos and not photos:
+            raise DataError(f"--photos {' '.join(args.photos)} holds no readable image; give image files, folders or globs")
         baseline_m, baseline_label = baseline_depth(source, args.split, args.baseline_frames)
         split.take_skipped()  # forget any skips from the baseline's frames
         baseline_rows, crops_used = score_split(
@@ -541,13 +415,13 @@ def main(args: argparse.Namespace) -> int:
         for c in candidates:
             write_csv(out / f"per_image_{c.slug}.csv", c.rows)
             example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)
-        figures = [out / "examples_*.png"]
+        written = [out / "examples_*.png"]
         if len(candidates) > 1:
-            figures.append(out / "comparison.png")
-            comparison_figure(figures[-1], split, candidates, count=args.compare_frames, flip=not args.no_flip)
+            written.append(out / "comparison.png")
+            comparison_figure(written[-1], split, candidates, count=args.compare_frames, flip=not args.no_flip)
         if photos:
-            figures.append(out / "photos.png")
-            photo_figure(figures[-1], photos, candidates, flip=not args.no_flip)
+            written.append(out / "photos.png")
+            photo_figure(written[-1], photos, candidates, flip=not args.no_flip)
         baseline = {"label": baseline_label, "depth_m": baseline_m, "rows": baseline_rows}
         print(write_report(out, args, candidates, baseline, crops_used, skipped))
     except DataError as err:
@@ -559,7 +433,7 @@ def main(args: argparse.Namespace) -> int:
     if skipped:
         print(f"skipped {len(skipped)} frames:\n  " + "\n  ".join(skipped), file=sys.stderr)
     print(f"wrote {out}/table.md, table.csv, metrics.json and per_image_*.csv", file=sys.stderr)
-    print("wrote figures: " + ", ".join(str(f) for f in figures), file=sys.stderr)
+    print("wrote figures: " + ", ".join(str(f) for f in written), file=sys.stderr)
     return 0
 
 

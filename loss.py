@@ -1,8 +1,8 @@
 """The training loss (DenseDepth's theta * L_depth + L_grad + L_SSIM) and the depth error metrics.
 
-Loss terms work on the network's encoded depth (see `data.DepthScale`); error metrics work in metres.
+Loss terms work on the network's encoded depth (see `depth.DepthScale`); error metrics work in metres.
 Every term is a pure function of (y_true, y_pred, mask); Keras sees them through `DepthLoss` and
-`loss_metrics`, which unpack the mask from y_true's second channel (`data.pack_target`).
+`loss_metrics`, which unpack the mask from y_true's second channel (`depth.pack_target`).
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import math
 import keras
 import tensorflow as tf
 
-from data import DepthScale, unpack_target
+import nyu
+from depth import DepthScale, unpack_target
 
 # SSIM's dynamic range for the default scale: 100 for inverse depth over 0.1-10 m (DenseDepth's 1000/10).
 DEFAULT_MAX_VAL = DepthScale().value_range[1]
@@ -179,7 +180,7 @@ class DepthMetric(keras.metrics.MeanMetricWrapper):
     Its config is the metric's name and the DepthScale, so compiled models saved with it reload.
     """
 
-    def __init__(self, name, mode="inverse", min_depth_m=0.1, max_depth_m=10.0, dtype=None):
+    def __init__(self, name, mode="inverse", min_depth_m=nyu.MIN_DEPTH_M, max_depth_m=nyu.MAX_DEPTH_M, dtype=None):
         if name not in METRICS:
             raise ValueError(f"unknown depth metric {name!r}; choose one of {sorted(METRICS)}")
         self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)

@@ -17,16 +17,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from camera import scaled_intrinsics
-from data import DepthScale, resize_rgb
+import figures
+import nyu
+from data import resize_rgb
+from depth import DepthScale
 from model import depth_scale_of, load_model
-
-DEPTH_CMAP = "plasma_r"  # near = bright yellow, far = dark purple; shared with evaluate.py's figures
 
 # ---------------------------------------------------------------------------
 # Inference
@@ -122,6 +120,23 @@ def find_inputs(patterns) -> tuple[list[Path], list[str]]:
     return list(paths), unmatched
 
 
+def read_photos(patterns, max_photos: int) -> list[tuple[str, np.ndarray]]:
+    """(file name, RGB uint8 [H, W, 3]) of the first max_photos readable images, by file name, among `patterns`
+    (as find_inputs takes them); patterns matching nothing and unreadable files are named on stderr and skipped."""
+    paths, unmatched = find_inputs(patterns)
+    for pattern in unmatched:
+        print(f"{pattern}: matched no file", file=sys.stderr)
+    photos = []
+    for path in sorted(paths, key=lambda p: p.name):
+        if len(photos) == max_photos:
+            break
+        try:
+            photos.append((path.name, read_rgb(path)))
+        except IMAGE_ERRORS as err:
+            print(f"{path}: not a readable image ({err})", file=sys.stderr)
+    return photos
+
+
 def output_stems(paths) -> list[str]:
     """An output name per input: its file stem, numbered (stem_2, stem_3, ...) when stems repeat."""
     stems = []
@@ -139,22 +154,9 @@ def output_stems(paths) -> list[str]:
 # ---------------------------------------------------------------------------
 
 def save_depth_png16(path, depth_m: np.ndarray) -> None:
-    """Depth [H, W] metres -> 16-bit greyscale PNG in millimetres (0-65535, i.e. up to 65.5 m)."""
-    Image.fromarray(np.clip(np.round(depth_m * 1000.0), 0, 65535).astype(np.uint16)).save(path)
-
-
-def save_depth_color(path, depth_m: np.ndarray, title: str = "") -> None:
-    """Depth [H, W] metres -> PNG of the colour-mapped depth (this image's own range) with a colour bar in metres."""
-    h, w = depth_m.shape
-    inches = 6.0 / max(h, w)  # the longest side is drawn 6 inches (600 px) long
-    fig = Figure(figsize=(w * inches + 1.4, h * inches + 0.6), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)  # draw with Agg: no display needed, and pyplot's global state is left alone
-    ax = fig.add_subplot()
-    shown = ax.imshow(depth_m, cmap=DEPTH_CMAP, vmin=float(depth_m.min()), vmax=float(depth_m.max()))
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=ax, label="depth (m)", shrink=0.9)
-    fig.savefig(path)
+    """Depth [H, W] metres -> 16-bit greyscale PNG in millimetres, the dataset's own codec (nyu.DEPTH_CODECS):
+    rounded to the nearest mm, clipped to 65535 (65.5 m); 0 = no depth."""
+    Path(path).write_bytes(nyu.DEPTH_CODECS["png16_mm"].png_bytes(depth_m))
 
 
 def back_project(depth_m: np.ndarray, intrinsics: dict) -> np.ndarray:
@@ -195,7 +197,7 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray
     """
     save_depth_png16(out_dir / f"{stem}_depth.png", depth_m)
     np.save(out_dir / f"{stem}_depth.npy", depth_m.astype(np.float32))
-    save_depth_color(out_dir / f"{stem}_depth_color.png", depth_m, title=stem)
+    figures.depth_color_figure(depth_m, title=stem).savefig(out_dir / f"{stem}_depth_color.png")
     if intrinsics is not None:
         camera = " ".join(f"{k} {v:.4f}" for k, v in intrinsics.items())
         write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb, comment=f"metres; camera {camera}")
@@ -222,7 +224,7 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
                 by_size.setdefault(rgb.shape[:2], []).append((stem, rgb))
             for hw, images in by_size.items():
                 depths = predict_depth_m(model, np.stack([rgb for _, rgb in images]), depth_scale, flip=flip)
-                camera = (intrinsics or scaled_intrinsics(hw)) if ply else None
+                camera = (intrinsics or nyu.scaled_intrinsics(hw)) if ply else None
                 for (stem, rgb), depth_m in zip(images, depths):
                     write_outputs(out_dir, stem, rgb, depth_m, camera)
             progress.update(len(chunk))
@@ -250,8 +252,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     cloud.add_argument("--ply", action="store_true", help="also write X.ply, a coloured point cloud in metres")
     for name in _INTRINSIC_FLAGS:
         cloud.add_argument(f"--{name}", type=float, default=None,
-                           help=f"camera {name} in pixels of the input image (give all four; default: NYU's "
-                                "Kinect intrinsics scaled from 640x480 to the image size)")
+                           help=f"camera {name} in pixels of the input image (give all four; default: NYU's Kinect "
+                                f"intrinsics scaled from {nyu.FRAME_HW[1]}x{nyu.FRAME_HW[0]} to the image size)")
     args = parser.parse_args(argv)
     given = [name for name in _INTRINSIC_FLAGS if getattr(args, name) is not None]
     if given and len(given) < len(_INTRINSIC_FLAGS):

@@ -6,7 +6,6 @@ end, TensorBoard logs (with validation depth maps) and a backup that --resume co
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -14,32 +13,43 @@ import time
 from pathlib import Path
 
 import keras
-import matplotlib
 import numpy as np
 import tensorflow as tf
 
 import data
 import model as models
+import nyu
+import synth
+from callbacks import make_callbacks
+from depth import DepthScale, unpack_target
+from encoders import ENCODERS
+from layouts import DataError, Split, open_source
 from loss import DepthLoss, loss_metrics
 
-DEFAULT_DATA = "data/synth"  # written on first use by data.ensure_synthetic
+DEFAULT_DATA = synth.SYNTH_DIR  # written on first use by synth.ensure_synthetic
 # MultiWorkerMirroredStrategy is left out: Keras 3's Model.fit fails under it (keras-team/keras#20585;
 # here, Keras 3.15 on two localhost workers: "Attempt to convert a value (PerReplica...)" in its first step).
 STRATEGIES = ("default", "mirrored")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Train a monocular depth model (UNet or DenseDepth transfer model).")
+    parser = argparse.ArgumentParser(
+        description="Train a monocular depth model (UNet or DenseDepth transfer model). @FILE reads flags from FILE, "
+                    "one per line (recipes/demo.txt is make demo's).",
+        fromfile_prefix_chars="@",
+    )
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=DEFAULT_DATA,
                    help=f"any dataset data.py reads (default {DEFAULT_DATA}: the synthetic set, written on first use)")
     g.add_argument("--train-split", default="auto", help="split to train on (default: 'train', else 'all')")
     g.add_argument("--val-split", default="auto",
                    help="split to validate on (default: 'test' if the data has one; 'none' to skip validation)")
-    g.add_argument("--input-size", type=int, nargs=2, default=list(data.INPUT_HW), metavar=("H", "W"),
+    g.add_argument("--input-size", type=int, nargs=2, default=list(nyu.INPUT_HW), metavar=("H", "W"),
                    help="network input height and width (default 240 320, the seed's)")
-    g.add_argument("--min-depth", type=float, default=0.1, help="nearest depth in metres (default 0.1)")
-    g.add_argument("--max-depth", type=float, default=10.0, help="farthest depth in metres (default 10)")
+    g.add_argument("--min-depth-m", type=float, default=nyu.MIN_DEPTH_M,
+                   help=f"nearest depth in metres (default {nyu.MIN_DEPTH_M:g}, NYU's)")
+    g.add_argument("--max-depth-m", type=float, default=nyu.MAX_DEPTH_M,
+                   help=f"farthest depth in metres (default {nyu.MAX_DEPTH_M:g}, NYU's)")
     g.add_argument("--depth-mode", choices=("inverse", "metres"), default="inverse",
                    help="network target: DenseDepth's max_depth/depth (default) or plain metres")
     g.add_argument("--no-augment", action="store_true", help="turn off flips, channel swaps and colour jitter")
@@ -47,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     g = parser.add_argument_group("model")
     g.add_argument("--model", choices=sorted(models.BUILDERS), default="unet", help="architecture (default unet)")
-    g.add_argument("--encoder", choices=sorted(models.ENCODERS), default="densenet169",
+    g.add_argument("--encoder", choices=sorted(ENCODERS), default="densenet169",
                    help="transfer model's encoder (default densenet169, DenseDepth's)")
     g.add_argument("--encoder-weights", default="imagenet",
                    help="transfer encoder's start: 'imagenet' (Keras download, cached in ~/.keras/models), "
@@ -102,8 +112,8 @@ def _check(parser, args) -> None:
     for flag, value in positive.items():
         if value < 1:
             parser.error(f"--{flag} must be at least 1, got {value}")
-    if not 0 < args.min_depth < args.max_depth:
-        parser.error(f"need 0 < --min-depth < --max-depth, got {args.min_depth} and {args.max_depth}")
+    if not 0 < args.min_depth_m < args.max_depth_m:
+        parser.error(f"need 0 < --min-depth-m < --max-depth-m, got {args.min_depth_m} and {args.max_depth_m}")
     if args.lr <= 0 or args.theta < 0 or args.decoder_width <= 0 or (args.time_budget or 1) <= 0:
         parser.error("--lr, --decoder-width and --time-budget must be positive and --theta not negative")
     if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer"):
@@ -138,10 +148,10 @@ def set_precision(mixed: bool) -> str:
 # Data
 # ---------------------------------------------------------------------------
 
-def open_splits(args) -> tuple[data.Split, data.Split | None]:
+def open_splits(args) -> tuple[Split, Split | None]:
     """(train split, validation split or None) of --data, making the synthetic set on first use."""
-    path = data.ensure_synthetic(args.data) if args.data == DEFAULT_DATA else args.data
-    source = data.open_source(path)
+    path = synth.ensure_synthetic(args.data) if args.data == DEFAULT_DATA else args.data
+    source = open_source(path)
     train_name = args.train_split if args.train_split != "auto" else ("train" if "train" in source.splits else "all")
     val_name = args.val_split if args.val_split != "auto" else ("test" if "test" in source.splits else "none")
     return source.split(train_name), None if val_name == "none" else source.split(val_name)
@@ -168,7 +178,7 @@ def datasets(args, train_split, val_split, target_hw, depth_scale):
 # Model
 # ---------------------------------------------------------------------------
 
-def build_net(args, depth_scale: data.DepthScale) -> keras.Model:
+def build_net(args, depth_scale: DepthScale) -> keras.Model:
     """The model of --model, uncompiled."""
     kwargs = {"input_hw": tuple(args.input_size), "depth_scale": depth_scale}
     per_kind = {
@@ -179,7 +189,7 @@ def build_net(args, depth_scale: data.DepthScale) -> keras.Model:
     return models.build_model(args.model, **kwargs, **per_kind[args.model])
 
 
-def compile_net(net: keras.Model, args, depth_scale: data.DepthScale) -> keras.Model:
+def compile_net(net: keras.Model, args, depth_scale: DepthScale) -> keras.Model:
     """Compile with a fresh Adam (amsgrad), the DenseDepth loss, its terms and delta1 / abs_rel as metrics."""
     net.compile(
         optimizer=keras.optimizers.Adam(learning_rate=args.lr, amsgrad=True),
@@ -209,7 +219,7 @@ def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 
     (a near-zero inverse-depth output decodes to the far limit). Returns the bias."""
     total = count = 0.0
     for _, y_true in dataset.take(batches):
-        target, mask = data.unpack_target(y_true)
+        target, mask = unpack_target(y_true)
         total, count = total + float(tf.reduce_sum(target * mask)), count + float(tf.reduce_sum(mask))
     head = net.layers[-2]  # the final 1-channel convolution of every model.py model
     kernel, bias = head.get_weights()
@@ -219,116 +229,12 @@ def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 
 
 
 # ---------------------------------------------------------------------------
-# Callbacks
-# ---------------------------------------------------------------------------
-
-class PromoteCheckpoint(keras.callbacks.Callback):
-    """Renames a checkpoint written under a temporary name once it is whole, so a run killed while
-    saving never leaves a half-written best.keras or last.keras (os.replace is atomic)."""
-
-    def __init__(self, partial: Path, final: Path):
-        super().__init__()
-        self.partial, self.final = partial, final
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.partial.exists():
-            os.replace(self.partial, self.final)
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once `minutes` of wall-clock time have passed since training began."""
-
-    def __init__(self, minutes: float):
-        super().__init__()
-        self.seconds = 60.0 * minutes
-
-    def on_train_begin(self, logs=None):
-        self.start = getattr(self, "start", time.monotonic())  # once: the budget spans every fit phase
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.start > self.seconds:
-            if not self.model.stop_training:
-                print(f"\ntime budget of {self.seconds / 60:g} min reached: finishing this epoch", file=sys.stderr)
-            self.model.stop_training = True
-
-
-class SkippedFrames(keras.callbacks.Callback):
-    """Says at the end of each epoch how many unreadable frames were skipped (each was named as it happened)."""
-
-    def __init__(self, splits):
-        super().__init__()
-        self.splits = [s for s in splits if s is not None]
-
-    def on_epoch_end(self, epoch, logs=None):
-        for split in self.splits:
-            if skipped := split.take_skipped():
-                print(f"\nwarning: epoch {epoch + 1}: skipped {len(skipped)} unreadable frame(s) of "
-                      f"{split.source} [{split.name}], e.g. {skipped[0]}", file=sys.stderr)
-
-
-def colorize(depth_m, lo: float, hi: float):
-    """Depth [..., h, w] metres -> RGB float [..., h, w, 3] in [0, 1] with the magma_r colour map (near = bright)."""
-    normalized = np.clip((np.asarray(depth_m) - lo) / (hi - lo), 0.0, 1.0)
-    return matplotlib.colormaps["magma_r"](normalized)[..., :3].astype(np.float32)
-
-
-class DepthMaps(keras.callbacks.Callback):
-    """Logs RGB | ground truth | prediction of a few validation frames to TensorBoard after every epoch."""
-
-    def __init__(self, log_dir: Path, rgb, y_true, depth_scale: data.DepthScale):
-        super().__init__()
-        self.writer = tf.summary.create_file_writer(str(log_dir))
-        self.rgb, self.y_true, self.depth_scale = rgb, y_true, depth_scale
-
-    def on_epoch_end(self, epoch, logs=None):
-        target, mask = data.unpack_target(self.y_true)
-        scale = self.depth_scale
-        gt = np.where(mask[..., 0] > 0, scale.decode(target[..., 0]), scale.max_depth_m)
-        pred = scale.decode(self.model(self.rgb, training=False)[..., 0])
-        panels = [tf.image.resize(self.rgb, gt.shape[1:3]).numpy(), colorize(gt, scale.min_depth_m, scale.max_depth_m), colorize(pred, scale.min_depth_m, scale.max_depth_m)]
-        with self.writer.as_default():
-            tf.summary.image("validation: rgb | ground truth | prediction", np.concatenate(panels, axis=2),
-                             step=epoch, max_outputs=len(self.rgb))
-        self.writer.flush()
-
-
-def _best_val_loss(history_csv: Path) -> float | None:
-    """The lowest val_loss an interrupted run already logged, so a resumed run keeps its best checkpoint."""
-    if not history_csv.exists():
-        return None
-    with open(history_csv) as f:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(f) if row.get("val_loss")]
-    return min(losses, default=None)
-
-
-def make_callbacks(run_dir: Path, val, val_split, train_split, depth_scale, tb_images: int, time_budget) -> list:
-    ckpt = run_dir / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    monitor = "val_loss" if val is not None else "loss"
-    callbacks = [
-        # first, so an epoch counts as done only once its backup is written
-        # kept after a fit ends, so a run of two phases (--freeze-encoder-epochs) resumes in either
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "last.partial.keras")),
-        PromoteCheckpoint(ckpt / "last.partial.keras", ckpt / "last.keras"),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "best.partial.keras"), monitor=monitor, save_best_only=True,
-                                        initial_value_threshold=_best_val_loss(run_dir / "history.csv")),
-        PromoteCheckpoint(ckpt / "best.partial.keras", ckpt / "best.keras"),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        SkippedFrames([train_split, val_split]),
-    ]
-    if time_budget is not None:
-        callbacks.insert(0, TimeBudget(time_budget))
-    if val is not None and tb_images > 0:
-        rgb, y_true = next(iter(val.unbatch().batch(tb_images)))
-        callbacks.append(DepthMaps(run_dir / "logs" / "depth_maps", rgb, y_true, depth_scale))
-    return callbacks
-
-
-# ---------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------
+
+# args.json keys of runs saved before a flag was renamed -> today's name, so those runs still resume.
+_RENAMED_FLAGS = {"min_depth": "min_depth_m", "max_depth": "max_depth_m"}
+
 
 def prepare_run_dir(args) -> argparse.Namespace:
     """Create the run directory and save args.json; with --resume, reload the run's saved arguments."""
@@ -337,7 +243,8 @@ def prepare_run_dir(args) -> argparse.Namespace:
     if args.resume:
         if not saved.exists():
             raise FileNotFoundError(f"{saved} does not exist, so there is no run to resume in {run_dir}")
-        resumed = argparse.Namespace(**{**json.loads(saved.read_text()), "resume": True, "out": str(run_dir)})
+        saved_args = {_RENAMED_FLAGS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}
+        resumed = argparse.Namespace(**{**saved_args, "resume": True, "out": str(run_dir)})
         print(f"resuming {run_dir} with its saved arguments", file=sys.stderr)
         return resumed
     if saved.exists():
@@ -355,7 +262,7 @@ def main(args: argparse.Namespace) -> Path:
     run_dir = Path(args.out)
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.mixed_precision)
-    depth_scale = data.DepthScale(args.depth_mode, args.min_depth, args.max_depth)
+    depth_scale = DepthScale(args.depth_mode, args.min_depth_m, args.max_depth_m)
     train_split, val_split = open_splits(args)
 
     with strategy.scope():
@@ -403,7 +310,7 @@ def main(args: argparse.Namespace) -> Path:
     return final
 
 
-USER_ERRORS = (data.DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, tf.errors.OpError)
+USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, tf.errors.OpError)
 
 
 def run(argv=None) -> int:

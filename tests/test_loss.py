@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import DepthScale, pack_target
+from depth import DepthScale, pack_target
 from loss import DepthLoss, depth_errors, depth_loss, loss_metrics, loss_terms
 
 MAX_VAL = DepthScale().value_range[1]  # 100: inverse depth over 0.1-10 m

@@ -1,4 +1,7 @@
-"""train.py through its command line: a tiny UNet learns, saves, reloads; a killed run resumes; tf.distribute."""
+"""train.py: a tiny UNet learns, saves, reloads; a killed run resumes; tf.distribute through the real command line.
+
+Training runs in-process through train.run (the command line's entry point) except where a separate process is
+what is tested: a SIGKILL, and logical CPU devices, which TensorFlow fixes before its first op."""
 import csv
 import json
 import signal
@@ -13,6 +16,8 @@ import pytest
 import loss  # noqa: F401  registers DepthLoss and DepthMetric for compiled checkpoints
 import model as models
 import nyu_layouts as L
+import train as train_py
+from depth import DepthScale, pack_target
 from conftest import ROOT
 
 TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "2"]
@@ -25,11 +30,13 @@ def tiny_data(tmp_path_factory):
     return str(L.write_zip(tmp_path_factory.mktemp("data") / "nyu_data.zip", files))
 
 
-def train(*flags, check=True):
-    run = subprocess.run([sys.executable, "train.py", *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    if check:
-        assert run.returncode == 0, run.stderr[-3000:]
-    return run
+def train(*flags, capsys=None):
+    """train.run(flags) in this process; returns (exit code, stderr) when given pytest's capsys, asserting 0 if not."""
+    code = train_py.run([str(f) for f in flags])
+    if capsys is None:
+        assert code == 0
+        return code, ""
+    return code, capsys.readouterr().err
 
 
 def history(run_dir):
@@ -61,9 +68,9 @@ def test_tiny_unet_learns_saves_and_reloads(tiny_data, tmp_path):
     assert models.depth_scale_of(final).to_config() == {"mode": "inverse", "min_depth_m": 0.1, "max_depth_m": 10.0}
 
 
-def test_killed_run_resumes_to_the_same_epoch_count(tiny_data, tmp_path):
+def test_killed_run_resumes_to_the_same_epoch_count(tiny_data, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    flags = [*TINY, "--data", tiny_data, "--out", str(run_dir), "--epochs", "3", "--steps-per-epoch", "150"]
+    flags = [*TINY, "--data", tiny_data, "--out", str(run_dir), "--epochs", "3", "--steps-per-epoch", "100"]
     proc = subprocess.Popen([sys.executable, "train.py", *flags], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -77,16 +84,20 @@ def test_killed_run_resumes_to_the_same_epoch_count(tiny_data, tmp_path):
     done_before = len(history(run_dir))
     assert 1 <= done_before < 3
 
-    resumed = train("--out", str(run_dir), "--resume")
-    assert "resuming" in resumed.stderr
+    code, err = train("--out", run_dir, "--resume", capsys=capsys)
+    assert code == 0 and "resuming" in err
     assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1, 2]
     keras.models.load_model(run_dir / "model.keras").predict(np.zeros((1, 32, 48, 3), np.float32), verbose=0)
-    assert train("--out", str(run_dir), check=False).returncode == 2  # a finished run is not overwritten
+    code, err = train("--out", run_dir, capsys=capsys)
+    assert code == 2 and "already holds a run" in err  # a finished run is not overwritten
 
 
-def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tiny_data, tmp_path):
-    run = train(*TINY, "--data", tiny_data, "--out", str(tmp_path / "run"), "--epochs", "1", "--steps-per-epoch", "3",
-                "--strategy", "mirrored", "--logical-devices", "2", "--mixed-precision", "--bs", "4")
+def test_command_line_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tiny_data, tmp_path):
+    """train.py end to end, in its own process (logical devices must be set before TensorFlow's first op)."""
+    flags = [*TINY, "--data", tiny_data, "--out", str(tmp_path / "run"), "--epochs", "1", "--steps-per-epoch", "3",
+             "--strategy", "mirrored", "--logical-devices", "2", "--mixed-precision", "--bs", "4"]
+    run = subprocess.run([sys.executable, "train.py", *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
     assert "2 replica(s)" in run.stderr and "mixed_bfloat16" in run.stderr
     net = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert net.outputs[0].dtype == "float32"
@@ -97,44 +108,51 @@ def test_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tiny_data, t
     (["--data", "/no/such/dataset"], "error: /no/such/dataset does not exist"),
     (["--val-split", "validation"], "has no 'validation' split"),
 ])
-def test_bad_input_is_one_sentence(tiny_data, tmp_path, flags, message):
-    flags = ["--data", tiny_data, *TINY, "--out", str(tmp_path / "run"), *flags]
-    run = train(*flags, check=False)
-    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
+def test_bad_input_is_one_sentence(tiny_data, tmp_path, capsys, flags, message):
+    code, err = train("--data", tiny_data, *TINY, "--out", tmp_path / "run", *flags, capsys=capsys)
+    assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_bad_flag_is_an_argparse_error():
-    run = train("--epochs", "0", check=False)
-    assert run.returncode == 2 and "--epochs must be at least 1" in run.stderr
+def test_bad_flag_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_py.parse_args(["--epochs", "0"])
+    assert exit_info.value.code == 2 and "--epochs must be at least 1" in capsys.readouterr().err
 
 
-def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path):
+def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    run = train(*TINY, "--data", tiny_data, "--out", str(run_dir), "--epochs", "5", "--steps-per-epoch", "500",
-                "--time-budget", "0.001")
-    assert "time budget of 0.001 min reached" in run.stderr and run.stderr.count("time budget") == 1
+    code, err = train(*TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "5", "--steps-per-epoch", "500",
+                      "--time-budget", "0.001", capsys=capsys)
+    assert code == 0 and "time budget of 0.001 min reached" in err and err.count("time budget") == 1
     rows = history(run_dir)
     assert len(rows) == 1 and rows[0]["val_loss"]  # the cut-short epoch is still validated and logged
     assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file()
 
 
-
-def test_frozen_encoder_keeps_its_initial_weights(tiny_data, tmp_path):
-    run_dir = tmp_path / "run"
-    flags = ["--model", "transfer", "--encoder", "mobilenetv2", "--encoder-weights", "none", "--input-size", "32", "48",
-             "--bs", "2", "--tb-images", "0", "--data", tiny_data, "--out", str(run_dir), "--steps-per-epoch", "3"]
-    run = train(*flags, "--epochs", "1", "--freeze-encoder-epochs", "1", "--lr", "1e-2")
-    assert "epochs 1-1: encoder frozen" in run.stderr
-    trained = keras.models.load_model(run_dir / "model.keras")
-    keras.utils.set_random_seed(0)  # train.py's default seed, so this builds the very same initial weights
-    initial = models.build_model("transfer", encoder="mobilenetv2", encoder_weights="none", input_hw=(32, 48))
-    encoder = models.encoder_layer_names(initial)
+def test_frozen_encoder_keeps_its_initial_weights():
+    """What train.py does in a frozen phase (set_encoder_trainable, compile_net, fit) changes the decoder only."""
+    args = train_py.parse_args(["--model", "transfer", "--encoder", "mobilenetv2", "--encoder-weights", "none",
+                                "--input-size", "32", "48", "--lr", "1e-2"])
+    net = train_py.build_net(args, DepthScale())
+    initial = {layer.name: layer.get_weights() for layer in net.layers}
+    train_py.set_encoder_trainable(net, False)
+    train_py.compile_net(net, args, DepthScale())
+    rng = np.random.default_rng(0)
+    y_true = pack_target(rng.uniform(1.0, 100.0, (4, 16, 24, 1)), np.ones((4, 16, 24, 1)))
+    net.fit(rng.random((4, 32, 48, 3), dtype=np.float32), y_true, batch_size=2, epochs=1, verbose=0)
+    encoder = models.encoder_layer_names(net)
+    assert len(encoder) > 100  # MobileNetV2's layers, BatchNormalization included
     for name in encoder:
-        for before, after in zip(initial.get_layer(name).get_weights(), trained.get_layer(name).get_weights()):
+        for before, after in zip(initial[name], net.get_layer(name).get_weights()):
             np.testing.assert_array_equal(before, after, err_msg=name)
-    assert not np.array_equal(initial.get_layer("conv2").get_weights()[0], trained.get_layer("conv2").get_weights()[0])
+    assert not np.array_equal(initial["conv2"][0], net.get_layer("conv2").get_weights()[0])
 
-    flags[flags.index("--out") + 1] = str(tmp_path / "two")
-    two_phases = train(*flags, "--epochs", "2", "--freeze-encoder-epochs", "1")
-    assert "epochs 2-2: encoder trainable" in two_phases.stderr
-    assert [int(r["epoch"]) for r in history(tmp_path / "two")] == [0, 1]
+
+def test_freeze_encoder_epochs_trains_in_two_phases(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, err = train("--model", "transfer", "--encoder", "vgg16", "--encoder-weights", "none",
+                      "--input-size", "32", "48", "--bs", "2", "--tb-images", "0", "--data", tiny_data,
+                      "--out", run_dir, "--steps-per-epoch", "3", "--epochs", "2", "--freeze-encoder-epochs", "1",
+                      capsys=capsys)
+    assert code == 0 and "epochs 1-1: encoder frozen" in err and "epochs 2-2: encoder trainable" in err
+    assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1]

