@@ -71,7 +71,7 @@ class DepthMaps(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         target, mask = unpack_target(self.y_true)
         scale = self.depth_scale
-        gt = np.where(mask[..., 0] > 0, scale.decode(target[..., 0]), scale.max_depth_m)
+        gt = np.where(mask[..., 0] > 0, scale.decode(target[..., 0]), np.nan)  # holes in grey, as in every figure
         pred = scale.decode(self.model(self.rgb, training=False)[..., 0])
         lo, hi = scale.min_depth_m, scale.max_depth_m
         panels = [tf.image.resize(self.rgb, gt.shape[1:3]).numpy(), colorize(gt, lo, hi), colorize(pred, lo, hi)]

@@ -5,7 +5,6 @@ blobs, decoded in the graph to RGB uint8 and depth in metres (nyu.DEPTH_CODECS),
 input and output sizes, encoded by a `depth.DepthScale`, augmented for training and batched.
 
     python data.py inspect data/synth        # frame counts and depth statistics of any dataset, as JSON
-    python data.py synth --out data/synth    # the synthetic NYU-format dataset (same as python -m synth)
 """
 from __future__ import annotations
 
@@ -29,8 +28,6 @@ LOG = logging.getLogger("depth.data")
 # ---------------------------------------------------------------------------
 # Reading and decoding frames
 # ---------------------------------------------------------------------------
-
-
 
 # Frames read per Python call: every tf.numpy_function call costs about 1 ms of GIL hand-offs whatever it does
 # (reading a frame's bytes takes 0.04 ms), which capped the whole pipeline at ~850 frames/s on 2 cores when it
@@ -65,7 +62,7 @@ def read_frames(split: Split, strict: bool):
 
 
 def decode_rgb(blob, hw, rgb_format, min_hw=None):
-    """An RGB blob stored as rgb_format (layouts.RGB_FORMATS), and its raw hw -> uint8 [H, W, 3]; JPEGs at a
+    """An RGB blob stored as rgb_format (readers.RGB_FORMATS), and its raw hw -> uint8 [H, W, 3]; JPEGs at a
     reduced scale when min_hw (h, w) is given (see _decode_jpeg_at_least)."""
     if rgb_format == "raw":
         return tf.reshape(tf.io.decode_raw(blob, tf.uint8), [hw[0], hw[1], 3])
@@ -258,9 +255,6 @@ def make_dataset(
 
 
 # ---------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------
 # python data.py inspect
 # ---------------------------------------------------------------------------
 
@@ -300,27 +294,20 @@ def inspect(path, limit: int | None = None) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="NYU Depth V2 data: inspect any dataset, or write the synthetic one.")
+    parser = argparse.ArgumentParser(
+        description="Inspect a dataset. (The synthetic dataset is written by python -m synth.)")
     commands = parser.add_subparsers(dest="command", required=True)
     inspect_cmd = commands.add_parser("inspect", help="print frame counts and depth statistics of a dataset as JSON")
     inspect_cmd.add_argument("path", help=f"dataset path: {EXPECTED_LAYOUTS}")
     inspect_cmd.add_argument("--limit", type=int, default=None, help="read only the first N frames of each split")
-    commands.add_parser("synth", add_help=False,
-                        help="write the synthetic NYU-format dataset: python -m synth, whose flags it takes")
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "synth":
-        args.synth_argv = rest  # python -m synth's flags, parsed (and --help answered) by synth.cli
-    elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "inspect" and args.limit is not None and args.limit < 0:
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 0:
         parser.error(f"--limit must be zero or more, got {args.limit}")
     return args
 
 
 def main(args) -> int:
-    if args.command == "synth":
-        from synth import cli  # imported here: reading data never loads the renderer, only this command does
-        return cli.main(cli.parse_args(args.synth_argv))
+    """Run the command line; returns the exit code (2, with one sentence, for a path in no known layout)."""
     try:
         print(json.dumps(inspect(args.path, args.limit), indent=2))
     except DataError as err:

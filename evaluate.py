@@ -14,9 +14,7 @@ without ground truth) adds photos.png: RGB | each model's prediction for up to -
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import json
 import re
 import sys
 import time
@@ -28,6 +26,7 @@ from tqdm import tqdm
 
 import figures
 import nyu
+import table
 from data import frames
 from depth import DepthScale
 from layouts import DataError, Split, open_source
@@ -35,8 +34,6 @@ from loss import depth_errors
 from model import depth_scale_of, load_model
 from predict import predict_depth_m, read_photos
 
-METRICS = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")  # depth_errors' keys
-TABLE_METRICS = nyu.PUBLISHED_METRICS  # the metrics the published rows report
 NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
 CROP_CHOICES = {
     "auto": f"the data's own crop (eigen_test_crop.npy) if it ships one, else eigen for {NYU_FRAME_TEXT} frames, "
@@ -45,6 +42,7 @@ CROP_CHOICES = {
     "none": "the whole frame",
 }
 BASELINE_FRAMES = 200  # training frames (evenly spaced) whose mean depth the baseline predicts everywhere
+MAX_PHOTOS = 6  # photographs without ground truth in photos.png (and the notebook's figure)
 
 # ---------------------------------------------------------------------------
 # Scoring one image
@@ -52,7 +50,7 @@ BASELINE_FRAMES = 200  # training frames (evenly spaced) whose mean depth the ba
 
 def compute_errors(gt, pred, mask=None) -> dict[str, float]:
     """`loss.depth_errors` as Python floats: gt and pred [...] in metres (ground truth FIRST, the denominator
-    of the relative errors), mask the same shape (True = scored). Keys: METRICS."""
+    of the relative errors), mask the same shape (True = scored). Keys: ERROR_METRICS."""
     return {name: float(value) for name, value in depth_errors(gt, pred, mask).items()}
 
 
@@ -106,7 +104,7 @@ class Candidate:
     slug: str
     model: keras.Model
     depth_scale: DepthScale
-    rows: list = dataclasses.field(default_factory=list)  # per image: frame, index, ms, METRICS[, median_*]
+    rows: list = dataclasses.field(default_factory=list)  # per image: frame, index, ms, ERROR_METRICS[, median_*]
 
     @property
     def ms_per_image(self) -> float:
@@ -124,11 +122,6 @@ def model_slugs(paths) -> list[str]:
     return slugs
 
 
-def _subset(split: Split, indices) -> Split:
-    """The frames of `split` at `indices` as a split of their own (same names, reader and crop)."""
-    return dataclasses.replace(split, keys=[split.keys[int(i)] for i in indices], skipped=[])
-
-
 def evenly_spaced(length: int, count: int) -> np.ndarray:
     """int [min(count, length)]: positions in range(length), evenly spaced from the first to the last, no repeats."""
     return np.unique(np.linspace(0, length - 1, min(count, length)).round().astype(int))
@@ -138,7 +131,7 @@ def mean_depth_m(split: Split, max_frames: int) -> float:
     """Mean ground-truth depth in metres over the valid (> 0) pixels of at most max_frames evenly spaced frames."""
     indices = evenly_spaced(len(split), max_frames)
     total, count = 0.0, 0
-    for frame in tqdm(frames(_subset(split, indices)), total=len(indices), desc=f"{split.name} mean depth",
+    for frame in tqdm(frames(split.subset(indices)), total=len(indices), desc=f"{split.name} mean depth",
                       unit="frame", file=sys.stderr):
         depth = frame["depth"].numpy()
         total, count = total + float(depth[depth > 0].sum(dtype=np.float64)), count + int((depth > 0).sum())
@@ -183,11 +176,6 @@ def score_split(
     return baseline_rows, crops_used
 
 
-def mean_over_images(rows: list[dict], prefix: str = "") -> dict[str, float]:
-    """{metric: mean over rows of row[prefix + metric]} for every metric in METRICS."""
-    return {k: float(np.mean([row[prefix + k] for row in rows])) for k in METRICS}
-
-
 # ---------------------------------------------------------------------------
 # Figures (gathered here, drawn by figures.py)
 # ---------------------------------------------------------------------------
@@ -195,7 +183,7 @@ def mean_over_images(rows: list[dict], prefix: str = "") -> dict[str, float]:
 def predicted_frames(split: Split, indices, candidates: list[Candidate], *, flip: bool):
     """Yield (RGB uint8 [H, W, 3], ground truth [H, W] metres, [prediction [H, W] metres per candidate]) for
     the frames of `split` at `indices`, read and predicted again, so evaluation never holds more than one."""
-    for frame in frames(_subset(split, indices), strict=True):
+    for frame in frames(split.subset(indices), strict=True):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]
         yield rgb, gt, [predict_depth_m(c.model, rgb, c.depth_scale, flip=flip) for c in candidates]
 
@@ -240,48 +228,6 @@ def photo_figure(path, photos: list[tuple[str, np.ndarray]], candidates: list[Ca
 
 
 # ---------------------------------------------------------------------------
-# The table
-# ---------------------------------------------------------------------------
-
-TABLE_COLUMNS = ("method", "evaluated on", *TABLE_METRICS, "ms/image")
-
-
-def _cell(column: str, value) -> str:
-    """A table cell: '-' for a number not published, ms to 0.1, metrics to 0.001, text as is."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.1f}" if column == "ms/image" else f"{value:.3f}"
-    return str(value)
-
-
-def table_rows(candidates, *, data_label, baseline_label, baseline_rows, median_scaling) -> list[dict]:
-    """The benchmark table as dicts keyed by TABLE_COLUMNS: published rows, this run's, then the baseline."""
-    rows = [{**row, "evaluated on": nyu.PUBLISHED_ON, "ms/image": None} for row in nyu.PUBLISHED]
-    for c in candidates:
-        ms = c.ms_per_image
-        rows.append({"method": c.label, "evaluated on": data_label, **mean_over_images(c.rows), "ms/image": ms})
-        if median_scaling:
-            rows.append({"method": f"{c.label}, per-image median scaling", "evaluated on": data_label,
-                         **mean_over_images(c.rows, "median_"), "ms/image": ms})
-    rows.append({"method": baseline_label, "evaluated on": data_label, **mean_over_images(baseline_rows), "ms/image": None})
-    return [{column: row.get(column) for column in TABLE_COLUMNS} for row in rows]
-
-
-def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " --- |" * len(TABLE_COLUMNS)]
-    lines += ["| " + " | ".join(_cell(c, row[c]) for c in TABLE_COLUMNS) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def write_csv(path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-# ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
@@ -290,7 +236,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     what = parser.add_argument_group("what to evaluate")
     what.add_argument("--model", action="append", required=True,
                       help="a trained model (.keras); repeat to evaluate several into one table")
-    what.add_argument("--data", required=True, help="dataset path, in any layout data.py reads (e.g. data/synth)")
+    what.add_argument("--data", required=True, help="dataset path, in any layout layouts.py reads (e.g. data/synth)")
     what.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     what.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (default: all)")
     protocol = parser.add_argument_group("protocol")
@@ -314,8 +260,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     drawn.add_argument("--photos", action="append", default=None, metavar="DIR_OR_GLOB",
                        help="photographs without ground truth (image files, folders or quoted glob patterns; "
                             "repeat for more) to predict with every model into photos.png")
-    drawn.add_argument("--max-photos", type=int, default=6,
-                       help="photographs in photos.png, the first readable ones by file name (default: 6)")
+    drawn.add_argument("--max-photos", type=int, default=MAX_PHOTOS,
+                       help=f"photographs in photos.png, the first readable ones by file name (default: {MAX_PHOTOS})")
     args = parser.parse_args(argv)
     for flag in ("limit", "baseline_frames", "compare_frames", "max_photos"):
         value = getattr(args, flag)
@@ -341,50 +287,6 @@ def baseline_depth(source, split_name: str, max_frames: int) -> tuple[float, str
         return mean, f"baseline: training-set mean depth ({mean:.2f} m) everywhere"
     mean = mean_depth_m(source.split(split_name), max_frames)
     return mean, f"baseline: {split_name}-set mean depth ({mean:.2f} m) everywhere (no train split in the data)"
-
-
-def write_report(out: Path, args: argparse.Namespace, candidates: list[Candidate], baseline: dict,
-                 crops_used: set[str], skipped: list[str]) -> str:
-    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown.
-
-    baseline: {"label", "depth_m", "rows"} of the mean-depth baseline.
-    """
-    flip = not args.no_flip
-    data_label = f"{args.data} [{args.split}], {len(baseline['rows'])} images"
-    rows = table_rows(candidates, data_label=data_label, baseline_label=baseline["label"],
-                      baseline_rows=baseline["rows"], median_scaling=args.median_scaling)
-    scale = candidates[0].depth_scale
-    notes = [
-        f"Rows marked '{nyu.PUBLISHED_ON}' are numbers as published by each paper on the official NYU Depth V2 test "
-        "split, not recomputed here; rows on other data are not comparable with them.",
-        f"This run: {data_label}; crop: {'; '.join(sorted(crops_used))}; scored pixels: ground truth within "
-        f"the model's depth range ({scale.min_depth_m:g}-{scale.max_depth_m:g} m for the first model); "
-        f"aggregation: mean over images of per-image errors; flip test-time augmentation: {'on' if flip else 'off'}; "
-        "ms/image: median wall time of predict_depth_m per image at batch 1.",
-    ]
-    if skipped:
-        notes.append(f"Skipped {len(skipped)} frames: " + "; ".join(skipped))
-    markdown = "# Depth evaluation\n\n" + "\n\n".join(notes) + "\n\n" + markdown_table(rows) + "\n"
-    (out / "table.md").write_text(markdown)
-    write_csv(out / "table.csv", rows)
-    metrics = {
-        "data": args.data, "split": args.split, "images": len(baseline["rows"]), "crop": sorted(crops_used),
-        "aggregation": "mean over images", "flip": flip, "skipped": skipped,
-        "models": {
-            c.slug: {
-                "path": c.label, "depth_scale": c.depth_scale.to_config(), "metrics": mean_over_images(c.rows),
-                **({"median_scaled": mean_over_images(c.rows, "median_")} if args.median_scaling else {}),
-                "ms_per_image": c.ms_per_image,
-            }
-            for c in candidates
-        },
-        "baseline": {"label": baseline["label"], "depth_m": baseline["depth_m"],
-                     "metrics": mean_over_images(baseline["rows"])},
-        "published": {"evaluated_on": nyu.PUBLISHED_ON, "rows": nyu.PUBLISHED},
-    }
-    for path in [out / "metrics.json"] + ([Path(args.json)] if args.json else []):
-        path.write_text(json.dumps(metrics, indent=2) + "\n")
-    return markdown
 
 
 def main(args: argparse.Namespace) -> int:
@@ -413,7 +315,7 @@ def main(args: argparse.Namespace) -> int:
         if not baseline_rows:
             raise DataError(f"{args.data} [{args.split}] has no frame that could be scored")
         for c in candidates:
-            write_csv(out / f"per_image_{c.slug}.csv", c.rows)
+            table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)
             example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)
         written = [out / "examples_*.png"]
         if len(candidates) > 1:
@@ -423,7 +325,7 @@ def main(args: argparse.Namespace) -> int:
             written.append(out / "photos.png")
             photo_figure(written[-1], photos, candidates, flip=not args.no_flip)
         baseline = {"label": baseline_label, "depth_m": baseline_m, "rows": baseline_rows}
-        print(write_report(out, args, candidates, baseline, crops_used, skipped))
+        print(table.write_report(out, args, candidates, baseline, crops_used, skipped))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import matplotlib
+import matplotlib.colors
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -25,9 +26,13 @@ NO_DATA_GREY = "0.85"  # the axes' background, which NaN pixels (no ground truth
 
 def colorize(depth_m, lo: float, hi: float) -> np.ndarray:
     """Depth [..., H, W] metres -> RGB float32 [..., H, W, 3] in [0, 1] in DEPTH_CMAP: lo metres takes the
-    map's near end, hi its far end, and depths beyond them are clipped to the ends (TensorBoard's panels)."""
-    normalized = np.clip((np.asarray(depth_m, np.float64) - lo) / (hi - lo), 0.0, 1.0)
-    return matplotlib.colormaps[DEPTH_CMAP](normalized)[..., :3].astype(np.float32)
+    map's near end, hi its far end, depths beyond them are clipped to the ends, and NaN (no depth) is
+    NO_DATA_GREY, as in every figure (TensorBoard's panels)."""
+    depth_m = np.asarray(depth_m, np.float64)
+    normalized = np.clip((depth_m - lo) / (hi - lo), 0.0, 1.0)
+    rgb = matplotlib.colormaps[DEPTH_CMAP](normalized)[..., :3]
+    rgb[np.isnan(depth_m)] = matplotlib.colors.to_rgb(NO_DATA_GREY)
+    return rgb.astype(np.float32)
 
 
 def holes_as_nan(gt_m: np.ndarray) -> np.ndarray:

@@ -9,9 +9,7 @@ dataset's own documentation: DenseDepth's nyu_data.zip / nyu_test.zip, the offic
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
-import threading
 import zipfile
 from pathlib import Path
 
@@ -19,32 +17,29 @@ import h5py
 import numpy as np
 import scipy.io
 
-from nyu import DEPTH_CODECS
+from readers import (  # DataError and FrameError are raised by both modules; callers import them from here
+    Archive,
+    DataError,
+    FrameError,
+    LabeledMatReader,
+    NpyFramesReader,
+    PairReader,
+    folder_bytes,
+    frame_problem,
+)
 
 LOG = logging.getLogger("depth.layouts")
 
 # ---------------------------------------------------------------------------
-# Sources: where frames come from, each read as two encoded blobs per frame
+# Splits and sources
 # ---------------------------------------------------------------------------
-
-class DataError(Exception):
-    """A user-facing problem with a dataset path or file; its message is one sentence naming the file and the fix."""
-
-
-class FrameError(Exception):
-    """One frame cannot be read as its split says it is stored; the message says why (Split.read)."""
-
-
-RGB_FORMATS = {"image": "JPEG or PNG file bytes", "raw": "raw uint8 H x W x 3"}  # a Split's rgb_format
-# A Split's depth_format is a key of nyu.DEPTH_CODECS.
-
 
 @dataclasses.dataclass
 class Split:
     """One split of a dataset: a list of frame keys and a reader that turns a key into its blobs.
 
     reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats.
-    rgb_format is a key of RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS. crop is (top, bottom, left,
+    rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS. crop is (top, bottom, left,
     right) in pixels of the full frame when the data ships one (Eigen's).
     """
 
@@ -62,6 +57,7 @@ class Split:
         return len(self.keys)
 
     def frame_name(self, index: int) -> str:
+        """A short name for frame `index`: its RGB file's path, or "<split>_<index>" for frames in an array."""
         key = self.keys[index]
         return key[0] if isinstance(key, tuple) else f"{self.name}_{int(key):05d}"
 
@@ -80,10 +76,14 @@ class Split:
             rgb, depth, hw = self.reader(self.keys[index])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:  # missing, unreadable, bad .npy
             raise FrameError(f"{type(err).__name__}: {err}") from err
-        problem = frame_problem(self, rgb, depth, hw)
+        problem = frame_problem(self.rgb_format, self.depth_format, rgb, depth, hw)
         if problem is not None:
             raise FrameError(problem)
         return rgb, depth, hw
+
+    def subset(self, indices) -> Split:
+        """The frames at `indices` as a split of their own (same names, reader and crop)."""
+        return dataclasses.replace(self, keys=[self.keys[int(i)] for i in indices], skipped=[])
 
     def take_skipped(self) -> list[str]:
         """The frames skipped since the last call (names with the reason), and forget them."""
@@ -100,6 +100,7 @@ class Source:
     splits: dict
 
     def split(self, name: str) -> Split:
+        """The split called `name`; DataError listing the splits there are if it has none."""
         if name not in self.splits:
             raise DataError(
                 f"{self.path} ({self.layout}) has no '{name}' split; it has: {', '.join(self.splits) or 'none'}"
@@ -107,141 +108,9 @@ class Source:
         return self.splits[name]
 
 
-class _LocalHandles(threading.local):
-    """One open handle per thread, so parallel tf.data readers never share a file position."""
-
-    def __init__(self, opener):
-        self.opener, self.handle = opener, None
-
-    def get(self):
-        if self.handle is None:
-            self.handle = self.opener()
-        return self.handle
-
-
-def _folder_bytes(root: Path):
-    return lambda ref: (root / ref).read_bytes()
-
-
-def _zip_bytes(zip_path: Path):
-    handles = _LocalHandles(lambda: zipfile.ZipFile(zip_path))
-    return lambda ref: handles.get().read(ref)
-
-
-class PairReader:
-    """Frames stored as an RGB file and a depth file (PNG or .npy), fetched by `read_bytes(ref)`."""
-
-    def __init__(self, read_bytes):
-        self.read_bytes = read_bytes
-
-    def __call__(self, key):
-        rgb_ref, depth_ref = key
-        rgb, depth = self.read_bytes(rgb_ref), self.read_bytes(depth_ref)
-        if depth_ref.endswith(".npy"):
-            array = np.load(io.BytesIO(depth), allow_pickle=False)
-            if array.ndim == 3 and array.shape[-1] == 1:
-                array = array[..., 0]
-            if array.ndim != 2:
-                raise ValueError(f"depth array has shape {array.shape}, expected (height, width) in metres")
-            return rgb, np.ascontiguousarray(array, np.float32).tobytes(), array.shape
-        return rgb, depth, (0, 0)
-
-
-class NpyFramesReader:
-    """Frame i of the stacked arrays in DenseDepth's eigen_test_rgb.npy / eigen_test_depth.npy.
-
-    Reads one frame by seeking inside the .npy (inside the zip, if it is zipped), never the whole file.
-    """
-
-    def __init__(self, open_member, rgb_name: str, depth_name: str):
-        self.rgb = _NpyStack(open_member, rgb_name)
-        self.depth = _NpyStack(open_member, depth_name)
-        if self.rgb.shape[:3] != self.depth.shape[:3] or self.rgb.shape[3:] != (3,):
-            raise DataError(
-                f"{rgb_name} {self.rgb.shape} and {depth_name} {self.depth.shape} do not match: "
-                "expected N x H x W x 3 uint8 and N x H x W metres"
-            )
-
-    def __len__(self):
-        return self.rgb.shape[0]
-
-    def __call__(self, index):
-        depth = self.depth.frame(index).astype(np.float32)
-        return self.rgb.frame(index).astype(np.uint8).tobytes(), depth.tobytes(), depth.shape[:2]
-
-
-_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-
-
-class _NpyStack:
-    """Random access to frames of an N x ... .npy file through a seekable file object."""
-
-    def __init__(self, open_member, name: str):
-        self.open_member, self.name = open_member, name
-        with open_member(name) as f:
-            read_header = _NPY_HEADER_READERS.get(np.lib.format.read_magic(f))
-            if read_header is None:
-                raise DataError(f"{name} is a .npy of an unsupported format version; re-save it with numpy.save")
-            self.shape, fortran, self.dtype = read_header(f)
-            self.offset = f.tell()
-        if fortran or len(self.shape) < 3:
-            raise DataError(f"{name} holds a {self.shape} array; expected C-ordered N x H x W[ x 3] frames")
-        self.frame_shape = self.shape[1:]
-        self.frame_bytes = int(np.prod(self.frame_shape)) * self.dtype.itemsize
-        self.handles = _LocalHandles(lambda: open_member(name))
-
-    def frame(self, index: int) -> np.ndarray:
-        f = self.handles.get()
-        f.seek(self.offset + int(index) * self.frame_bytes)
-        return np.frombuffer(f.read(self.frame_bytes), self.dtype).reshape(self.frame_shape)
-
-
-class LabeledMatReader:
-    """Frame i of nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5).
-
-    MATLAB stores images as 480x640x3xN and depths as 480x640xN column-major, so h5py sees
-    images [N, 3, 640, 480] and depths [N, 640, 480] (metres); each frame is transposed back.
-    """
-
-    def __init__(self, mat_path: Path):
-        self.handles = _LocalHandles(lambda: h5py.File(mat_path, "r"))
-
-    def __call__(self, index):
-        f = self.handles.get()
-        rgb = np.ascontiguousarray(np.transpose(f["images"][int(index)], (2, 1, 0)), np.uint8)
-        depth = np.ascontiguousarray(f["depths"][int(index)].T, np.float32)
-        return rgb.tobytes(), depth.tobytes(), depth.shape
-
-
-class _Archive:
-    """A zip file or a folder, read alike: entries are '/'-separated paths relative to its root."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.is_zip = path.is_file() and zipfile.is_zipfile(path)
-        self.names = zipfile.ZipFile(path).namelist() if self.is_zip else None
-
-    def find(self, basename: str) -> str | None:
-        """The entry named `basename` at the root or one folder down (DenseDepth's zips nest under data/)."""
-        if self.is_zip:
-            return next((n for n in self.names if n == basename or n.endswith("/" + basename)), None)
-        if self.path.is_dir():
-            hits = [p for p in (self.path / basename, *self.path.glob(f"*/{basename}")) if p.is_file()]
-            return hits[0].relative_to(self.path).as_posix() if hits else None
-        return None
-
-    def read_text(self, name: str) -> str:
-        return self.bytes_reader()(name).decode("utf-8")
-
-    def bytes_reader(self):
-        return _zip_bytes(self.path) if self.is_zip else _folder_bytes(self.path)
-
-    def opener(self):
-        """name -> a fresh seekable binary file object for that entry."""
-        if self.is_zip:
-            return lambda name: zipfile.ZipFile(self.path).open(name)
-        return lambda name: open(self.path / name, "rb")
-
+# ---------------------------------------------------------------------------
+# The layouts: one _open_* function each, chosen by _looks_like
+# ---------------------------------------------------------------------------
 
 def _csv_pairs(text: str) -> list[tuple[str, str]]:
     rows = [line.strip().split(",") for line in text.splitlines() if line.strip()]
@@ -250,7 +119,7 @@ def _csv_pairs(text: str) -> list[tuple[str, str]]:
 
 def _open_densedepth(path: Path) -> Source:
     """DenseDepth's nyu_data.zip, or its extracted folder: data/nyu2_{train,test}.csv of rgb,depth paths."""
-    archive = _Archive(path)
+    archive = Archive(path)
     formats = {"train": "png8_10m", "test": "png16_mm"}
     splits = {}
     for name, depth_format in formats.items():
@@ -260,14 +129,14 @@ def _open_densedepth(path: Path) -> Source:
         keys = _csv_pairs(archive.read_text(csv_name))
         read_bytes = archive.bytes_reader()
         if not archive.is_zip and keys and not (path / keys[0][0]).exists() and (path.parent / keys[0][0]).exists():
-            read_bytes = _folder_bytes(path.parent)  # the user pointed at the extracted data/ folder itself
+            read_bytes = folder_bytes(path.parent)  # the user pointed at the extracted data/ folder itself
         splits[name] = Split(str(path), "densedepth", name, keys, PairReader(read_bytes), "image", depth_format)
     return Source(str(path), "densedepth", splits)
 
 
 def _open_eigen_npy(path: Path) -> Source:
     """DenseDepth's nyu_test.zip (or its folder): eigen_test_{rgb,depth,crop}.npy, depth in metres."""
-    archive = _Archive(path)
+    archive = Archive(path)
     rgb, depth, crop = (archive.find(f"eigen_test_{part}.npy") for part in ("rgb", "depth", "crop"))
     if rgb is None or depth is None:
         raise DataError(f"{path} lacks eigen_test_rgb.npy or eigen_test_depth.npy, which nyu_test.zip holds")
@@ -323,7 +192,7 @@ def _open_bts(path: Path) -> Source:
         else:
             rgbs = sorted(p.relative_to(root).as_posix() for p in root.glob("*/rgb_*.jpg"))
             keys = [(r, r.replace("rgb_", "sync_depth_").rsplit(".", 1)[0] + ".png") for r in rgbs]
-        splits[name] = Split(str(root), "bts", name, keys, PairReader(_folder_bytes(root)), "image", "png16_mm")
+        splits[name] = Split(str(root), "bts", name, keys, PairReader(folder_bytes(root)), "image", "png16_mm")
     return Source(str(path), "bts", splits)
 
 
@@ -353,7 +222,7 @@ def _open_pairs(path: Path) -> Source:
         if len(kinds) > 1:
             raise DataError(f"{folder} mixes X_depth.png and X_depth.npy files; keep one kind per folder")
         depth_format = "raw_f32_m" if kinds == {".npy"} else "png16_mm"
-        splits[name] = Split(str(folder), "pairs", name, keys, PairReader(_folder_bytes(folder)), "image", depth_format)
+        splits[name] = Split(str(folder), "pairs", name, keys, PairReader(folder_bytes(folder)), "image", depth_format)
     return Source(str(path), "pairs", splits)
 
 
@@ -375,7 +244,7 @@ def _looks_like(path: Path) -> str | None:
         return "labeled-mat"
     if path.is_dir() and any((path / folder).is_dir() for folder, _ in _BTS_LISTS.values()):
         return "bts"
-    archive = _Archive(path)
+    archive = Archive(path)
     if archive.is_zip or path.is_dir():
         if archive.find("nyu2_train.csv") or archive.find("nyu2_test.csv"):
             return "densedepth"
@@ -406,7 +275,7 @@ def open_source(path) -> Source:
     """Detect the layout of `path` and list its splits; a path in no known layout raises DataError."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise DataError(f"{path} does not exist; pass a dataset path, e.g. data/synth (make it with: python data.py synth --out data/synth)")
+        raise DataError(f"{path} does not exist; pass a dataset path (write the synthetic one with: python -m synth)")
     layout = _looks_like(path)
     if layout is None:
         raise DataError(f"{path} is not a dataset this project reads; expected {EXPECTED_LAYOUTS}")
@@ -414,38 +283,3 @@ def open_source(path) -> Source:
     if not any(len(s) for s in source.splits.values()):
         raise DataError(f"{path} looks like {layout} but holds no frames")
     return source
-
-
-# ---------------------------------------------------------------------------
-# Checking a frame's blobs
-# ---------------------------------------------------------------------------
-
-def _png_bit_depth(blob: bytes) -> int:
-    return blob[24]  # IHDR: 8-byte signature, 4 length, 4 "IHDR", 4 width, 4 height, then bit depth
-
-
-def _image_problem(blob: bytes) -> str | None:
-    """Why `blob` is not a whole PNG or JPEG file (empty, truncated, another format), or None if it looks whole."""
-    if blob.startswith(b"\x89PNG\r\n\x1a\n"):
-        return None if b"IEND" in blob[-12:] else "truncated PNG (no IEND chunk at the end)"
-    if blob.startswith(b"\xff\xd8"):
-        return None if b"\xff\xd9" in blob[-1024:] else "truncated JPEG (no end-of-image marker)"
-    return "neither a PNG nor a JPEG" if blob else "empty file"
-
-
-def frame_problem(split: Split, rgb: bytes, depth: bytes, hw) -> str | None:
-    """Why a frame's blobs cannot be decoded as `split` says they are stored, or None."""
-    if split.rgb_format == "image" and (problem := _image_problem(rgb)):
-        return f"RGB: {problem}"
-    if split.rgb_format == "raw" and len(rgb) != hw[0] * hw[1] * 3:
-        return f"RGB: {len(rgb)} bytes for a {hw[0]}x{hw[1]}x3 frame"
-    codec = DEPTH_CODECS[split.depth_format]
-    if codec.png:
-        if problem := _image_problem(depth):
-            return f"depth: {problem}"
-        if not depth.startswith(b"\x89PNG") or _png_bit_depth(depth) != 8 * np.dtype(codec.dtype).itemsize:
-            return f"depth: expected a {codec.description}"
-    elif len(depth) != hw[0] * hw[1] * 4:
-        return f"depth: {len(depth)} bytes for a {hw[0]}x{hw[1]} float32 frame"
-    return None
-

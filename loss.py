@@ -11,9 +11,9 @@ import math
 import keras
 import tensorflow as tf
 
-import nyu
 from depth import DepthScale, unpack_target
 
+DEFAULT_THETA = 0.1  # the L1 term's weight (DenseDepth's, and the seed paper's)
 # SSIM's dynamic range for the default scale: 100 for inverse depth over 0.1-10 m (DenseDepth's 1000/10).
 DEFAULT_MAX_VAL = DepthScale().value_range[1]
 SSIM_FILTER_SIZE = 11  # tf.image.ssim's Gaussian window, shrunk for images smaller than it
@@ -96,7 +96,7 @@ def loss_terms(y_true, y_pred, mask, max_val):
     }
 
 
-def depth_loss(y_true, y_pred, mask, theta=0.1, max_val=DEFAULT_MAX_VAL):
+def depth_loss(y_true, y_pred, mask, theta=DEFAULT_THETA, max_val=DEFAULT_MAX_VAL):
     """theta * L_depth + L_grad + L_SSIM (DenseDepth), a scalar; shapes as in `loss_terms`."""
     terms = loss_terms(y_true, y_pred, mask, max_val)
     return theta * terms["l1"] + terms["grad"] + terms["ssim"]
@@ -111,7 +111,7 @@ class DepthLoss(keras.losses.Loss):
         max_val: SSIM's dynamic range, `DepthScale.value_range[1]` of the scale the targets use.
     """
 
-    def __init__(self, theta=0.1, max_val=DEFAULT_MAX_VAL, name="depth_loss", reduction="sum_over_batch_size",
+    def __init__(self, theta=DEFAULT_THETA, max_val=DEFAULT_MAX_VAL, name="depth_loss", reduction="sum_over_batch_size",
                  dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.theta = float(theta)
@@ -123,6 +123,9 @@ class DepthLoss(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "theta": self.theta, "max_val": self.max_val}
+
+
+ERROR_METRICS = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")  # depth_errors' keys
 
 
 def depth_errors(gt_m, pred_m, mask=None):
@@ -180,10 +183,12 @@ class DepthMetric(keras.metrics.MeanMetricWrapper):
     Its config is the metric's name and the DepthScale, so compiled models saved with it reload.
     """
 
-    def __init__(self, name, mode="inverse", min_depth_m=nyu.MIN_DEPTH_M, max_depth_m=nyu.MAX_DEPTH_M, dtype=None):
+    def __init__(self, name, dtype=None, **depth_scale):
+        """name: a key of METRICS; depth_scale: DepthScale's fields (mode, min_depth_m, max_depth_m), its
+        defaults where left out."""
         if name not in METRICS:
             raise ValueError(f"unknown depth metric {name!r}; choose one of {sorted(METRICS)}")
-        self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)
+        self.depth_scale = DepthScale(**depth_scale)
         super().__init__(fn=self._value, name=name, dtype=dtype)
 
     def _value(self, y_true, y_pred):

@@ -53,12 +53,14 @@ def depth_scale_of(model: keras.Model) -> DepthScale:
     return final.depth_scale
 
 
-
 # ---------------------------------------------------------------------------
 # The transfer model (DenseDepth, Alhashim & Wonka 2018)
 # ---------------------------------------------------------------------------
 
 PREPROCESS_PREFIX = "preprocess"  # the name prefix of the layers build_transfer puts before the encoder
+DEFAULT_ENCODER = "densenet169"  # DenseDepth's
+DEFAULT_DECODER_WIDTH = 0.5  # DenseDepth's code default (its published nyu.h5 uses 1.0)
+DEFAULT_BASE_FILTERS = 32  # the UNet's first width
 
 
 def upproject_block(x, skip, filters, name):
@@ -77,12 +79,12 @@ def upproject_block(x, skip, filters, name):
 
 
 def build_transfer(
-    encoder: str = "densenet169",
+    encoder: str = DEFAULT_ENCODER,
     encoder_weights: str = "none",
     input_hw: tuple[int, int] = nyu.INPUT_HW,
     depth_scale: DepthScale = DepthScale(),
     preprocess: bool = True,
-    decoder_width: float = 0.5,
+    decoder_width: float = DEFAULT_DECODER_WIDTH,
     name: str | None = None,
 ) -> keras.Model:
     """DenseDepth on an ImageNet encoder: RGB [B, H, W, 3] in [0, 1] -> encoded depth [B, H/2, W/2, 1].
@@ -164,7 +166,7 @@ def up_block(x, skip, filters, name):
 
 def build_unet(
     input_hw: tuple[int, int] = nyu.INPUT_HW,
-    base_filters: int = 32,
+    base_filters: int = DEFAULT_BASE_FILTERS,
     depth_scale: DepthScale = DepthScale(),
     name: str = "unet",
 ) -> keras.Model:

@@ -120,7 +120,7 @@ class DepthCodec:
         return out.getvalue()
 
 
-# The depth formats of the layouts data.py reads, by the name a Split records.
+# The depth formats of the layouts layouts.py reads, by the name a Split records.
 DEPTH_CODECS = {
     "png8_10m": DepthCodec("8-bit PNG, 255 = 10 m (DenseDepth's training depth)", "uint8", 255.0 / 10.0, png=True),
     "png16_mm": DepthCodec("16-bit PNG in millimetres", "uint16", 1000.0, png=True),

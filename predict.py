@@ -34,7 +34,7 @@ from model import depth_scale_of, load_model
 _FORWARD_PASSES = weakref.WeakKeyDictionary()
 
 
-def _forward_pass(model: keras.Model):
+def forward_pass(model: keras.Model):
     """model(x) as one tf.function over x float32 [None, h, w, 3] (h, w = the model's input size), traced once."""
     forward = _FORWARD_PASSES.get(model)
     if forward is None:
@@ -62,7 +62,7 @@ def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = No
     x = resize_rgb(batch, model.input_shape[1:3])  # [B, h, w, 3] in [0, 1]
     if flip:
         x = tf.concat([x, tf.image.flip_left_right(x)], axis=0)  # [2B, h, w, 3]: one call for both
-    depth = depth_scale.decode(_forward_pass(model)(x))  # [B or 2B, h', w', 1] metres
+    depth = depth_scale.decode(forward_pass(model)(x))  # [B or 2B, h', w', 1] metres
     depth = tf.image.resize(depth, batch.shape[1:3], method="bilinear", antialias=True)  # [.., H, W, 1]
     if flip:
         direct, mirrored = tf.split(depth, 2, axis=0)

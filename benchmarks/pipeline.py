@@ -25,10 +25,9 @@ from layouts import Split
 
 from .baseline import (DenseDepthLoader, augment_numpy, pil_depth_m, pil_rgb, skimage_rgb, skimage_target,
                        zip_in_ram)
-from .common import (BASELINE_LOADER, GOALS, TFDATA, BatchClock, Sizes, interleaved, ratio_summary, summary,
-                     train_split)
+from .common import (BASELINE_LOADER, BASELINE_WORKERS, GOALS, TFDATA, BatchClock, Sizes, interleaved, ratio_summary,
+                     summary, train_split)
 
-BASELINE_WORKERS = 2  # PyDataset(workers=2): the threads Keras builds the baseline's batches on, one per core here
 
 # ---------------------------------------------------------------------------
 # Consuming batches as Keras does

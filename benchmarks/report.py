@@ -9,12 +9,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .common import BASELINE_LOADER, COMPARISONS, GOALS, KERAS_DEFAULTS, MODEL_KINDS, PLAIN_PREDICT, TFDATA
+from .common import BASELINE_LOADER, BASELINE_WORKERS, COMPARISONS, GOALS, KERAS_DEFAULTS, MODEL_KINDS, PLAIN_PREDICT, TFDATA
 
 # What each top-level number of the JSON is (all medians over the repeats).
 DEFINITIONS = {
-    "pipeline_speedup": "samples/s of data.make_dataset (training=True) over the DenseDepth-style PyDataset on 2 "
-                        "worker threads, both consumed by Keras's model.predict (on a model that only averages them)",
+    "pipeline_speedup": "samples/s of data.make_dataset (training=True) over the DenseDepth-style PyDataset on "
+                        f"{BASELINE_WORKERS} worker threads, both consumed by Keras's model.predict (on a model that only averages them)",
     "pipeline_stall": "UNet training-step time with train.py's input pipeline over the time with one batch already "
                       "in memory, in the UNet's fastest configuration (1 = training never waits)",
     "pipeline_memory_growth": "peak RSS while Keras reads one tf.data epoch over the large synthetic set over that "

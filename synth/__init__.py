@@ -1,7 +1,7 @@
 """The synthetic NYU-format dataset: procedural indoor rooms with exact metric depth, as NYU Depth V2's
 Kinect would see them, written in the file layout DenseDepth ships NYU in.
 
-    python -m synth --out data/synth --train 600 --test 40    # or: python data.py synth ...
+    python -m synth --out data/synth --train 600 --test 40
 
     import synth
     rgb, depth_m = synth.render_frame(seed=0)                 # uint8 [480, 640, 3], float32 [480, 640] metres

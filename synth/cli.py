@@ -1,4 +1,4 @@
-"""The command line: python -m synth writes the synthetic NYU-format dataset (python data.py synth forwards here).
+"""The command line: python -m synth writes the synthetic NYU-format dataset.
 
     python -m synth --out data/synth --train 600 --test 40 --seed 0 --workers 2
 """
@@ -31,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Write the dataset as `args` say; returns the exit code."""
     out = write_synthetic(args.out, train=args.train, test=args.test, seed=args.seed, workers=args.workers)
     print(f"wrote {out / 'nyu_data.zip'} ({args.train} train + {args.test} test frames) and {out / 'nyu_test.zip'}")
     return 0

@@ -1,4 +1,4 @@
-"""Writers for small datasets in each NYU Depth V2 file layout that data.py reads, for the tests.
+"""Writers for small datasets in each NYU Depth V2 file layout that layouts.py reads, for the tests.
 
 Each writer takes lists of frames (rgb uint8 [H, W, 3], depth float32 [H, W] in metres, 0 = invalid)
 and stores them exactly as the real files do, with the real quantisation.

@@ -1,4 +1,4 @@
-"""layouts.py and data.py: each NYU layout read back in metres, the pipeline's shapes, masks, augmentation, errors."""
+"""layouts.py, readers.py and data.py: each NYU layout read back in metres, the pipeline's shapes, masks, augmentation, errors."""
 import json
 import logging
 import subprocess
@@ -13,6 +13,7 @@ import data
 import layouts
 import nyu
 import nyu_layouts as L
+import synth
 from depth import DepthScale, unpack_target
 from nyu import DEPTH_CODECS
 from conftest import ROOT
@@ -148,19 +149,6 @@ def test_wrong_depth_bit_depth_is_not_read_silently(tmp_path):
     assert read_back(split) == [] and "8-bit PNG, 255 = 10 m" in split.skipped[0]
 
 
-def test_depth_scale_inverse_roundtrip_and_range():
-    scale = DepthScale()
-    depth = tf.constant([0.05, 0.1, 1.0, 2.5, 10.0, 12.0])
-    np.testing.assert_allclose(scale.encode(depth), [100, 100, 10, 4, 1, 1], rtol=1e-6)
-    np.testing.assert_allclose(scale.decode(scale.encode(depth)), [0.1, 0.1, 1.0, 2.5, 10.0, 10.0], rtol=1e-6)
-    assert scale.value_range == (1.0, 100.0)
-    metres = DepthScale("metres", 0.5, 8.0)
-    assert metres.value_range == (0.5, 8.0)
-    np.testing.assert_allclose(metres.decode(metres.encode(depth)), [0.5, 0.5, 1.0, 2.5, 8.0, 8.0], rtol=1e-6)
-    with pytest.raises(ValueError, match="depth mode"):
-        DepthScale("log")
-
-
 def test_resize_depth_never_blends_holes():
     depth = np.full((8, 8, 1), 2.0, np.float32)
     depth[0:2, 0:2] = 0.0  # one whole output pixel's worth of holes
@@ -228,13 +216,10 @@ def test_augmentation_is_seeded_and_flips_image_with_depth(tmp_path):
     assert set(flips) == {True, False}, "with p=0.5 over 6 frames both orientations should appear for this seed"
 
 
-def test_synth_command_then_inspect_end_to_end(tmp_path, capsys):
-    """data.py synth (forwarded to python -m synth), then data.py inspect through a real subprocess
+def test_inspect_end_to_end_on_the_synthetic_set(tmp_path, capsys):
+    """data.py inspect through a real subprocess and in-process, on both zips python -m synth writes
     (tests/test_synth.py checks the frames themselves)."""
-    out = tmp_path / "synth"
-    assert data.main(data.parse_args(["synth", "--out", str(out), "--train", "3", "--test", "2", "--workers", "1"])) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["nyu_data.zip", "nyu_test.zip"]
-    capsys.readouterr()
+    out = synth.write_synthetic(tmp_path / "synth", train=3, test=2, workers=1)
     run = subprocess.run([sys.executable, "data.py", "inspect", str(out / "nyu_data.zip")], cwd=ROOT,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -1,34 +1,36 @@
-"""nyu.py's depth-file codecs: metres in, the stored values out, and back, with known answers."""
-import io
-
+"""depth.py: the DepthScale round trip and range (DenseDepth's inverse depth, plain metres), and packed targets."""
 import numpy as np
 import pytest
-from PIL import Image
+import tensorflow as tf
 
-from nyu import DEPTH_CODECS
-
-
-def test_millimetre_png_rounds_clips_and_marks_invalid_as_zero():
-    mm = DEPTH_CODECS["png16_mm"]
-    depth_m = np.array([[1.2344, 1.2346, 70.0], [0.0, np.nan, -3.0]])
-    np.testing.assert_array_equal(mm.from_metres(depth_m), [[1234, 1235, 65535], [0, 0, 0]])
-    assert mm.from_metres(depth_m).dtype == np.uint16 and mm.max_depth_m == pytest.approx(65.535)
-    stored = np.asarray(Image.open(io.BytesIO(mm.png_bytes(depth_m))))
-    assert stored.dtype == np.uint16  # a 16-bit greyscale PNG, as NYU's and BTS's
-    np.testing.assert_allclose(mm.to_metres(stored), [[1.234, 1.235, 65.535], [0, 0, 0]], atol=1e-6)
+from depth import DepthScale, pack_target, unpack_target
 
 
-def test_densedepth_8bit_png_is_255_for_10_m():
-    png8 = DEPTH_CODECS["png8_10m"]
-    np.testing.assert_array_equal(png8.from_metres([10.0, 5.0, 0.2, 12.0]), [255, 128, 5, 255])
-    stored = np.asarray(Image.open(io.BytesIO(png8.png_bytes(np.full((2, 3), 10.0)))))
-    assert stored.dtype == np.uint8 and (stored == 255).all()
-    assert png8.to_metres([255])[0] == pytest.approx(10.0) and png8.max_depth_m == pytest.approx(10.0)
+def test_depth_scale_inverse_roundtrip_and_range():
+    scale = DepthScale()
+    depth = tf.constant([0.05, 0.1, 1.0, 2.5, 10.0, 12.0])
+    np.testing.assert_allclose(scale.encode(depth), [100, 100, 10, 4, 1, 1], rtol=1e-6)
+    np.testing.assert_allclose(scale.decode(scale.encode(depth)), [0.1, 0.1, 1.0, 2.5, 10.0, 10.0], rtol=1e-6)
+    assert scale.value_range == (1.0, 100.0)
+    metres = DepthScale("metres", 0.5, 8.0)
+    assert metres.value_range == (0.5, 8.0)
+    np.testing.assert_allclose(metres.decode(metres.encode(depth)), [0.5, 0.5, 1.0, 2.5, 8.0, 8.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="depth mode"):
+        DepthScale("log")
 
 
-def test_raw_float_metres_are_kept_exactly_except_invalid():
-    raw = DEPTH_CODECS["raw_f32_m"]
-    np.testing.assert_array_equal(raw.from_metres([1.25, np.inf, -1.0]), np.array([1.25, 0, 0], np.float32))
-    assert raw.max_depth_m == np.inf
-    with pytest.raises(ValueError, match="not a PNG format"):
-        raw.png_bytes(np.ones((2, 2)))
+def test_packed_target_carries_the_mask_as_its_second_channel():
+    target, mask = np.full((1, 2, 3, 1), 4.0), np.array([[[1], [0], [1]], [[0], [0], [1]]], np.float32)[None]
+    y_true = pack_target(target, mask)
+    assert y_true.shape == (1, 2, 3, 2)
+    got_target, got_mask = unpack_target(y_true)
+    np.testing.assert_array_equal(got_target, target)
+    np.testing.assert_array_equal(got_mask, mask)
+
+
+def test_depth_scale_config_rebuilds_it():
+    scale = DepthScale("metres", 0.5, 8.0)
+    assert scale.to_config() == {"mode": "metres", "min_depth_m": 0.5, "max_depth_m": 8.0}
+    assert DepthScale(**scale.to_config()) == scale
+    with pytest.raises(ValueError, match="0 < min < max"):
+        DepthScale("inverse", 5.0, 1.0)

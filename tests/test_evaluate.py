@@ -17,6 +17,7 @@ import nyu
 import nyu_layouts as L
 from depth import DepthScale
 from layouts import DataError
+from loss import ERROR_METRICS
 from model import build_unet
 from nyu import EIGEN_CROP
 
@@ -28,7 +29,7 @@ def test_compute_errors_by_hand():
     pred = np.array([1.0, 1.0, 6.0, 99.0])
     mask = np.array([True, True, True, False])  # the last pixel is not scored
     errors = evaluate.compute_errors(gt, pred, mask)
-    assert list(errors) == list(evaluate.METRICS) and all(isinstance(v, float) for v in errors.values())
+    assert list(errors) == list(ERROR_METRICS) and all(isinstance(v, float) for v in errors.values())
     # max(gt/pred, pred/gt) = 1, 2, 1.5: only 1 is < 1.25; 1 and 1.5 are < 1.5625 and < 1.953125.
     assert errors["delta1"] == pytest.approx(1 / 3)
     assert errors["delta2"] == pytest.approx(2 / 3)
@@ -149,7 +150,7 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert json.loads(json_path.read_text()) == metrics
     result = metrics["models"]["run_model"]
-    assert set(result["metrics"]) == set(evaluate.METRICS) and set(result["median_scaled"]) == set(evaluate.METRICS)
+    assert set(result["metrics"]) == set(ERROR_METRICS) and set(result["median_scaled"]) == set(ERROR_METRICS)
     assert metrics["baseline"]["depth_m"] == pytest.approx(mean_m, rel=1e-5)
     assert metrics["images"] == 3 and metrics["skipped"] == []
 

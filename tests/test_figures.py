@@ -13,7 +13,7 @@ PLASMA_FIRST = (0.050383, 0.029803, 0.527975)  # matplotlib's plasma at 0: dark 
 PLASMA_LAST = (0.940015, 0.975158, 0.131326)  # and at 1: bright yellow
 
 
-def test_colorize_maps_near_to_bright_far_to_dark_and_clips_beyond():
+def test_colorize_maps_near_to_bright_far_to_dark_clips_beyond_and_greys_holes():
     lo, hi = 0.5, 4.0
     rgb = figures.colorize(np.array([[lo, hi, hi + 5.0, lo - 1.0, 0.0]]), lo, hi)
     assert rgb.shape == (1, 5, 3) and rgb.dtype == np.float32
@@ -22,6 +22,7 @@ def test_colorize_maps_near_to_bright_far_to_dark_and_clips_beyond():
         np.testing.assert_allclose(near, PLASMA_LAST, atol=1e-6)
     for far in (rgb[0, 1], rgb[0, 2]):  # hi, and everything farther
         np.testing.assert_allclose(far, PLASMA_FIRST, atol=1e-6)
+    np.testing.assert_allclose(figures.colorize(np.array([np.nan]), lo, hi)[0], [0.85] * 3)  # no depth: grey
 
 
 def rows(count, hw=(48, 64)):
@@ -47,6 +48,12 @@ def test_figures_are_png_of_the_size_their_layout_gives(tmp_path, name, draw, si
         assert image.format == "PNG" and image.size == size
 
 
-def test_importing_figures_starts_no_tensorflow():
-    check = "import sys, figures; assert 'tensorflow' not in sys.modules"
-    subprocess.run([sys.executable, "-c", check], cwd=ROOT, check=True)
+def test_imports_stay_light():
+    """figures.py starts no TensorFlow; loading a model, reading or evaluating data never imports the renderer
+    or the benchmark (each a package outside the core)."""
+    check = ("import sys, figures; assert 'tensorflow' not in sys.modules\n"
+             "import data, evaluate, layouts, model, predict\n"
+             "outside = [m for m in sys.modules if m.split('.')[0] in ('synth', 'benchmarks')]\n"
+             "assert not outside, outside")
+    run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

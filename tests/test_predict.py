@@ -84,8 +84,8 @@ def test_flip_changes_nothing_for_a_symmetric_input_and_network():
 def test_one_traced_function_per_model_for_every_batch_and_image_size(model):
     for batch, hw in ((1, (30, 40)), (3, (75, 100)), (2, (480, 640))):
         predict.predict_depth_m(model, np.stack([random_rgb(hw)] * batch))
-    forward = predict._forward_pass(model)
-    assert forward is predict._forward_pass(model)
+    forward = predict.forward_pass(model)
+    assert forward is predict.forward_pass(model)
     assert forward.experimental_get_tracing_count() == 1
 
 

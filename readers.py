@@ -1,0 +1,199 @@
+"""How a frame's bytes are fetched from the files datasets ship (folders, zips, .npy stacks inside zips, MATLAB
+v7.3 / HDF5) and checked to be whole, one frame at a time and never a whole file; layouts.py builds on these.
+
+Every reader is safe to call from several tf.data threads: each thread keeps its own open handle.
+"""
+from __future__ import annotations
+
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from nyu import DEPTH_CODECS
+
+
+class DataError(Exception):
+    """A user-facing problem with a dataset path or file; its message is one sentence naming the file and the fix."""
+
+
+class FrameError(Exception):
+    """One frame cannot be read as its split says it is stored; the message says why (Split.read)."""
+
+
+RGB_FORMATS = {"image": "JPEG or PNG file bytes", "raw": "raw uint8 H x W x 3"}  # a Split's rgb_format
+
+
+class LocalHandles(threading.local):
+    """One open handle per thread, so parallel tf.data readers never share a file position."""
+
+    def __init__(self, opener):
+        self.opener, self.handle = opener, None
+
+    def get(self):
+        if self.handle is None:
+            self.handle = self.opener()
+        return self.handle
+
+
+def folder_bytes(root: Path):
+    return lambda ref: (root / ref).read_bytes()
+
+
+def zip_bytes(zip_path: Path):
+    handles = LocalHandles(lambda: zipfile.ZipFile(zip_path))
+    return lambda ref: handles.get().read(ref)
+
+
+class PairReader:
+    """Frames stored as an RGB file and a depth file (PNG or .npy), fetched by `read_bytes(ref)`."""
+
+    def __init__(self, read_bytes):
+        self.read_bytes = read_bytes
+
+    def __call__(self, key):
+        rgb_ref, depth_ref = key
+        rgb, depth = self.read_bytes(rgb_ref), self.read_bytes(depth_ref)
+        if depth_ref.endswith(".npy"):
+            array = np.load(io.BytesIO(depth), allow_pickle=False)
+            if array.ndim == 3 and array.shape[-1] == 1:
+                array = array[..., 0]
+            if array.ndim != 2:
+                raise ValueError(f"depth array has shape {array.shape}, expected (height, width) in metres")
+            return rgb, np.ascontiguousarray(array, np.float32).tobytes(), array.shape
+        return rgb, depth, (0, 0)
+
+
+class NpyFramesReader:
+    """Frame i of the stacked arrays in DenseDepth's eigen_test_rgb.npy / eigen_test_depth.npy.
+
+    Reads one frame by seeking inside the .npy (inside the zip, if it is zipped), never the whole file.
+    """
+
+    def __init__(self, open_member, rgb_name: str, depth_name: str):
+        self.rgb = NpyStack(open_member, rgb_name)
+        self.depth = NpyStack(open_member, depth_name)
+        if self.rgb.shape[:3] != self.depth.shape[:3] or self.rgb.shape[3:] != (3,):
+            raise DataError(
+                f"{rgb_name} {self.rgb.shape} and {depth_name} {self.depth.shape} do not match: "
+                "expected N x H x W x 3 uint8 and N x H x W metres"
+            )
+
+    def __len__(self):
+        return self.rgb.shape[0]
+
+    def __call__(self, index):
+        depth = self.depth.frame(index).astype(np.float32)
+        return self.rgb.frame(index).astype(np.uint8).tobytes(), depth.tobytes(), depth.shape[:2]
+
+
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+class NpyStack:
+    """Random access to frames of an N x ... .npy file through a seekable file object."""
+
+    def __init__(self, open_member, name: str):
+        self.open_member, self.name = open_member, name
+        with open_member(name) as f:
+            read_header = _NPY_HEADER_READERS.get(np.lib.format.read_magic(f))
+            if read_header is None:
+                raise DataError(f"{name} is a .npy of an unsupported format version; re-save it with numpy.save")
+            self.shape, fortran, self.dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or len(self.shape) < 3:
+            raise DataError(f"{name} holds a {self.shape} array; expected C-ordered N x H x W[ x 3] frames")
+        self.frame_shape = self.shape[1:]
+        self.frame_bytes = int(np.prod(self.frame_shape)) * self.dtype.itemsize
+        self.handles = LocalHandles(lambda: open_member(name))
+
+    def frame(self, index: int) -> np.ndarray:
+        f = self.handles.get()
+        f.seek(self.offset + int(index) * self.frame_bytes)
+        return np.frombuffer(f.read(self.frame_bytes), self.dtype).reshape(self.frame_shape)
+
+
+class LabeledMatReader:
+    """Frame i of nyu_depth_v2_labeled.mat (MATLAB v7.3 = HDF5).
+
+    MATLAB stores images as 480x640x3xN and depths as 480x640xN column-major, so h5py sees
+    images [N, 3, 640, 480] and depths [N, 640, 480] (metres); each frame is transposed back.
+    """
+
+    def __init__(self, mat_path: Path):
+        self.handles = LocalHandles(lambda: h5py.File(mat_path, "r"))
+
+    def __call__(self, index):
+        f = self.handles.get()
+        rgb = np.ascontiguousarray(np.transpose(f["images"][int(index)], (2, 1, 0)), np.uint8)
+        depth = np.ascontiguousarray(f["depths"][int(index)].T, np.float32)
+        return rgb.tobytes(), depth.tobytes(), depth.shape
+
+
+class Archive:
+    """A zip file or a folder, read alike: entries are '/'-separated paths relative to its root."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.is_zip = path.is_file() and zipfile.is_zipfile(path)
+        self.names = zipfile.ZipFile(path).namelist() if self.is_zip else None
+
+    def find(self, basename: str) -> str | None:
+        """The entry named `basename` at the root or one folder down (DenseDepth's zips nest under data/)."""
+        if self.is_zip:
+            return next((n for n in self.names if n == basename or n.endswith("/" + basename)), None)
+        if self.path.is_dir():
+            hits = [p for p in (self.path / basename, *self.path.glob(f"*/{basename}")) if p.is_file()]
+            return hits[0].relative_to(self.path).as_posix() if hits else None
+        return None
+
+    def read_text(self, name: str) -> str:
+        return self.bytes_reader()(name).decode("utf-8")
+
+    def bytes_reader(self):
+        return zip_bytes(self.path) if self.is_zip else folder_bytes(self.path)
+
+    def opener(self):
+        """name -> a fresh seekable binary file object for that entry."""
+        if self.is_zip:
+            return lambda name: zipfile.ZipFile(self.path).open(name)
+        return lambda name: open(self.path / name, "rb")
+
+
+# ---------------------------------------------------------------------------
+# Checking a frame's blobs
+# ---------------------------------------------------------------------------
+
+def _png_bit_depth(blob: bytes) -> int:
+    return blob[24]  # IHDR: 8-byte signature, 4 length, 4 "IHDR", 4 width, 4 height, then bit depth
+
+
+def _image_problem(blob: bytes) -> str | None:
+    """Why `blob` is not a whole PNG or JPEG file (empty, truncated, another format), or None if it looks whole."""
+    if blob.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None if b"IEND" in blob[-12:] else "truncated PNG (no IEND chunk at the end)"
+    if blob.startswith(b"\xff\xd8"):
+        return None if b"\xff\xd9" in blob[-1024:] else "truncated JPEG (no end-of-image marker)"
+    return "neither a PNG nor a JPEG" if blob else "empty file"
+
+
+def frame_problem(rgb_format: str, depth_format: str, rgb: bytes, depth: bytes, hw) -> str | None:
+    """Why a frame's blobs cannot be decoded as stored in rgb_format (RGB_FORMATS) and depth_format
+    (nyu.DEPTH_CODECS) with raw size hw = (h, w), or None when they look whole."""
+    if rgb_format == "image" and (problem := _image_problem(rgb)):
+        return f"RGB: {problem}"
+    if rgb_format == "raw" and len(rgb) != hw[0] * hw[1] * 3:
+        return f"RGB: {len(rgb)} bytes for a {hw[0]}x{hw[1]}x3 frame"
+    codec = DEPTH_CODECS[depth_format]
+    if codec.png:
+        if problem := _image_problem(depth):
+            return f"depth: {problem}"
+        if not depth.startswith(b"\x89PNG") or _png_bit_depth(depth) != 8 * np.dtype(codec.dtype).itemsize:
+            return f"depth: expected a {codec.description}"
+    elif len(depth) != hw[0] * hw[1] * 4:
+        return f"depth: {len(depth)} bytes for a {hw[0]}x{hw[1]} float32 frame"
+    return None
+

@@ -1,0 +1,106 @@
+"""The benchmark table of evaluate.py: the published NYU Depth V2 results (nyu.PUBLISHED) beside each evaluated
+model and the mean-depth baseline, written as table.md, table.csv and metrics.json.
+
+A candidate is evaluate.Candidate: label, slug, depth_scale, rows (one dict of ERROR_METRICS per image) and
+ms_per_image. Every number is a mean over images of per-image errors.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+import nyu
+from loss import ERROR_METRICS
+
+TABLE_METRICS = nyu.PUBLISHED_METRICS  # the metrics the published rows report
+TABLE_COLUMNS = ("method", "evaluated on", *TABLE_METRICS, "ms/image")
+
+
+def mean_over_images(rows: list[dict], prefix: str = "") -> dict[str, float]:
+    """{metric: mean over rows of row[prefix + metric]} for every metric in ERROR_METRICS."""
+    return {k: float(np.mean([row[prefix + k] for row in rows])) for k in ERROR_METRICS}
+
+
+def _cell(column: str, value) -> str:
+    """A table cell: '-' for a number not published, ms to 0.1, metrics to 0.001, text as is."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}" if column == "ms/image" else f"{value:.3f}"
+    return str(value)
+
+
+def table_rows(candidates, *, data_label, baseline_label, baseline_rows, median_scaling) -> list[dict]:
+    """The benchmark table as dicts keyed by TABLE_COLUMNS: published rows, this run's, then the baseline."""
+    rows = [{**row, "evaluated on": nyu.PUBLISHED_ON, "ms/image": None} for row in nyu.PUBLISHED]
+    for c in candidates:
+        ms = c.ms_per_image
+        rows.append({"method": c.label, "evaluated on": data_label, **mean_over_images(c.rows), "ms/image": ms})
+        if median_scaling:
+            rows.append({"method": f"{c.label}, per-image median scaling", "evaluated on": data_label,
+                         **mean_over_images(c.rows, "median_"), "ms/image": ms})
+    rows.append({"method": baseline_label, "evaluated on": data_label, **mean_over_images(baseline_rows), "ms/image": None})
+    return [{column: row.get(column) for column in TABLE_COLUMNS} for row in rows]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """table_rows as a Markdown table, one line per row."""
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " --- |" * len(TABLE_COLUMNS)]
+    lines += ["| " + " | ".join(_cell(c, row[c]) for c in TABLE_COLUMNS) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    """rows (dicts with the same keys, the first one's order) as a CSV file with a header line."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_report(out: Path, args: argparse.Namespace, candidates: list, baseline: dict,
+                 crops_used: set[str], skipped: list[str]) -> str:
+    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown.
+
+    baseline: {"label", "depth_m", "rows"} of the mean-depth baseline.
+    """
+    flip = not args.no_flip
+    data_label = f"{args.data} [{args.split}], {len(baseline['rows'])} images"
+    rows = table_rows(candidates, data_label=data_label, baseline_label=baseline["label"],
+                      baseline_rows=baseline["rows"], median_scaling=args.median_scaling)
+    scale = candidates[0].depth_scale
+    notes = [
+        f"Rows marked '{nyu.PUBLISHED_ON}' are numbers as published by each paper on the official NYU Depth V2 test "
+        "split, not recomputed here; rows on other data are not comparable with them.",
+        f"This run: {data_label}; crop: {'; '.join(sorted(crops_used))}; scored pixels: ground truth within "
+        f"the model's depth range ({scale.min_depth_m:g}-{scale.max_depth_m:g} m for the first model); "
+        f"aggregation: mean over images of per-image errors; flip test-time augmentation: {'on' if flip else 'off'}; "
+        "ms/image: median wall time of predict_depth_m per image at batch 1.",
+    ]
+    if skipped:
+        notes.append(f"Skipped {len(skipped)} frames: " + "; ".join(skipped))
+    markdown = "# Depth evaluation\n\n" + "\n\n".join(notes) + "\n\n" + markdown_table(rows) + "\n"
+    (out / "table.md").write_text(markdown)
+    write_csv(out / "table.csv", rows)
+    metrics = {
+        "data": args.data, "split": args.split, "images": len(baseline["rows"]), "crop": sorted(crops_used),
+        "aggregation": "mean over images", "flip": flip, "skipped": skipped,
+        "models": {
+            c.slug: {
+                "path": c.label, "depth_scale": c.depth_scale.to_config(), "metrics": mean_over_images(c.rows),
+                **({"median_scaled": mean_over_images(c.rows, "median_")} if args.median_scaling else {}),
+                "ms_per_image": c.ms_per_image,
+            }
+            for c in candidates
+        },
+        "baseline": {"label": baseline["label"], "depth_m": baseline["depth_m"],
+                     "metrics": mean_over_images(baseline["rows"])},
+        "published": {"evaluated_on": nyu.PUBLISHED_ON, "rows": nyu.PUBLISHED},
+    }
+    for path in [out / "metrics.json"] + ([Path(args.json)] if args.json else []):
+        path.write_text(json.dumps(metrics, indent=2) + "\n")
+    return markdown
