@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 # The demo: synthetic NYU-format data, a UNet trained for a few minutes on the CPU (recipes/demo.txt, which
 # the benchmark's quality runs also train with), its evaluation, and its depth maps of the real NYU

@@ -8,6 +8,7 @@ input and output sizes, encoded by a `depth.DepthScale`, augmented for training 
 """
 from __future__ import annotations
 
+import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import dataclasses
 import itertools
@@ -47,11 +48,9 @@ def read_frames(split: Split, strict: bool):
             return True, rgb, depth, np.asarray(hw, np.int32)
         except FrameError as err:
             problem = str(err)
-        where = split.describe(index)
         if strict:
-            raise DataError(f"{where}: {problem} (drop --strict to skip such frames with a warning)")
-        LOG.warning("skipping %s: %s", where, problem)
-        split.skipped.append(f"{where}: {problem}")
+            raise DataError(f"{split.describe(index)}: {problem} (drop --strict to skip such frames with a warning)")
+        LOG.warning("skipping %s", split.skip(index, problem))
         return False, b"", b"", np.zeros(2, np.int32)
 
     def read(indices):

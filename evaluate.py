@@ -13,6 +13,7 @@ without ground truth) adds photos.png: RGB | each model's prediction for up to -
 """
 from __future__ import annotations
 
+import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import dataclasses
 import re
@@ -43,6 +44,11 @@ CROP_CHOICES = {
 }
 BASELINE_FRAMES = 200  # training frames (evenly spaced) whose mean depth the baseline predicts everywhere
 MAX_PHOTOS = 6  # photographs without ground truth in photos.png (and the notebook's figure)
+
+
+class NonFiniteDepth(ValueError):
+    """A model predicted NaN or inf depth; the message names it and on how many images."""
+
 
 # ---------------------------------------------------------------------------
 # Scoring one image
@@ -148,9 +154,11 @@ def score_split(
 
     Returns the rows of the constant baseline (baseline_m metres everywhere, scored on the first candidate's
     valid pixels) and the labels of the crops used. Frames whose crop holds no valid ground truth are left out.
+    Raises NonFiniteDepth, after the whole split, if a model predicted NaN or inf anywhere.
     """
     count = len(split) if limit is None else min(limit, len(split))
     baseline_rows, crops_used = [], set()
+    nonfinite = {c.label: 0 for c in candidates}  # images each model predicted non-finite depth for
     for frame in tqdm(frames(split).take(count), total=count, desc="evaluate", unit="image", file=sys.stderr):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
         index = int(frame["index"])
@@ -161,11 +169,12 @@ def score_split(
         crops_used.add(crop_label)
         valid = [valid_mask(gt, c.depth_scale, box) for c in candidates]
         if not all(v.any() for v in valid):
-            split.skipped.append(f"{split.describe(index)}: no valid ground truth inside the crop")
+            split.skip(index, "no valid ground truth inside the crop")
             continue
         for candidate, scored in zip(candidates, valid):
             start = time.perf_counter()
             pred = predict_depth_m(candidate.model, rgb, candidate.depth_scale, flip=flip)  # [H, W] metres
+            nonfinite[candidate.label] += not np.isfinite(pred).all()
             row = {"frame": name, "index": index, "ms": 1000.0 * (time.perf_counter() - start)}
             row.update(compute_errors(gt, pred, scored))
             if median_scaling:
@@ -173,6 +182,10 @@ def score_split(
                 row.update({f"median_{k}": v for k, v in scaled.items()})
             candidate.rows.append(row)
         baseline_rows.append({"frame": name, "index": index, **compute_errors(gt, np.full_like(gt, baseline_m), valid[0])})
+    for label, bad in nonfinite.items():
+        if bad:
+            raise NonFiniteDepth(f"model {label} predicted non-finite depth for {bad} of {len(baseline_rows)} images; "
+                                 "its scores would be meaningless (retrain it, e.g. with a lower --lr)")
     return baseline_rows, crops_used
 
 
@@ -326,7 +339,7 @@ def main(args: argparse.Namespace) -> int:
             photo_figure(written[-1], photos, candidates, flip=not args.no_flip)
         baseline = {"label": baseline_label, "depth_m": baseline_m, "rows": baseline_rows}
         print(table.write_report(out, args, candidates, baseline, crops_used, skipped))
-    except DataError as err:
+    except (DataError, NonFiniteDepth) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # an output file or folder cannot be written

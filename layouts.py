@@ -51,7 +51,7 @@ class Split:
     rgb_format: str
     depth_format: str
     crop: tuple | None = None
-    skipped: list = dataclasses.field(default_factory=list)
+    skipped: dict = dataclasses.field(default_factory=dict)  # frame index -> why it was skipped (see skip)
 
     def __len__(self):
         return len(self.keys)
@@ -83,11 +83,18 @@ class Split:
 
     def subset(self, indices) -> Split:
         """The frames at `indices` as a split of their own (same names, reader and crop)."""
-        return dataclasses.replace(self, keys=[self.keys[int(i)] for i in indices], skipped=[])
+        return dataclasses.replace(self, keys=[self.keys[int(i)] for i in indices], skipped={})
+
+    def skip(self, index: int, problem: str) -> str:
+        """Record that frame `index` was left out and why; a frame counts once however often it is read (the
+        output-bias pass, every epoch) until take_skipped. Returns the record: where the frame is, and why."""
+        self.skipped[int(index)] = f"{self.describe(index)}: {problem}"
+        return self.skipped[int(index)]
 
     def take_skipped(self) -> list[str]:
-        """The frames skipped since the last call (names with the reason), and forget them."""
-        taken, self.skipped[:] = list(self.skipped), []
+        """The distinct frames skipped since the last call (where each is, and why), and forget them."""
+        taken = list(self.skipped.values())
+        self.skipped.clear()
         return taken
 
 
@@ -112,9 +119,17 @@ class Source:
 # The layouts: one _open_* function each, chosen by _looks_like
 # ---------------------------------------------------------------------------
 
-def _csv_pairs(text: str) -> list[tuple[str, str]]:
-    rows = [line.strip().split(",") for line in text.splitlines() if line.strip()]
-    return [(row[0].strip(), row[1].strip()) for row in rows]
+def _csv_pairs(text: str, where: str) -> list[tuple[str, str]]:
+    """The (rgb, depth) paths of DenseDepth's CSV lines "rgb_path,depth_path"; DataError naming the first line
+    of `where` that has fewer than two columns."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            columns = [column.strip() for column in line.split(",")]
+            if len(columns) < 2 or not all(columns[:2]):
+                raise DataError(f"{where} line {number} is {line.strip()!r}; each line must be rgb_path,depth_path")
+            pairs.append((columns[0], columns[1]))
+    return pairs
 
 
 def _open_densedepth(path: Path) -> Source:
@@ -126,7 +141,7 @@ def _open_densedepth(path: Path) -> Source:
         csv_name = archive.find(f"nyu2_{name}.csv")
         if csv_name is None:
             continue
-        keys = _csv_pairs(archive.read_text(csv_name))
+        keys = _csv_pairs(archive.read_text(csv_name), f"{path}: {csv_name}")
         read_bytes = archive.bytes_reader()
         if not archive.is_zip and keys and not (path / keys[0][0]).exists() and (path.parent / keys[0][0]).exists():
             read_bytes = folder_bytes(path.parent)  # the user pointed at the extracted data/ folder itself
@@ -276,6 +291,8 @@ def open_source(path) -> Source:
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path} does not exist; pass a dataset path (write the synthetic one with: python -m synth)")
+    if path.suffix.lower() == ".zip" and not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a readable zip file (a truncated or corrupt download?); download it again")
     layout = _looks_like(path)
     if layout is None:
         raise DataError(f"{path} is not a dataset this project reads; expected {EXPECTED_LAYOUTS}")

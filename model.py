@@ -10,16 +10,19 @@ converts DenseDepth's published Keras 2.2 weights into this file's densenet169 t
 """
 from __future__ import annotations
 
+import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import os
 import sys
+import zipfile
 
+import h5py
 import keras
 
 import nyu
 from depth import DepthScale
 from encoders import encoder_spec
-from weights import assign_keras2_weights, bundled_weights, load_encoder_weights, read_keras2_weights
+from weights import assign_keras2_weights, bundled_weights, is_keras2_model, load_encoder_weights, read_keras2_weights
 
 
 # ---------------------------------------------------------------------------
@@ -204,9 +207,19 @@ def build_model(kind: str = "unet", **kwargs) -> keras.Model:
 
 
 def load_model(path) -> keras.Model:
-    """Load a model saved as .keras by this project, uncompiled; `depth_scale_of` gives its DepthScale."""
+    """Load a model saved as .keras by this project, uncompiled; `depth_scale_of` gives its DepthScale.
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file and the fix for anything else
+    that is not such a model: another kind of file, or DenseDepth's Keras 2 nyu.h5 / kitti.h5 (convert those
+    with `python model.py import-densedepth`).
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}")
+    if is_keras2_model(path):
+        raise ValueError(f"{path} is a Keras 2 model file (as DenseDepth's nyu.h5); convert it first: "
+                         f"python model.py import-densedepth {path} --out model.keras")
+    if not (zipfile.is_zipfile(path) or h5py.is_hdf5(path)):
+        raise ValueError(f"{path} is not a Keras model file (a .keras zip or an .h5); pass a model train.py saved")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types (ValueError, BadZipFile, OSError...) for a bad file

@@ -13,6 +13,7 @@ import io
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 FRAME_HW = (480, 640)  # (height, width) of every NYU frame
 INPUT_HW = (240, 320)  # the seed paper's network input (height, width): half of an NYU frame
@@ -81,6 +82,8 @@ def scaled_intrinsics(hw, intrinsics=INTRINSICS, from_hw=FRAME_HW) -> dict:
 # Depth files: depth_m = stored value / units_per_metre, 0 = no depth
 # ---------------------------------------------------------------------------
 
+PNG_UNIT_KEY = "depth_units_per_metre"  # the PNG text chunk every depth PNG this project writes carries
+
 
 @dataclasses.dataclass(frozen=True)
 class DepthCodec:
@@ -116,13 +119,16 @@ class DepthCodec:
         if not self.png:
             raise ValueError(f"{self.description} is not a PNG format")
         out = io.BytesIO()
-        Image.fromarray(self.from_metres(depth_m)).save(out, format="PNG", compress_level=3)
+        unit = PngInfo()
+        unit.add_text(PNG_UNIT_KEY, f"{self.units_per_metre:g}")  # so a reader never has to guess the unit
+        Image.fromarray(self.from_metres(depth_m)).save(out, format="PNG", compress_level=3, pnginfo=unit)
         return out.getvalue()
 
 
-# The depth formats of the layouts layouts.py reads, by the name a Split records.
+# The depth formats of the layouts layouts.py reads, by the name a Split records, and predict.py writes.
 DEPTH_CODECS = {
     "png8_10m": DepthCodec("8-bit PNG, 255 = 10 m (DenseDepth's training depth)", "uint8", 255.0 / 10.0, png=True),
     "png16_mm": DepthCodec("16-bit PNG in millimetres", "uint16", 1000.0, png=True),
+    "png16_kitti": DepthCodec("16-bit PNG, 256 per metre (KITTI's depth maps, up to 256 m)", "uint16", 256.0, png=True),
     "raw_f32_m": DepthCodec("raw float32 in metres", "float32", 1.0, png=False),
 }

@@ -2,12 +2,14 @@
 
     python predict.py --model runs/unet/model.keras photos/ kitchen.jpg "more/*.png" --out outputs/predict --ply
 
-For each input image X it writes X_depth.png (16-bit, millimetres), X_depth.npy (float32 metres) and
+For each input image X it writes X_depth.png (16-bit, millimetres; 1/256 m for a model whose range passes
+65.5 m: the PNG names its unit in a depth_units_per_metre text chunk), X_depth.npy (float32 metres) and
 X_depth_color.png (colour-mapped, with a legend in metres), all at X's own size; --ply adds X.ply, a
 coloured point cloud. `predict_depth_m` is the one inference function; evaluate.py and notebooks import it.
 """
 from __future__ import annotations
 
+import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import glob
 import sys
@@ -153,10 +155,24 @@ def output_stems(paths) -> list[str]:
 # Writing results
 # ---------------------------------------------------------------------------
 
-def save_depth_png16(path, depth_m: np.ndarray) -> None:
-    """Depth [H, W] metres -> 16-bit greyscale PNG in millimetres, the dataset's own codec (nyu.DEPTH_CODECS):
-    rounded to the nearest mm, clipped to 65535 (65.5 m); 0 = no depth."""
-    Path(path).write_bytes(nyu.DEPTH_CODECS["png16_mm"].png_bytes(depth_m))
+# The units X_depth.png may be written in, finest first (keys of nyu.DEPTH_CODECS): NYU's millimetres up to
+# 65.5 m, else KITTI's 1/256 m up to 256 m. Each PNG names its unit in its nyu.PNG_UNIT_KEY text chunk.
+PNG_CODECS = ("png16_mm", "png16_kitti")
+
+
+def png_codec_for(max_depth_m: float) -> str:
+    """The finest of PNG_CODECS whose 16 bits hold max_depth_m metres (the coarsest when none does)."""
+    fits = [name for name in PNG_CODECS if nyu.DEPTH_CODECS[name].max_depth_m >= max_depth_m]
+    return fits[0] if fits else PNG_CODECS[-1]
+
+
+def save_depth_png16(path, depth_m: np.ndarray, codec: str = "png16_mm") -> int:
+    """Depth [H, W] metres -> 16-bit greyscale PNG in the unit of nyu.DEPTH_CODECS[codec] (millimetres by
+    default), rounded to the nearest unit; 0 = no depth. Returns how many pixels were beyond the largest value
+    and so clipped to it (0 whenever the codec is png_codec_for the model's range)."""
+    png = nyu.DEPTH_CODECS[codec]
+    Path(path).write_bytes(png.png_bytes(depth_m))
+    return int(np.count_nonzero(depth_m > png.max_depth_m + 0.5 / png.units_per_metre))  # rounds above the top
 
 
 def back_project(depth_m: np.ndarray, intrinsics: dict) -> np.ndarray:
@@ -190,12 +206,17 @@ def write_ply(path, points: np.ndarray, colors: np.ndarray, comment: str = "") -
         f.write(vertices.tobytes())
 
 
-def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray, intrinsics: dict | None) -> None:
-    """Write stem_depth.png, stem_depth.npy and stem_depth_color.png, and stem.ply when intrinsics are given.
+def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray, intrinsics: dict | None,
+                  png_codec: str) -> None:
+    """Write stem_depth.png (in png_codec's unit), stem_depth.npy and stem_depth_color.png, and stem.ply when
+    intrinsics are given; a PNG that had to clip depths is named on stderr with the count.
 
     rgb uint8 [H, W, 3]; depth_m float32 [H, W]; intrinsics: fx, fy, cx, cy in pixels of this H x W image.
     """
-    save_depth_png16(out_dir / f"{stem}_depth.png", depth_m)
+    png_path = out_dir / f"{stem}_depth.png"
+    if clipped := save_depth_png16(png_path, depth_m, png_codec):
+        tqdm.write(f"warning: {png_path}: {clipped} pixels beyond {nyu.DEPTH_CODECS[png_codec].max_depth_m:g} m "
+                   f"were clipped to it; {stem}_depth.npy holds them exactly", file=sys.stderr)
     np.save(out_dir / f"{stem}_depth.npy", depth_m.astype(np.float32))
     figures.depth_color_figure(depth_m, title=stem).savefig(out_dir / f"{stem}_depth_color.png")
     if intrinsics is not None:
@@ -203,12 +224,15 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray
         write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb, comment=f"metres; camera {camera}")
 
 
-def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: Path, *, batch_size: int, flip: bool, ply: bool,
-                  intrinsics: dict | None) -> int:
-    """Predict every image file in `paths` and write its outputs (`write_outputs`) to out_dir; returns how many
-    could not be read, each named on stderr. Up to batch_size images are read at a time and those of the same
-    size share a network call. intrinsics: fx, fy, cx, cy for every point cloud, or None for NYU's scaled."""
-    unreadable = 0
+def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: Path, *, batch_size: int, flip: bool,
+                  ply: bool, intrinsics: dict | None) -> tuple[int, int]:
+    """Predict every image file in `paths` and write its outputs (`write_outputs`) to out_dir, depth PNGs in
+    png_codec_for(depth_scale.max_depth_m); returns (how many could not be read, how many the model predicted
+    non-finite depth for: nothing is written for those), each named on stderr. Up to batch_size images are read
+    at a time and those of the same size share a network call. intrinsics: fx, fy, cx, cy for every point
+    cloud, or None for NYU's scaled."""
+    png_codec = png_codec_for(depth_scale.max_depth_m)
+    unreadable = nonfinite = 0
     jobs = list(zip(paths, output_stems(paths)))
     with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as progress:
         for start in range(0, len(jobs), batch_size):
@@ -226,9 +250,13 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
                 depths = predict_depth_m(model, np.stack([rgb for _, rgb in images]), depth_scale, flip=flip)
                 camera = (intrinsics or nyu.scaled_intrinsics(hw)) if ply else None
                 for (stem, rgb), depth_m in zip(images, depths):
-                    write_outputs(out_dir, stem, rgb, depth_m, camera)
+                    if not np.isfinite(depth_m).all():
+                        tqdm.write(f"{stem}: the model predicted non-finite depth; nothing written", file=sys.stderr)
+                        nonfinite += 1
+                        continue
+                    write_outputs(out_dir, stem, rgb, depth_m, camera, png_codec)
             progress.update(len(chunk))
-    return unreadable
+    return unreadable, nonfinite
 
 
 # ---------------------------------------------------------------------------
@@ -286,9 +314,19 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot create the output folder {out_dir} ({err.strerror})", file=sys.stderr)
         return 2
     given_intrinsics = {name: getattr(args, name) for name in _INTRINSIC_FLAGS} if args.fx is not None else None
-    unreadable = predict_files(model, depth_scale, paths, out_dir, batch_size=args.bs, flip=not args.no_flip,
-                               ply=args.ply, intrinsics=given_intrinsics)
-    print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir}")
+    try:
+        unreadable, nonfinite = predict_files(model, depth_scale, paths, out_dir, batch_size=args.bs,
+                                              flip=not args.no_flip, ply=args.ply, intrinsics=given_intrinsics)
+    except OSError as err:  # the output folder is read-only or full
+        print(f"error: cannot write {err.filename} ({err.strerror}); choose another --out", file=sys.stderr)
+        return 2
+    if nonfinite:
+        print(f"error: model {args.model} predicted non-finite depth for {nonfinite} of {len(paths) - unreadable} "
+              "images; it is not usable as it is (retrain it, e.g. with a lower --lr)", file=sys.stderr)
+        return 2
+    png = nyu.DEPTH_CODECS[png_codec_for(depth_scale.max_depth_m)]
+    print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir} "
+          f"(X_depth.png: {png.description})")
     return 1 if unreadable or unmatched else 0
 
 

@@ -5,6 +5,7 @@ end, TensorBoard logs (with validation depth maps) and a backup that --resume co
 """
 from __future__ import annotations
 
+import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import json
 import os
@@ -160,6 +161,17 @@ def open_splits(args) -> tuple[Split, Split | None]:
     return source.split(train_name), None if val_name == "none" else source.split(val_name)
 
 
+def readable_frames(split: Split) -> int:
+    """How many frames of `split` can be read (their files there and whole), through the pipeline's reading
+    stage alone, so that the validation length counts the frames that will arrive. DataError when none can."""
+    count = int(data.blobs(split).reduce(np.int64(0), lambda total, _: total + 1))
+    if count == 0:
+        skipped = split.take_skipped()
+        raise DataError(f"no frame of {split.source} [{split.name}] is readable ({len(split)} tried), "
+                        f"e.g. {skipped[0] if skipped else 'none listed'}")
+    return count
+
+
 def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
     # Frames come from a range of indices, not files: shard by element if a strategy shards at all.
     options = tf.data.Options()
@@ -278,7 +290,7 @@ def main(args: argparse.Namespace) -> Path:
         print(f"output bias set to the mean training target {bias:.3f} ({args.depth_mode} units)", file=sys.stderr)
     steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
     # A known count, or Keras warns that the (finite) validation data "ran out" after every epoch.
-    val_steps = args.val_steps or (val_split is not None and -(-len(val_split) // args.bs)) or None
+    val_steps = args.val_steps or (val_split is not None and -(-readable_frames(val_split) // args.bs)) or None
     print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} "
           f"replica(s)) on {len(train_split)} frames of {train_split.source} [{train_split.name}], "
           f"{steps} steps x {args.epochs} epochs; validating on "

@@ -143,6 +143,16 @@ def _h5_strings(values) -> list[str]:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
 
 
+def is_keras2_model(path) -> bool:
+    """Whether `path` is a Keras 2 full-model HDF5 file (its root attribute keras_version is 2.x), which Keras 3
+    cannot load: DenseDepth's nyu.h5 and kitti.h5 are."""
+    if not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as f:
+        version = f.attrs.get("keras_version", b"")
+    return (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
+
+
 def read_keras2_weights(h5_path) -> dict[str, dict[str, np.ndarray]]:
     """A Keras 2 full-model HDF5 file -> {layer name as in the file: {"kernel"|"bias"|"gamma"|...: array}},
     for the layers that have weights, in the file's layer order."""

@@ -1,6 +1,7 @@
 """python -m benchmarks: run every measure, write the JSON, print the Markdown table (see the package docstring)."""
 from __future__ import annotations
 
+import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import dataclasses
 import json

@@ -1,6 +1,7 @@
 """layouts.py, readers.py and data.py: each NYU layout read back in metres, the pipeline's shapes, masks, augmentation, errors."""
 import json
 import logging
+import os
 import subprocess
 import sys
 import zipfile
@@ -112,6 +113,31 @@ def test_unknown_path_is_one_clear_error(tmp_path, capsys):
     assert data.main(data.parse_args(["inspect", str(tmp_path)])) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith(f"error: {tmp_path} is not a dataset") and "Traceback" not in err
+
+
+def test_a_csv_line_without_a_depth_column_is_named(tmp_path):
+    files = L.densedepth_files(L.make_frames(2, seed=4), [])
+    files["data/nyu2_train.csv"] += b"data/nyu2_train/room_0_out/0.jpg\n"  # the third line lost its depth path
+    with pytest.raises(layouts.DataError, match=r"nyu2_train.csv line 3 is 'data/nyu2_train/room_0_out/0.jpg'; "
+                                                 "each line must be rgb_path,depth_path"):
+        layouts.open_source(L.write_zip(tmp_path / "nyu_data.zip", files))
+
+
+def test_a_truncated_zip_is_called_a_corrupt_download(tmp_path):
+    whole = L.write_zip(tmp_path / "whole.zip", L.densedepth_files(L.make_frames(2, seed=4), []))
+    (tmp_path / "nyu_data.zip").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(layouts.DataError, match="not a readable zip file .*truncated or corrupt download"):
+        layouts.open_source(tmp_path / "nyu_data.zip")
+
+
+def test_a_command_line_error_is_the_only_line_on_stderr(tmp_path):
+    """No TensorFlow start-up logging around it (quiet.py), with TF_CPP_MIN_LOG_LEVEL left to the script."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    run = subprocess.run([sys.executable, "data.py", "inspect", str(tmp_path / "missing")], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr == (f"error: {tmp_path / 'missing'} does not exist; pass a dataset path "
+                          "(write the synthetic one with: python -m synth)\n")
 
 
 def corrupt_dataset(tmp_path):

@@ -206,6 +206,19 @@ def test_bad_data_path_is_one_sentence_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'missing'} does not exist")
 
 
+def test_non_finite_predictions_are_refused_with_one_sentence(tmp_path, capsys):
+    data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(L.make_frames(2, seed=3)))
+    model = build_unet((48, 64), base_filters=4, depth_scale=DepthScale("metres"))
+    kernel, bias = model.get_layer("output_conv").get_weights()
+    model.get_layer("output_conv").set_weights([kernel, np.full_like(bias, np.nan)])  # a diverged model
+    model.save(tmp_path / "nan.keras")
+    args = evaluate.parse_args(["--model", str(tmp_path / "nan.keras"), "--data", str(data), "--out", str(tmp_path / "o")])
+    assert evaluate.main(args) == 2
+    err = capsys.readouterr().err
+    assert f"error: model {tmp_path / 'nan.keras'} predicted non-finite depth for 2 of 2 images" in err
+    assert not (tmp_path / "o" / "table.md").exists()
+
+
 def test_cli_two_models_comparison_and_photos(tmp_path, capsys):
     test = L.make_frames(3, hw=(48, 64), seed=6)  # small frames: this test is about the figures
     data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(test, crop=(2, 45, 2, 61)))

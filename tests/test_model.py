@@ -319,6 +319,7 @@ def write_keras2_file(model, path, rename=None, drop=()):
             for weight_name, v in zip(weight_names, layer.weights):
                 layer_group.create_dataset(weight_name, data=v.numpy())
         group.attrs["layer_names"] = np.array([n.encode() for n in names], dtype="S")
+        f.attrs["keras_version"], f.attrs["backend"] = b"2.2.4", b"tensorflow"  # what DenseDepth's nyu.h5 says
 
 
 @pytest.fixture(scope="module")
@@ -349,6 +350,15 @@ def test_import_densedepth_assigns_every_weight(densedepth_source, tmp_path):
                 np.testing.assert_array_equal(got.numpy(), layer_group[weight_name][()])
     x = images((64, 64))
     np.testing.assert_allclose(predict(model, x), predict(densedepth_source, x), rtol=1e-5)
+
+
+def test_load_model_points_a_keras2_file_to_the_importer_and_refuses_other_files(densedepth_source, tmp_path):
+    write_keras2_file(densedepth_source, tmp_path / "nyu.h5")
+    with pytest.raises(ValueError, match=r"Keras 2 model file .* python model.py import-densedepth .*nyu.h5"):
+        load_model(tmp_path / "nyu.h5")
+    (tmp_path / "notes.keras").write_text("not a model")
+    with pytest.raises(ValueError, match="notes.keras is not a Keras model file"):
+        load_model(tmp_path / "notes.keras")
 
 
 def test_import_densedepth_names_a_layer_it_cannot_place(densedepth_source, tmp_path):

@@ -126,7 +126,7 @@ def test_cli_writes_every_good_input_at_its_size_and_names_the_bad_one(tmp_path,
                           str(tmp_path / "photos" / "*.jpg"), "--out", str(out), "--bs", "3"],
                          cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 1, run.stderr
-    assert run.stdout.strip() == f"wrote depth for 5 of 6 images to {out}"
+    assert run.stdout.strip() == f"wrote depth for 5 of 6 images to {out} (X_depth.png: 16-bit PNG in millimetres)"
     assert "broken.png: not a readable image" in run.stderr and "Traceback" not in run.stderr
     assert "notes.txt" not in run.stderr
     for stem, hw in expected.items():
@@ -139,11 +139,41 @@ def test_cli_writes_every_good_input_at_its_size_and_names_the_bad_one(tmp_path,
     assert not list(out.glob("broken*"))
 
 
-def test_depth_png16_is_rounded_millimetres_with_0_for_no_depth(tmp_path):
-    depth_m = np.array([[1.2344, 1.2346, 0.0, 70.0, np.nan]], np.float32)
-    predict.save_depth_png16(tmp_path / "d.png", depth_m)
-    stored = np.asarray(Image.open(tmp_path / "d.png"))
-    assert stored.dtype == np.uint16 and stored.tolist() == [[1234, 1235, 0, 65535, 0]]  # 70 m is past 65.535 m
+def test_depth_png16_is_rounded_millimetres_with_0_for_no_depth_and_counts_clipping(tmp_path):
+    depth_m = np.array([[1.2344, 1.2346, 0.0, 70.0, np.nan, 65.5354]], np.float32)
+    assert predict.save_depth_png16(tmp_path / "d.png", depth_m) == 1  # 70 m is past 65.535 m; 65.5354 rounds in
+    with Image.open(tmp_path / "d.png") as png:
+        stored = np.asarray(png)
+        assert png.text == {"depth_units_per_metre": "1000"}  # the unit travels with the file
+    assert stored.dtype == np.uint16 and stored.tolist() == [[1234, 1235, 0, 65535, 0, 65535]]
+
+
+def test_png_unit_is_the_finest_that_holds_the_models_range(tmp_path):
+    assert predict.png_codec_for(MAX_DEPTH_M) == predict.png_codec_for(65.535) == "png16_mm"
+    assert predict.png_codec_for(80.0) == "png16_kitti"  # DenseDepth's kitti.h5 range: 1/256 m up to 256 m
+    depth_m = np.array([[79.99, 0.5]], np.float32)
+    assert predict.save_depth_png16(tmp_path / "k.png", depth_m, "png16_kitti") == 0
+    with Image.open(tmp_path / "k.png") as png:
+        assert png.text == {"depth_units_per_metre": "256"}
+        np.testing.assert_allclose(np.asarray(png) / 256.0, depth_m, atol=0.5 / 256)
+
+
+def nan_model(tmp_path):
+    """A saved tiny UNet whose output is NaN everywhere, as after a diverged training run."""
+    model = tiny_unet()
+    kernel, bias = model.get_layer("output_conv").get_weights()
+    model.get_layer("output_conv").set_weights([kernel, np.full_like(bias, np.nan)])
+    model.save(tmp_path / "nan.keras")
+    return tmp_path / "nan.keras"
+
+
+def test_non_finite_predictions_are_refused_not_written(tmp_path, capsys):
+    Image.fromarray(random_rgb((30, 40))).save(tmp_path / "a.png")
+    code = predict.main(predict.parse_args(["--model", str(nan_model(tmp_path)), str(tmp_path / "a.png"),
+                                            "--out", str(tmp_path / "out")]))
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: model {tmp_path / 'nan.keras'} predicted non-finite depth for 1 of 1 images" in err
+    assert not list((tmp_path / "out").glob("a_depth*"))
 
 
 def read_ply(path):

@@ -119,6 +119,20 @@ def test_bad_flag_is_an_argparse_error(capsys):
     assert exit_info.value.code == 2 and "--epochs must be at least 1" in capsys.readouterr().err
 
 
+def test_skipped_frames_are_counted_once_and_validation_never_runs_out(tmp_path, capsys):
+    files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
+    del files["data/nyu2_train/room_1_out/3.png"]  # one training frame's depth is missing
+    del files["data/nyu2_test/00002_depth.png"]  # and one test frame's
+    data_zip = L.write_zip(tmp_path / "nyu_data.zip", files)
+    code, err = train(*TINY, "--data", data_zip, "--out", tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "3",
+                      capsys=capsys)
+    assert code == 0
+    # the training frame is read by the output-bias pass and again in the epoch: still one frame
+    assert f"epoch 1: skipped 1 unreadable frame(s) of {data_zip} [train], e.g. {data_zip}: " in err
+    assert f"epoch 1: skipped 1 unreadable frame(s) of {data_zip} [test]" in err
+    assert "ran out of data" not in err  # 3 readable test frames: 2 validation batches of 2, not 4 frames' worth
+
+
 def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, err = train(*TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "5", "--steps-per-epoch", "500",
