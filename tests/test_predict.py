@@ -1,5 +1,6 @@
 """predict.py: depth at the input's own size with flip test-time augmentation, one traced function per model,
 odd image files through the command line, depth files that agree, and point clouds with the right geometry."""
+import errno
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,19 @@ def test_png_unit_is_the_finest_that_holds_the_models_range(tmp_path):
     with Image.open(tmp_path / "k.png") as png:
         assert png.text == {"depth_units_per_metre": "256"}
         np.testing.assert_allclose(np.asarray(png) / 256.0, depth_m, atol=0.5 / 256)
+
+
+def test_a_full_or_read_only_output_folder_is_one_sentence(tmp_path, model_path, monkeypatch, capsys):
+    Image.fromarray(random_rgb((30, 40))).save(tmp_path / "a.png")
+
+    def disk_full(out_dir, stem, *rest):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out_dir / f"{stem}_depth.png"))
+
+    monkeypatch.setattr(predict, "write_outputs", disk_full)
+    code = predict.main(predict.parse_args(["--model", str(model_path), str(tmp_path / "a.png"), "--out", str(tmp_path)]))
+    assert code == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: cannot write {tmp_path / 'a_depth.png'} (No space left on device); choose another --out\n")
 
 
 def nan_model(tmp_path):
