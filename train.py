@@ -229,18 +229,43 @@ def set_encoder_trainable(net: keras.Model, trainable: bool) -> None:
         net.get_layer(name).trainable = trainable
 
 
-def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
-    """Set the bias of the layer feeding DepthOutput to the mean encoded target over `batches` training
-    batches, so training starts from the trivial mean-depth prediction instead of an arbitrary one
-    (a near-zero inverse-depth output decodes to the far limit). Returns the bias."""
-    total = count = 0.0
+def target_statistics(dataset: tf.data.Dataset, batches: int = 8) -> tuple[int, float, float]:
+    """(batches read, valid target pixels, their mean encoded target) over the first `batches` batches of the
+    training dataset; 0 batches means a whole pass over the split gave none."""
+    seen, total, count = 0, 0.0, 0.0
     for _, y_true in dataset.take(batches):
         target, mask = unpack_target(y_true)
-        total, count = total + float(tf.reduce_sum(target * mask)), count + float(tf.reduce_sum(mask))
-    head = net.layers[-2]  # the final 1-channel convolution of every model.py model
+        seen, total, count = seen + 1, total + float(tf.reduce_sum(target * mask)), count + float(tf.reduce_sum(mask))
+    return seen, count, total / max(count, 1.0)
+
+
+def check_training_data(split: Split, batches_seen: int, valid_pixels: float, batch_size: int) -> None:
+    """DataError, before anything is written, when the training split gives nothing to learn from: no
+    readable frame, fewer readable frames than a batch, or no valid depth pixel in the first batches."""
+    where = f"{split.source} [{split.name}]"
+    if batches_seen == 0:
+        skipped = split.take_skipped()
+        if len(skipped) >= len(split):
+            raise DataError(f"no frame of {where} is readable ({len(split)} tried), e.g. {skipped[0]}")
+        raise DataError(f"{where} has {len(split) - len(skipped)} readable frames, fewer than --bs {batch_size}")
+    if valid_pixels == 0:
+        raise DataError(f"no valid depth pixel in the first {batches_seen * batch_size} frames of {where}: every "
+                        "depth there is 0, NaN, negative or outside the depth range; check the depth files")
+
+
+def set_output_bias(net: keras.Model, value: float) -> None:
+    """Set the bias of the layer feeding DepthOutput (the final 1-channel convolution of every model.py
+    model) to `value`, the mean encoded target, so training starts from the trivial mean-depth prediction
+    instead of an arbitrary one (a near-zero inverse-depth output decodes to the far limit)."""
+    head = net.layers[-2]
     kernel, bias = head.get_weights()
-    mean = total / max(count, 1.0)
-    head.set_weights([kernel, np.full_like(bias, mean)])
+    head.set_weights([kernel, np.full_like(bias, value)])
+
+
+def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
+    """set_output_bias to the mean encoded target over `batches` training batches; returns it."""
+    mean = target_statistics(dataset, batches)[2]
+    set_output_bias(net, mean)
     return mean
 
 
@@ -252,8 +277,10 @@ def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 
 _RENAMED_FLAGS = {"min_depth": "min_depth_m", "max_depth": "max_depth_m"}
 
 
-def prepare_run_dir(args) -> argparse.Namespace:
-    """Create the run directory and save args.json; with --resume, reload the run's saved arguments."""
+def run_arguments(args) -> argparse.Namespace:
+    """The run's arguments: with --resume, the saved ones of the run in --out; else `args` with --out set,
+    refusing an --out that already holds a run. Writes nothing (save_run_arguments does, once training can
+    start)."""
     run_dir = Path(args.out or f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
     saved = run_dir / "args.json"
     if args.resume:
@@ -265,15 +292,19 @@ def prepare_run_dir(args) -> argparse.Namespace:
         return resumed
     if saved.exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    args = argparse.Namespace(**{**vars(args), "out": str(run_dir)})
-    saved.write_text(json.dumps(vars(args), indent=2) + "\n")
-    return args
+    return argparse.Namespace(**{**vars(args), "out": str(run_dir)})
+
+
+def save_run_arguments(args) -> None:
+    """Create the run directory and write args.json (every argument), unless this run resumes one."""
+    if not args.resume:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
 
 
 def main(args: argparse.Namespace) -> Path:
     """Train as `args` say; returns the path of the final model.keras."""
-    args = prepare_run_dir(args)
+    args = run_arguments(args)
     strategy = make_strategy(args.strategy, args.logical_devices)  # before anything else touches TensorFlow
     run_dir = Path(args.out)
     keras.utils.set_random_seed(args.seed)
@@ -285,12 +316,16 @@ def main(args: argparse.Namespace) -> Path:
         net = build_net(args, depth_scale)
     target_hw = tuple(net.output_shape[1:3])
     train, val = datasets(args, train_split, val_split, target_hw, depth_scale)
-    if not args.no_bias_init:
-        bias = init_output_bias(net, train)
-        print(f"output bias set to the mean training target {bias:.3f} ({args.depth_mode} units)", file=sys.stderr)
-    steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
+    batches_seen, valid_pixels, mean_target = target_statistics(train)
+    check_training_data(train_split, batches_seen, valid_pixels, args.bs)
     # A known count, or Keras warns that the (finite) validation data "ran out" after every epoch.
     val_steps = args.val_steps or (val_split is not None and -(-readable_frames(val_split) // args.bs)) or None
+    save_run_arguments(args)  # only now: a run whose data cannot train leaves no run directory behind
+    if not args.no_bias_init:
+        set_output_bias(net, mean_target)
+        print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",
+              file=sys.stderr)
+    steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
     print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} "
           f"replica(s)) on {len(train_split)} frames of {train_split.source} [{train_split.name}], "
           f"{steps} steps x {args.epochs} epochs; validating on "

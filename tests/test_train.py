@@ -123,6 +123,22 @@ def test_bad_flag_is_an_argparse_error(capsys):
     assert exit_info.value.code == 2 and "--epochs must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("break_data, message", [
+    (lambda files: [files.pop(name) for name in list(files) if name.startswith("data/nyu2_train/") and
+                    name.endswith(".png")], "no frame of {zip} [train] is readable (8 tried), e.g. {zip}: "),
+    (lambda files: files.update({name: L.depth_png8(np.zeros((48, 64), np.float32)) for name in list(files)
+                                 if name.startswith("data/nyu2_train/") and name.endswith(".png")}),
+     "no valid depth pixel in the first 16 frames of {zip} [train]"),
+])
+def test_a_split_with_nothing_to_learn_stops_before_writing_anything(tmp_path, capsys, break_data, message):
+    files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
+    break_data(files)
+    data_zip = L.write_zip(tmp_path / "nyu_data.zip", files)
+    code, err = train(*TINY, "--data", data_zip, "--out", tmp_path / "run", "--epochs", "1", capsys=capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: " + message.format(zip=data_zip))
+    assert not (tmp_path / "run").exists()  # no args.json, so the same command can run again once fixed
+
+
 def test_skipped_frames_are_counted_once_and_validation_never_runs_out(tmp_path, capsys):
     files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
     del files["data/nyu2_train/room_1_out/3.png"]  # one training frame's depth is missing
