@@ -33,7 +33,7 @@ from depth import DepthScale
 from layouts import DataError, Split, open_source
 from loss import depth_errors
 from model import depth_scale_of, load_model
-from predict import predict_depth_m, read_photos
+from predict import NonFiniteDepth, predict_depth_m, read_photos
 
 NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
 CROP_CHOICES = {
@@ -44,10 +44,6 @@ CROP_CHOICES = {
 }
 BASELINE_FRAMES = 200  # training frames (evenly spaced) whose mean depth the baseline predicts everywhere
 MAX_PHOTOS = 6  # photographs without ground truth in photos.png (and the notebook's figure)
-
-
-class NonFiniteDepth(ValueError):
-    """A model predicted NaN or inf depth; the message names it and on how many images."""
 
 
 # ---------------------------------------------------------------------------
@@ -184,8 +180,7 @@ def score_split(
         baseline_rows.append({"frame": name, "index": index, **compute_errors(gt, np.full_like(gt, baseline_m), valid[0])})
     for label, bad in nonfinite.items():
         if bad:
-            raise NonFiniteDepth(f"model {label} predicted non-finite depth for {bad} of {len(baseline_rows)} images; "
-                                 "its scores would be meaningless (retrain it, e.g. with a lower --lr)")
+            raise NonFiniteDepth(label, bad, len(baseline_rows))
     return baseline_rows, crops_used
 
 

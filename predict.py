@@ -224,14 +224,22 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray
         write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb, comment=f"metres; camera {camera}")
 
 
+class NonFiniteDepth(ValueError):
+    """A model predicted NaN or inf depth: refused by predict.py and evaluate.py alike, naming the model and
+    on how many of the images."""
+
+    def __init__(self, model_label, bad: int, total: int):
+        super().__init__(f"model {model_label} predicted non-finite depth for {bad} of {total} images; it is not "
+                         "usable as it is (retrain it, e.g. with a lower --lr)")
+
+
 def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: Path, *, batch_size: int, flip: bool,
-                  ply: bool, intrinsics: dict | None) -> tuple[int, int]:
-    """Predict every image file in `paths` and write its outputs (`write_outputs`) to out_dir, depth PNGs in
-    png_codec_for(depth_scale.max_depth_m); returns (how many could not be read, how many the model predicted
-    non-finite depth for: nothing is written for those), each named on stderr. Up to batch_size images are read
-    at a time and those of the same size share a network call. intrinsics: fx, fy, cx, cy for every point
-    cloud, or None for NYU's scaled."""
-    png_codec = png_codec_for(depth_scale.max_depth_m)
+                  ply: bool, intrinsics: dict | None, png_codec: str) -> tuple[int, int]:
+    """Predict every image file in `paths` and write its outputs (`write_outputs`, depth PNGs in png_codec)
+    to out_dir; returns (how many could not be read, how many the model predicted non-finite depth for:
+    nothing is written for those), each named on stderr. Up to batch_size images are read at a time and those
+    of the same size share a network call. intrinsics: fx, fy, cx, cy for every point cloud, or None for
+    NYU's scaled."""
     unreadable = nonfinite = 0
     jobs = list(zip(paths, output_stems(paths)))
     with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as progress:
@@ -314,19 +322,19 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot create the output folder {out_dir} ({err.strerror})", file=sys.stderr)
         return 2
     given_intrinsics = {name: getattr(args, name) for name in _INTRINSIC_FLAGS} if args.fx is not None else None
+    png_codec = png_codec_for(depth_scale.max_depth_m)
     try:
         unreadable, nonfinite = predict_files(model, depth_scale, paths, out_dir, batch_size=args.bs,
-                                              flip=not args.no_flip, ply=args.ply, intrinsics=given_intrinsics)
+                                              flip=not args.no_flip, ply=args.ply, intrinsics=given_intrinsics,
+                                              png_codec=png_codec)
     except OSError as err:  # the output folder is read-only or full
         print(f"error: cannot write {err.filename} ({err.strerror}); choose another --out", file=sys.stderr)
         return 2
     if nonfinite:
-        print(f"error: model {args.model} predicted non-finite depth for {nonfinite} of {len(paths) - unreadable} "
-              "images; it is not usable as it is (retrain it, e.g. with a lower --lr)", file=sys.stderr)
+        print(f"error: {NonFiniteDepth(args.model, nonfinite, len(paths) - unreadable)}", file=sys.stderr)
         return 2
-    png = nyu.DEPTH_CODECS[png_codec_for(depth_scale.max_depth_m)]
     print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir} "
-          f"(X_depth.png: {png.description})")
+          f"(X_depth.png: {nyu.DEPTH_CODECS[png_codec].description})")
     return 1 if unreadable or unmatched else 0
 
 

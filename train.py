@@ -161,14 +161,19 @@ def open_splits(args) -> tuple[Split, Split | None]:
     return source.split(train_name), None if val_name == "none" else source.split(val_name)
 
 
+def nothing_readable(split: Split) -> DataError:
+    """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason."""
+    skipped = split.take_skipped()
+    return DataError(f"no frame of {split.source} [{split.name}] is readable ({len(split)} tried), "
+                     f"e.g. {skipped[0] if skipped else 'none listed'}")
+
+
 def readable_frames(split: Split) -> int:
     """How many frames of `split` can be read (their files there and whole), through the pipeline's reading
     stage alone, so that the validation length counts the frames that will arrive. DataError when none can."""
     count = int(data.blobs(split).reduce(np.int64(0), lambda total, _: total + 1))
     if count == 0:
-        skipped = split.take_skipped()
-        raise DataError(f"no frame of {split.source} [{split.name}] is readable ({len(split)} tried), "
-                        f"e.g. {skipped[0] if skipped else 'none listed'}")
+        raise nothing_readable(split)
     return count
 
 
@@ -244,10 +249,9 @@ def check_training_data(split: Split, batches_seen: int, valid_pixels: float, ba
     readable frame, fewer readable frames than a batch, or no valid depth pixel in the first batches."""
     where = f"{split.source} [{split.name}]"
     if batches_seen == 0:
-        skipped = split.take_skipped()
-        if len(skipped) >= len(split):
-            raise DataError(f"no frame of {where} is readable ({len(split)} tried), e.g. {skipped[0]}")
-        raise DataError(f"{where} has {len(split) - len(skipped)} readable frames, fewer than --bs {batch_size}")
+        if len(split.skipped) >= len(split):
+            raise nothing_readable(split)
+        raise DataError(f"{where} has {len(split) - len(split.skipped)} readable frames, fewer than --bs {batch_size}")
     if valid_pixels == 0:
         raise DataError(f"no valid depth pixel in the first {batches_seen * batch_size} frames of {where}: every "
                         "depth there is 0, NaN, negative or outside the depth range; check the depth files")
