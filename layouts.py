@@ -292,16 +292,18 @@ def _open_tfds(spec: str, data_dir=None) -> Source:
     name = spec[len(TFDS_PREFIX):]
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.DatasetNotFoundError as err:
-        raise DataError(f"{spec}: TensorFlow Datasets has no dataset {name!r}; use tfds:nyu_depth_v2") from err
+    except (ValueError, AssertionError) as err:  # an unknown name, version or config, or a malformed one
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{spec}: TensorFlow Datasets cannot open {name!r} ({reason}); use tfds:nyu_depth_v2") from err
+    if not {"image", "depth"} <= set(builder.info.features):
+        raise DataError(f"{spec} has features {sorted(builder.info.features)}, not 'image' and 'depth'; "
+                        "use tfds:nyu_depth_v2")
     # dataset_info.json first: is_prepared alone logs a warning of its own before our sentence.
     if not (builder.data_path / "dataset_info.json").exists() or not builder.is_prepared():
         raise DataError(
             f"{spec} is not prepared in {builder.data_dir}; prepare it once with: tfds build {name}"
-            f"{f' --data_dir {data_dir}' if data_dir else ''} (downloads about 32 GB), or point --data at "
-            "the extracted nyudepthv2/ folder of that same download")
-    if not {"image", "depth"} <= set(builder.info.features):
-        raise DataError(f"{spec} has features {sorted(builder.info.features)}; expected 'image' and 'depth'")
+            f"{f' --data_dir {data_dir}' if data_dir else ''} (for nyu_depth_v2 a 32 GB download), or point "
+            "--data at the nyudepthv2/ folder that download extracts to")
     splits = {}
     for ours, theirs in TFDS_SPLITS.items():
         if theirs in builder.info.splits:

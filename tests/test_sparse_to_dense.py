@@ -6,7 +6,6 @@ The TFDS copy is prepared by TFDS's own nyu_depth_v2 builder from files written 
 (its download step pointed at them), so the test reads the TFRecords TFDS itself writes; those tests skip when the
 optional tensorflow-datasets package is not installed."""
 import json
-import subprocess
 import sys
 from unittest import mock
 
@@ -20,7 +19,6 @@ import evaluate
 import layouts
 import nyu_layouts as L
 import train as train_py
-from conftest import ROOT
 
 TRAIN, TEST = L.make_frames(4, seed=1), L.make_frames(2, seed=2)  # 48x64, depth ramps in metres with 0 holes
 TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "1",
@@ -82,11 +80,10 @@ def test_unreadable_h5_files_are_skipped_naming_them_or_stop_a_strict_read(tmp_p
 
 
 def test_inspect_train_and_evaluate_on_sparse_to_dense(nyudepthv2, tmp_path, capsys):
-    """data.py inspect and train.py through real subprocesses, then evaluate.py's command line in-process."""
-    run = subprocess.run([sys.executable, "data.py", "inspect", str(nyudepthv2)], cwd=ROOT, capture_output=True,
-                         text=True)
-    assert run.returncode == 0, run.stderr
-    stats = json.loads(run.stdout)
+    """The three command lines in-process (data.py and train.py keep their subprocess tests in test_data.py and
+    test_train.py), reading the same folder."""
+    assert data.main(data.parse_args(["inspect", str(nyudepthv2)])) == 0
+    stats = json.loads(capsys.readouterr().out)
     for name, written in (("train", TRAIN), ("test", TEST)):
         valid = np.concatenate([depth[depth > 0] for _, depth in written])
         assert stats[name]["layout"] == "sparse-to-dense" and stats[name]["frames"] == len(written)
@@ -96,11 +93,9 @@ def test_inspect_train_and_evaluate_on_sparse_to_dense(nyudepthv2, tmp_path, cap
         assert stats[name]["depth_mean_m"] == pytest.approx(valid.mean(), abs=1e-4)
 
     out = tmp_path / "run"
-    run = subprocess.run([sys.executable, "train.py", *TINY, "--data", str(nyudepthv2), "--out", str(out)],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert f"on 4 frames of {nyudepthv2 / 'train'} [train]" in run.stderr
-    assert "validating on 2 frames [test]" in run.stderr
+    assert train_py.run([*TINY, "--data", str(nyudepthv2), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"on 4 frames of {nyudepthv2 / 'train'} [train]" in err and "validating on 2 frames [test]" in err
     assert (out / "model.keras").is_file()
 
     report = tmp_path / "eval"
@@ -205,8 +200,12 @@ def test_tfds_not_prepared_is_one_sentence_saying_how_to_prepare_it(tmp_path, ca
     assert len(err) == 1 and err[0].startswith(f"error: tfds:nyu_depth_v2 is not prepared in {tmp_path}")
     assert f"tfds build nyu_depth_v2 --data_dir {tmp_path}" in err[0]
     assert not any(tmp_path.iterdir())  # nothing downloaded or created
-    with pytest.raises(layouts.DataError, match="has no dataset 'nyu_depth_v3'"):
+    with pytest.raises(layouts.DataError, match="cannot open 'nyu_depth_v3' .Dataset nyu_depth_v3 not found"):
         layouts.open_source("tfds:nyu_depth_v3", str(tmp_path))
+    with pytest.raises(layouts.DataError, match="cannot open 'nyu_depth_v2:9.9.9' .*only: 0.0.1"):
+        layouts.open_source("tfds:nyu_depth_v2:9.9.9", str(tmp_path))
+    with pytest.raises(layouts.DataError, match=r"tfds:mnist has features \['image', 'label'\], not 'image' and"):
+        layouts.open_source("tfds:mnist", str(tmp_path))
 
 
 def test_tfds_missing_package_is_one_sentence_naming_it(tmp_path, monkeypatch, capsys):
