@@ -248,9 +248,10 @@ class TfdsFrames:
         self.length = builder.info.splits[tfds_split].num_examples
 
     def __call__(self, keys, shuffle_seed=None):
-        """Frames `keys` (indices into the split, in the order given) as a tf.data.Dataset of dicts: rgb uint8
-        [H, W, 3], depth float32 [H, W, 1] metres, index int64. shuffle_seed reshuffles every epoch: the whole
-        split's files interleaved in a seeded order, then a TFDS_SHUFFLE_FRAMES buffer (index: the position read)."""
+        """Frames `keys` (indices into the TFDS split, in the order given) as a tf.data.Dataset of dicts: rgb uint8
+        [H, W, 3], depth float32 [H, W, 1] metres, index int64 = the frame's position in keys (as data.frames).
+        shuffle_seed reshuffles every epoch: the whole split's files interleaved in a seeded order, then a
+        TFDS_SHUFFLE_FRAMES buffer (index then counts frames as read: training, which never needs it)."""
         import tensorflow as tf
 
         tfds = import_tfds()
@@ -264,8 +265,7 @@ class TfdsFrames:
         spec = "+".join(f"{self.tfds_split}[{first}:{last + 1}]" for first, last in _contiguous_runs(keys))
         examples = self.builder.as_dataset(split=spec or self.tfds_split,
                                            read_config=tfds.ReadConfig(interleave_cycle_length=1))
-        frames = _frame_dicts(tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(tf.constant(keys, tf.int64)),
-                                                  examples))
+        frames = _frame_dicts(tf.data.Dataset.zip(tf.data.Dataset.range(len(keys)), examples))
         return frames if shuffle_seed is None else frames.shuffle(TFDS_SHUFFLE_FRAMES, seed=shuffle_seed)
 
 
