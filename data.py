@@ -106,7 +106,10 @@ def decode_depth(blob, hw, depth_format):
 def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
           chunk: int = READ_CHUNK) -> tf.data.Dataset:
     """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
-    (int32 [2]) and index (int64), bad frames already left out. Python reads `chunk` frames per call."""
+    (int32 [2]) and index (int64), bad frames already left out. Python reads `chunk` frames per call.
+    A split that streams decoded frames (Split.stream, TFDS's) has no blob stage: its frames come as `frames`."""
+    if split.stream is not None:
+        return frames(split, shuffle_seed=shuffle_seed)
     read = read_frames(split, strict)
     indices = tf.data.Dataset.range(len(split))
     if shuffle_seed is not None:
@@ -130,6 +133,10 @@ def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = Non
     (listed in split.skipped) unless strict. shuffle_seed reshuffles the order every epoch. With rgb_min_hw
     (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it.
     """
+    if split.stream is not None:  # decoded already (TFDS): only the depth's invalid values are set to 0 here
+        decoded = split.stream(split.keys, shuffle_seed)
+        return decoded.map(lambda frame: {**frame, "depth": _finite_positive(frame["depth"])})
+
     def decode(frame):
         return {
             "rgb": decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw),
@@ -286,9 +293,9 @@ def split_stats(split: Split, limit: int | None = None) -> dict:
     }
 
 
-def inspect(path, limit: int | None = None) -> dict:
-    """{split name: split_stats} for every split of the dataset at `path`."""
-    source = open_source(path)
+def inspect(path, limit: int | None = None, tfds_data_dir=None) -> dict:
+    """{split name: split_stats} for every split of the dataset at `path` (tfds_data_dir: see open_source)."""
+    source = open_source(path, tfds_data_dir)
     return {name: split_stats(split, limit) for name, split in source.splits.items()}
 
 
@@ -299,6 +306,8 @@ def parse_args(argv=None):
     inspect_cmd = commands.add_parser("inspect", help="print frame counts and depth statistics of a dataset as JSON")
     inspect_cmd.add_argument("path", help=f"dataset path: {EXPECTED_LAYOUTS}")
     inspect_cmd.add_argument("--limit", type=int, default=None, help="read only the first N frames of each split")
+    inspect_cmd.add_argument("--tfds-data-dir", default=None,
+                             help="where a tfds: dataset is prepared (default: TensorFlow Datasets' own)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 0:
         parser.error(f"--limit must be zero or more, got {args.limit}")
@@ -308,7 +317,7 @@ def parse_args(argv=None):
 def main(args) -> int:
     """Run the command line; returns the exit code (2, with one sentence, for a path in no known layout)."""
     try:
-        print(json.dumps(inspect(args.path, args.limit), indent=2))
+        print(json.dumps(inspect(args.path, args.limit, args.tfds_data_dir), indent=2))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -245,6 +245,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     what.add_argument("--model", action="append", required=True,
                       help="a trained model (.keras); repeat to evaluate several into one table")
     what.add_argument("--data", required=True, help="dataset path, in any layout layouts.py reads (e.g. data/synth)")
+    what.add_argument("--tfds-data-dir", default=None,
+                      help="where a --data tfds:NAME dataset is prepared (default: TensorFlow Datasets' own)")
     what.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     what.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (default: all)")
     protocol = parser.add_argument_group("protocol")
@@ -308,7 +310,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        source = open_source(args.data)
+        source = open_source(args.data, args.tfds_data_dir)
         split = source.split(args.split)
         photos = read_photos(args.photos, args.max_photos) if args.photos else []
         if args.photos and not photos:

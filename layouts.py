@@ -21,11 +21,15 @@ from readers import (  # DataError and FrameError are raised by both modules; ca
     Archive,
     DataError,
     FrameError,
+    H5FrameReader,
     LabeledMatReader,
     NpyFramesReader,
     PairReader,
+    TFDS_SPLITS,
+    TfdsFrames,
     folder_bytes,
     frame_problem,
+    import_tfds,
 )
 
 LOG = logging.getLogger("depth.layouts")
@@ -52,6 +56,9 @@ class Split:
     depth_format: str
     crop: tuple | None = None
     skipped: dict = dataclasses.field(default_factory=dict)  # frame index -> why it was skipped (see skip)
+    # For data that cannot be read a frame at a time (TFDS's TFRecords): stream(keys, shuffle_seed) -> a
+    # tf.data.Dataset of decoded frames (readers.TfdsFrames); reader is then None and data.py starts from these.
+    stream: object = None
 
     def __len__(self):
         return len(self.keys)
@@ -251,12 +258,69 @@ def _open_bundle(path: Path) -> Source:
     return Source(str(path), "densedepth-bundle", splits)
 
 
+_SPARSE_TO_DENSE = {"train": "train", "val": "test"}  # folder -> split; val/official holds NYU's 654 test frames
+
+
+def _sparse_to_dense_folders(path: Path) -> dict[str, Path]:
+    """{split: folder} of a sparse-to-dense nyudepthv2/ folder, or of its train/ or val/ itself: each folder
+    holds <scene>/<n>.h5 files."""
+    if path.name in _SPARSE_TO_DENSE:
+        candidates = {_SPARSE_TO_DENSE[path.name]: path}
+    else:
+        candidates = {split: path / folder for folder, split in _SPARSE_TO_DENSE.items()}
+    return {split: folder for split, folder in candidates.items() if next(folder.glob("*/*.h5"), None) is not None}
+
+
+def _open_sparse_to_dense(path: Path) -> Source:
+    """Sparse-to-dense's nyudepthv2/ (Ma & Karaman 2018): train/<scene>/<n>.h5 and val/official/<n>.h5, one frame
+    per HDF5 file (rgb uint8 3 x H x W, depth float32 metres)."""
+    splits = {}
+    for name, folder in _sparse_to_dense_folders(path).items():
+        keys = [(p.relative_to(folder).as_posix(),) for p in sorted(folder.glob("*/*.h5"))]
+        splits[name] = Split(str(folder), "sparse-to-dense", name, keys, H5FrameReader(folder), "raw", "raw_f32_m")
+    return Source(str(path), "sparse-to-dense", splits)
+
+
+TFDS_PREFIX = "tfds:"
+
+
+def _open_tfds(spec: str, data_dir=None) -> Source:
+    """A TensorFlow Datasets dataset already prepared in data_dir (None: TFDS's default, $TFDS_DATA_DIR or
+    ~/tensorflow_datasets), e.g. "tfds:nyu_depth_v2"; its train and validation splits become train and test.
+    Never downloads: DataError saying how to prepare it when it is not there."""
+    tfds = import_tfds()
+    name = spec[len(TFDS_PREFIX):]
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except (ValueError, AssertionError) as err:  # an unknown name, version or config, or a malformed one
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{spec}: TensorFlow Datasets cannot open {name!r} ({reason}); use tfds:nyu_depth_v2") from err
+    if not {"image", "depth"} <= set(builder.info.features):
+        raise DataError(f"{spec} has features {sorted(builder.info.features)}, not 'image' and 'depth'; "
+                        "use tfds:nyu_depth_v2")
+    # dataset_info.json first: is_prepared alone logs a warning of its own before our sentence.
+    if not (builder.data_path / "dataset_info.json").exists() or not builder.is_prepared():
+        raise DataError(
+            f"{spec} is not prepared in {builder.data_dir}; prepare it once with: tfds build {name}"
+            f"{f' --data_dir {data_dir}' if data_dir else ''} (for nyu_depth_v2 a 32 GB download), or point "
+            "--data at the nyudepthv2/ folder that download extracts to")
+    splits = {}
+    for ours, theirs in TFDS_SPLITS.items():
+        if theirs in builder.info.splits:
+            reader = TfdsFrames(builder, theirs)
+            keys = list(range(reader.length))
+            splits[ours] = Split(spec, "tfds", ours, keys, None, "raw", "raw_f32_m", stream=reader)
+    return Source(spec, "tfds", splits)
+
+
 def _looks_like(path: Path) -> str | None:
     """The layout `path` is in, judged from names only (no frame is read)."""
     if path.is_dir() and ((path / "nyu_data.zip").is_file() or (path / "nyu_test.zip").is_file()):
         return "bundle"
     if path.suffix.lower() == ".mat" or (path / "nyu_depth_v2_labeled.mat").is_file():
         return "labeled-mat"
+    if path.is_dir() and _sparse_to_dense_folders(path):
+        return "sparse-to-dense"
     if path.is_dir() and any((path / folder).is_dir() for folder, _ in _BTS_LISTS.values()):
         return "bts"
     archive = Archive(path)
@@ -277,17 +341,22 @@ _OPENERS = {
     "densedepth": _open_densedepth,
     "eigen-npy": _open_eigen_npy,
     "pairs": _open_pairs,
+    "sparse-to-dense": _open_sparse_to_dense,
 }
 
 EXPECTED_LAYOUTS = (
     "DenseDepth's nyu_data.zip or its extracted folder (data/nyu2_train.csv), nyu_test.zip (eigen_test_*.npy), "
     "nyu_depth_v2_labeled.mat, a BTS folder (sync/ or official_splits/test/), "
+    "sparse-to-dense's nyudepthv2/ (train/<scene>/*.h5, val/official/*.h5) or tfds:nyu_depth_v2, "
     "or a folder of X_rgb.jpg/png + X_depth.png (mm) or X_depth.npy (m) pairs"
 )
 
 
-def open_source(path) -> Source:
-    """Detect the layout of `path` and list its splits; a path in no known layout raises DataError."""
+def open_source(path, tfds_data_dir=None) -> Source:
+    """Detect the layout of `path` and list its splits; a path in no known layout raises DataError.
+    "tfds:NAME" reads TensorFlow Datasets' prepared copy from tfds_data_dir (None: TFDS's default)."""
+    if str(path).startswith(TFDS_PREFIX):
+        return _open_tfds(str(path), tfds_data_dir)
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path} does not exist; pass a dataset path (write the synthetic one with: python -m synth)")

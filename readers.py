@@ -197,3 +197,96 @@ def frame_problem(rgb_format: str, depth_format: str, rgb: bytes, depth: bytes, 
         return f"depth: {len(depth)} bytes for a {hw[0]}x{hw[1]} float32 frame"
     return None
 
+
+
+# ---------------------------------------------------------------------------
+# Sparse-to-dense's one HDF5 file per frame, and TensorFlow Datasets' prepared copy
+# ---------------------------------------------------------------------------
+
+class H5FrameReader:
+    """One frame per HDF5 file, as sparse-to-dense's nyudepthv2/ ships it (Ma & Karaman 2018): `rgb` uint8
+    [3, H, W] (channels first) and `depth` float32 [H, W] in metres; key = (path relative to root,).
+
+    Each call opens and closes its own file, so parallel tf.data threads never share a handle.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def __call__(self, key):
+        with h5py.File(self.root / key[0], "r") as f:
+            rgb, depth = f["rgb"][()], f["depth"][()]  # KeyError if either is missing
+        if rgb.ndim != 3 or rgb.shape[0] != 3 or depth.ndim != 2:
+            raise ValueError(f"rgb {rgb.shape} and depth {depth.shape}: expected 3 x H x W and H x W")
+        rgb = np.ascontiguousarray(np.transpose(rgb, (1, 2, 0)), np.uint8)
+        return rgb.tobytes(), np.ascontiguousarray(depth, np.float32).tobytes(), depth.shape
+
+
+TFDS_SPLITS = {"train": "train", "test": "validation"}  # our split -> TFDS's (nyu_depth_v2 has no "test")
+TFDS_SHUFFLE_FRAMES = 128  # decoded frames held for shuffling (~190 MB at 480x640); files are interleaved too
+
+
+def import_tfds():
+    """The tensorflow_datasets module; DataError naming the package when it is not installed."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as err:
+        raise DataError(f"reading a tfds: dataset needs the tensorflow-datasets package ({err}); "
+                        "install it with: pip install tensorflow-datasets") from err
+    return tfds
+
+
+class TfdsFrames:
+    """A split of a TensorFlow Datasets dataset with `image` uint8 [H, W, 3] and `depth` [H, W] metres features
+    (TFDS's nyu_depth_v2 stores depth as float16), read through builder.as_dataset; never downloads.
+
+    TFRecords cannot fetch frame i alone, so this yields decoded frames rather than bytes (layouts.Split.stream).
+    """
+
+    def __init__(self, builder, tfds_split: str):
+        self.builder, self.tfds_split = builder, tfds_split
+        self.length = builder.info.splits[tfds_split].num_examples
+
+    def __call__(self, keys, shuffle_seed=None):
+        """Frames `keys` (indices into the TFDS split, in the order given) as a tf.data.Dataset of dicts: rgb uint8
+        [H, W, 3], depth float32 [H, W, 1] metres, index int64 = the frame's position in keys (as data.frames).
+        shuffle_seed reshuffles every epoch: the whole split's files interleaved in a seeded order, then a
+        TFDS_SHUFFLE_FRAMES buffer (index then counts frames as read: training, which never needs it)."""
+        import tensorflow as tf
+
+        tfds = import_tfds()
+        keys = [int(k) for k in keys]
+        if shuffle_seed is not None and keys == list(range(self.length)):
+            examples = self.builder.as_dataset(split=self.tfds_split, shuffle_files=True,
+                                               read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
+            return _frame_dicts(examples.enumerate()).shuffle(TFDS_SHUFFLE_FRAMES, seed=shuffle_seed)
+        # In the order asked: one slice per contiguous run of keys (TFDS skips the shards before each), read one
+        # file at a time (by default TFDS interleaves 16 files in blocks of 16 frames, even unshuffled).
+        spec = "+".join(f"{self.tfds_split}[{first}:{last + 1}]" for first, last in _contiguous_runs(keys))
+        examples = self.builder.as_dataset(split=spec or self.tfds_split,
+                                           read_config=tfds.ReadConfig(interleave_cycle_length=1))
+        frames = _frame_dicts(tf.data.Dataset.zip(tf.data.Dataset.range(len(keys)), examples))
+        return frames if shuffle_seed is None else frames.shuffle(TFDS_SHUFFLE_FRAMES, seed=shuffle_seed)
+
+
+def _frame_dicts(indexed):
+    """(index, TFDS example) pairs -> dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres, index."""
+    import tensorflow as tf
+
+    return indexed.map(lambda index, example: {
+        "rgb": example["image"],
+        "depth": tf.cast(example["depth"], tf.float32)[..., None],
+        "index": index,
+    }, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _contiguous_runs(indices: list[int]) -> list[tuple[int, int]]:
+    """(first, last) of each run of consecutive values in `indices`, in order: [2, 0, 1, 5] -> (2, 2), (0, 1),
+    (5, 5)."""
+    runs = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((index, index))
+    return runs

@@ -42,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=DEFAULT_DATA,
                    help=f"any dataset layouts.py reads (default {DEFAULT_DATA}: the synthetic set, written on first use)")
+    g.add_argument("--tfds-data-dir", default=None,
+                   help="where a --data tfds:NAME dataset is prepared (default: TensorFlow Datasets' own)")
     g.add_argument("--train-split", default="auto", help="split to train on (default: 'train', else 'all')")
     g.add_argument("--val-split", default="auto",
                    help="split to validate on (default: 'test' if the data has one; 'none' to skip validation)")
@@ -155,7 +157,7 @@ def set_precision(mixed: bool) -> str:
 def open_splits(args) -> tuple[Split, Split | None]:
     """(train split, validation split or None) of --data, making the synthetic set on first use."""
     path = synth.ensure_synthetic(args.data) if args.data == DEFAULT_DATA else args.data
-    source = open_source(path)
+    source = open_source(path, getattr(args, "tfds_data_dir", None))  # runs saved before the flag lack it
     train_name = args.train_split if args.train_split != "auto" else ("train" if "train" in source.splits else "all")
     val_name = args.val_split if args.val_split != "auto" else ("test" if "test" in source.splits else "none")
     return source.split(train_name), None if val_name == "none" else source.split(val_name)

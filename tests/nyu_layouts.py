@@ -136,3 +136,19 @@ def write_pairs(folder, frames, depth_kind):
         files[f"cap{i:03d}_rgb.png"] = png_bytes(rgb)
         files[f"cap{i:03d}_depth.{depth_kind}"] = depth_png16(depth) if depth_kind == "png" else npy_bytes(depth)
     return write_folder(folder, files)
+
+
+def write_sparse_to_dense(root, train, test):
+    """Sparse-to-dense's nyudepthv2/ (Ma & Karaman 2018, what TFDS's nyu_depth_v2 downloads): train/<scene>/<n>.h5
+    and val/official/<n>.h5, each HDF5 file holding rgb uint8 [3, H, W] (channels first) and depth float32 [H, W]
+    in metres. Train frames alternate between two scenes; files are numbered from 00001 as in the real archive."""
+    root = Path(root) / "nyudepthv2"
+    for folder, frames in (("train", train), ("val", test)):
+        for i, (rgb, depth) in enumerate(frames):
+            scene = f"scene_{i % 2:04d}" if folder == "train" else "official"
+            path = root / folder / scene / f"{i + 1:05d}.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(path, "w") as f:
+                f.create_dataset("rgb", data=np.transpose(rgb, (2, 0, 1)).astype(np.uint8))
+                f.create_dataset("depth", data=depth.astype(np.float32))
+    return root
