@@ -2,7 +2,6 @@
 dataset reads back as rendered."""
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -72,17 +71,6 @@ def test_rgb_is_a_complete_exposed_image(frames):
     for rgb, _ in frames.values():
         assert 40 < rgb.mean() < 220  # neither black nor blown out
         assert rgb.std() > 15  # there is structure, not a flat fill
-
-
-def test_render_is_fast_enough():
-    synth.render_frame(0)  # warm-up
-    times = []
-    for seed in range(5):
-        start = time.process_time()
-        synth.render_frame(seed)
-        times.append(time.process_time() - start)
-    # the budget is ~60 ms; a loose bound keeps a busy machine from failing the test
-    assert np.median(times) < 0.15, times
 
 
 # --- geometry against hand-computed answers ---
