@@ -8,6 +8,7 @@ dataset's own documentation: DenseDepth's nyu_data.zip / nyu_test.zip, the offic
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import zipfile
@@ -17,6 +18,8 @@ import h5py
 import numpy as np
 import scipy.io
 
+from nyu import DEPTH_CODECS, DEPTH_UNITS, DepthCodec
+
 from readers import (  # DataError and FrameError are raised by both modules; callers import them from here
     Archive,
     DataError,
@@ -24,8 +27,8 @@ from readers import (  # DataError and FrameError are raised by both modules; ca
     LabeledMatReader,
     NpyFramesReader,
     PairReader,
+    check_frame,
     folder_bytes,
-    frame_problem,
 )
 
 LOG = logging.getLogger("depth.layouts")
@@ -38,9 +41,11 @@ LOG = logging.getLogger("depth.layouts")
 class Split:
     """One split of a dataset: a list of frame keys and a reader that turns a key into its blobs.
 
-    reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats.
-    rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS. crop is (top, bottom, left,
-    right) in pixels of the full frame when the data ships one (Eigen's).
+    reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats, (0, 0)
+    for files. rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS (depth handed
+    over as an array is float32 metres whatever it says: readers.raw_depth). crop is (top, bottom, left,
+    right) in pixels of the full frame when the data ships one (Eigen's). depth_units_per_metre, when given,
+    replaces the unit of 16-bit depth (--depth-units-per-metre).
     """
 
     source: str
@@ -52,6 +57,16 @@ class Split:
     depth_format: str
     crop: tuple | None = None
     skipped: dict = dataclasses.field(default_factory=dict)  # frame index -> why it was skipped (see skip)
+    depth_units_per_metre: float | None = None
+
+    @property
+    def depth_codec(self) -> DepthCodec:
+        """How the split's depth files store metres: nyu.DEPTH_CODECS[depth_format], at depth_units_per_metre
+        for 16-bit depth when that is given."""
+        codec = DEPTH_CODECS[self.depth_format]
+        if self.depth_units_per_metre is None or not codec.units_vary:
+            return codec
+        return codec.with_units(self.depth_units_per_metre)
 
     def __len__(self):
         return len(self.keys)
@@ -67,19 +82,17 @@ class Split:
         where = " + ".join(key) if isinstance(key, tuple) else f"frame {int(key)}"
         return f"{self.source}: {where}"
 
-    def read(self, index: int) -> tuple[bytes, bytes, tuple[int, int]]:
-        """Frame `index` as (rgb blob, depth blob, raw (h, w)), checked to be whole and in the split's formats.
+    def read(self, index: int) -> tuple[bytes, bytes, tuple[int, int], int]:
+        """Frame `index` as (rgb blob, depth blob, raw (h, w), EXIF orientation of the RGB), checked by
+        readers.check_frame.
 
-        Raises FrameError saying what is wrong with it (missing, unreadable, truncated, wrong format).
+        Raises FrameError saying what is wrong with it (missing, unreadable, wrong format, sizes that differ).
         """
         try:
             rgb, depth, hw = self.reader(self.keys[index])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:  # missing, unreadable, bad .npy
             raise FrameError(f"{type(err).__name__}: {err}") from err
-        problem = frame_problem(self.rgb_format, self.depth_format, rgb, depth, hw)
-        if problem is not None:
-            raise FrameError(problem)
-        return rgb, depth, hw
+        return rgb, depth, hw, check_frame(self.rgb_format, self.depth_codec, rgb, depth, hw)
 
     def subset(self, indices) -> Split:
         """The frames at `indices` as a split of their own (same names, reader and crop)."""
@@ -90,6 +103,13 @@ class Split:
         output-bias pass, every epoch) until take_skipped. Returns the record: where the frame is, and why."""
         self.skipped[int(index)] = f"{self.describe(index)}: {problem}"
         return self.skipped[int(index)]
+
+    def nothing_usable(self, tried: int, usable: str = "is readable") -> DataError:
+        """The error for a pass over `tried` frames that found none that `usable` says: one sentence naming the
+        split, the count and the first frame skipped (where, and why); the skipped frames are taken."""
+        skipped = self.take_skipped()
+        first = f"the first: {skipped[0]}" if skipped else "none was skipped"
+        return DataError(f"no frame of {self.source} [{self.name}] {usable} ({tried} tried); {first}")
 
     def take_skipped(self) -> list[str]:
         """The distinct frames skipped since the last call (where each is, and why), and forget them."""
@@ -228,15 +248,13 @@ def _pairs_in(folder: Path) -> list[tuple[str, str]]:
 
 
 def _open_pairs(path: Path) -> Source:
-    """A folder of X_rgb.* / X_depth.png (16-bit mm) or X_depth.npy (metres) pairs; train/ and test/ become splits."""
+    """A folder of X_rgb.* / X_depth.png (16-bit mm) or X_depth.npy (metres) pairs, the two kinds mixed as they
+    come; train/ and test/ become splits."""
     folders = {name: path / name for name in ("train", "test") if (path / name).is_dir()} or {"all": path}
     splits = {}
     for name, folder in folders.items():
         keys = _pairs_in(folder)
-        kinds = {Path(d).suffix for _, d in keys}
-        if len(kinds) > 1:
-            raise DataError(f"{folder} mixes X_depth.png and X_depth.npy files; keep one kind per folder")
-        depth_format = "raw_f32_m" if kinds == {".npy"} else "png16_mm"
+        depth_format = "raw_f32_m" if all(d.endswith(".npy") for _, d in keys) else "png16_mm"
         splits[name] = Split(str(folder), "pairs", name, keys, PairReader(folder_bytes(folder)), "image", depth_format)
     return Source(str(path), "pairs", splits)
 
@@ -286,8 +304,28 @@ EXPECTED_LAYOUTS = (
 )
 
 
-def open_source(path) -> Source:
-    """Detect the layout of `path` and list its splits; a path in no known layout raises DataError."""
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def add_depth_units_argument(parser) -> None:
+    """Add --depth-units-per-metre (open_source's depth_units_per_metre), the one flag for the unit of 16-bit
+    depth in every script that reads data (train.py, evaluate.py, data.py inspect)."""
+    known = "; ".join(f"{unit:g} {who}" for unit, who in DEPTH_UNITS.items())
+    parser.add_argument("--depth-units-per-metre", type=positive_float, default=None, metavar="N",
+                        help=f"16-bit depth PNGs store N per metre (default: the layout's own, 1000 = mm): {known}")
+
+
+def open_source(path, depth_units_per_metre: float | None = None) -> Source:
+    """Detect the layout of `path` and list its splits; a path in no known layout raises DataError.
+
+    depth_units_per_metre (e.g. 5000 for TUM RGB-D, nyu.DEPTH_UNITS) replaces the unit of 16-bit depth files,
+    the layouts' own millimetres by default; DataError for a dataset that stores no 16-bit depth.
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path} does not exist; pass a dataset path (write the synthetic one with: python -m synth)")
@@ -299,4 +337,11 @@ def open_source(path) -> Source:
     source = _OPENERS[layout](path)
     if not any(len(s) for s in source.splits.values()):
         raise DataError(f"{path} looks like {layout} but holds no frames")
+    if depth_units_per_metre is not None:
+        if not any(DEPTH_CODECS[s.depth_format].units_vary for s in source.splits.values()):
+            formats = sorted({DEPTH_CODECS[s.depth_format].description for s in source.splits.values()})
+            raise DataError(f"{path} stores depth as {' and '.join(formats)}, not 16-bit integers; "
+                            "drop --depth-units-per-metre")
+        for split in source.splits.values():
+            split.depth_units_per_metre = depth_units_per_metre
     return source
