@@ -163,7 +163,7 @@ def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = Non
     """
     codec = split.depth_codec
     handed = set()  # frames the reading stage handed over in this pass
-    arrived = tf.Variable(tf.zeros([len(split)], tf.bool), trainable=False)  # ... and those that decoded
+    arrived = tf.Variable(tf.zeros([max(1, len(split))], tf.bool), trainable=False)  # ... and those decoded
 
     def decode(frame):
         rgb = decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw, frame["orientation"])
@@ -331,10 +331,13 @@ def split_stats(split: Split, limit: int | None = None, depth_range_m=(nyu.MIN_D
     """Frame count, RGB shape(s), depth min / max / mean (metres, valid pixels), invalid fraction, the fraction
     of valid depth inside depth_range_m = (min, max) metres and, when that is at most half, a warning and
     the unit of nyu.DEPTH_UNITS that would fit (unit_advice)."""
-    count = len(split) if limit is None else min(limit, len(split))
+    total_frames = len(split)
+    if limit is not None and limit < len(split):
+        split = split.subset(range(limit))  # not take(limit): frames read ahead past it would count as skipped
+    count = len(split)
     shapes, lo, hi, total, valid, pixels, seen = {}, np.inf, -np.inf, 0.0, 0, 0, 0
     in_range = dict.fromkeys(nyu.in_range_by_unit(np.zeros(0), split.depth_codec, depth_range_m), 0)
-    stream = frames(split).take(count).prefetch(tf.data.AUTOTUNE)
+    stream = frames(split).prefetch(tf.data.AUTOTUNE)
     for frame in tqdm(stream, total=count, desc=f"{split.name}", unit="frame", file=sys.stderr):
         seen += 1
         shape = "x".join(str(v) for v in frame["rgb"].shape)
@@ -351,7 +354,7 @@ def split_stats(split: Split, limit: int | None = None, depth_range_m=(nyu.MIN_D
         LOG.warning("%s", warning)
     return {
         "layout": split.layout,
-        "frames": len(split),
+        "frames": total_frames,
         "frames_read": seen,
         "skipped": len(split.skipped),
         "rgb_shape": max(shapes, key=shapes.get) if shapes else None,

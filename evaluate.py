@@ -148,7 +148,7 @@ def mean_depth_m(split: Split, max_frames: int) -> float:
 
 def score_split(
     split: Split, candidates: list[Candidate], *, crop: str, flip: bool, median_scaling: bool,
-    baseline_m: float, limit: int | None = None,
+    baseline_m: float,
 ) -> tuple[list[dict], set[str]]:
     """Stream the split's frames once, scoring every candidate on each; candidates' rows are filled in.
 
@@ -156,10 +156,9 @@ def score_split(
     valid pixels) and the labels of the crops used. Frames whose crop holds no valid ground truth are left out.
     Raises NonFiniteDepth, after the whole split, if a model predicted NaN or inf anywhere.
     """
-    count = len(split) if limit is None else min(limit, len(split))
     baseline_rows, crops_used = [], set()
     nonfinite = {c.label: 0 for c in candidates}  # images each model predicted non-finite depth for
-    for frame in tqdm(frames(split).take(count), total=count, desc="evaluate", unit="image", file=sys.stderr):
+    for frame in tqdm(frames(split), total=len(split), desc="evaluate", unit="image", file=sys.stderr):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
         index = int(frame["index"])
         name = split.frame_name(index)
@@ -314,6 +313,8 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         source = open_source(args.data, args.depth_units_per_metre)
         split = source.split(args.split)
+        if args.limit is not None and args.limit < len(split):
+            split = split.subset(range(args.limit))  # the first N: frames read ahead past them are not counted
         photos = read_photos(args.photos, args.max_photos) if args.photos else []
         if args.photos and not photos:
             raise DataError(f"--photos {' '.join(args.photos)} holds no readable image; give image files, folders or globs")
@@ -321,10 +322,10 @@ def main(args: argparse.Namespace) -> int:
         split.take_skipped()  # forget any skips from the baseline's frames
         baseline_rows, crops_used = score_split(
             split, candidates, crop=args.crop, flip=not args.no_flip, median_scaling=args.median_scaling,
-            baseline_m=baseline_m, limit=args.limit,
+            baseline_m=baseline_m,
         )
         if not baseline_rows:
-            raise split.nothing_usable(min(len(split), args.limit or len(split)), "could be scored")
+            raise split.nothing_usable(len(split), "could be scored")
         skipped = split.take_skipped()
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)

@@ -334,7 +334,11 @@ def open_source(path, depth_units_per_metre: float | None = None) -> Source:
     layout = _looks_like(path)
     if layout is None:
         raise DataError(f"{path} is not a dataset this project reads; expected {EXPECTED_LAYOUTS}")
-    source = _OPENERS[layout](path)
+    try:
+        source = _OPENERS[layout](path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, scipy.io.matlab.MatReadError) as err:  # in pieces
+        raise DataError(f"{path} looks like {layout} but part of it cannot be read ({type(err).__name__}: {err}); "
+                        "is every file whole? download or write it again") from err
     if not any(len(s) for s in source.splits.values()):
         raise DataError(f"{path} looks like {layout} but holds no frames")
     if depth_units_per_metre is not None:

@@ -415,3 +415,42 @@ def test_real_frames_bts_layout_and_mixed_size_pairs_read_the_depth_their_pngs_h
     assert stats["rgb_shapes"] == {"480x640x3": 5, "224x224x3": 1, "120x160x3": 1, "424x512x3": 1, "1080x1440x3": 1}
     stored = [np.asarray(Image.open(p), np.float64) / 1000 for p in (pairs / "test").glob("*_depth.png")]
     assert stats["depth_mean_m"] == pytest.approx(np.concatenate([d[d > 0] for d in stored]).mean(), abs=1e-4)
+
+
+def broken_index(tmp_path, kind):
+    """A dataset whose list or index file is in pieces: splits.mat, eigen_test_rgb.npy, or a CSV not in UTF-8."""
+    if kind == "splits.mat":
+        L.write_labeled_mat(tmp_path / "nyu_depth_v2_labeled.mat", L.make_frames(2), [0], [1])
+        (tmp_path / "splits.mat").write_bytes(b"garbage" * 30)
+        return tmp_path, "labeled-mat", "Unknown mat file type"
+    if kind == "npy":
+        files = L.eigen_files(L.make_frames(2))
+        files["eigen_test_rgb.npy"] = b"not a npy" * 20
+        return L.write_zip(tmp_path / "nyu_test.zip", files), "eigen-npy", "the magic string is not correct"
+    files = L.densedepth_files(L.make_frames(2), [])
+    files["data/nyu2_train.csv"] = b"\xff\xfe\x00 not utf-8"
+    return L.write_zip(tmp_path / "nyu_data.zip", files), "densedepth", "UnicodeDecodeError"
+
+
+@pytest.mark.parametrize("kind", ["splits.mat", "npy", "csv"])
+def test_a_dataset_with_an_index_file_in_pieces_is_one_sentence(tmp_path, kind, capsys):
+    path, layout, why = broken_index(tmp_path, kind)
+    assert data.main(data.parse_args(["inspect", str(path)])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path} looks like {layout} but part of it cannot be read (") and why in err
+    assert err.endswith("is every file whole? download or write it again\n") and "Traceback" not in err
+
+
+def test_inspect_limit_counts_only_the_frames_asked_for(tmp_path, capsys):
+    """Frames read ahead of --limit (8 per read) are neither counted as read nor as skipped."""
+    test = L.make_frames(6, seed=15)
+    files = L.densedepth_files([], test)
+    for i in (3, 4, 5):
+        del files[f"data/nyu2_test/{i:05d}_depth.png"]  # missing, past the limit
+    path = L.write_zip(tmp_path / "nyu_data.zip", files)
+    assert data.main(data.parse_args(["inspect", str(path), "--limit", "2"])) == 0
+    stats = json.loads(capsys.readouterr().out)["test"]
+    assert (stats["frames"], stats["frames_read"], stats["skipped"]) == (6, 2, 0)
+    assert data.main(data.parse_args(["inspect", str(path)])) == 0
+    stats = json.loads(capsys.readouterr().out)["test"]
+    assert (stats["frames"], stats["frames_read"], stats["skipped"]) == (6, 3, 3)
