@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 import nyu
 from depth import DepthScale, pack_target
-import layouts
-from layouts import EXPECTED_LAYOUTS, DataError, FrameError, Split, open_source
+from layouts import (EXPECTED_LAYOUTS, DataError, FrameError, Split, add_depth_units_argument, open_source,
+                     positive_float)
 from readers import EXIF_TURNS, SWAPPED_ORIENTATIONS, decode_problem
 
 LOG = logging.getLogger("depth.data")
@@ -385,10 +385,10 @@ def parse_args(argv=None):
     inspect_cmd = commands.add_parser("inspect", help="print frame counts and depth statistics of a dataset as JSON")
     inspect_cmd.add_argument("path", help=f"dataset path: {EXPECTED_LAYOUTS}")
     inspect_cmd.add_argument("--limit", type=int, default=None, help="read only the first N frames of each split")
-    layouts.add_depth_units_argument(inspect_cmd)
-    inspect_cmd.add_argument("--min-depth-m", type=layouts.positive_float, default=nyu.MIN_DEPTH_M,
+    add_depth_units_argument(inspect_cmd)
+    inspect_cmd.add_argument("--min-depth-m", type=positive_float, default=nyu.MIN_DEPTH_M,
                              help=f"warn when most valid depth is nearer (default {nyu.MIN_DEPTH_M:g})")
-    inspect_cmd.add_argument("--max-depth-m", type=layouts.positive_float, default=nyu.MAX_DEPTH_M,
+    inspect_cmd.add_argument("--max-depth-m", type=positive_float, default=nyu.MAX_DEPTH_M,
                              help=f"... or farther than this, in metres (default {nyu.MAX_DEPTH_M:g})")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 0:
