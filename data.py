@@ -5,6 +5,7 @@ blobs, decoded in the graph to RGB uint8 and depth in metres (nyu.DEPTH_CODECS),
 input and output sizes, encoded by a `depth.DepthScale`, augmented for training and batched.
 
     python data.py inspect data/synth        # frame counts and depth statistics of any dataset, as JSON
+    python data.py inspect tum/ --depth-units-per-metre 5000   # 16-bit depth in another unit (TUM RGB-D's)
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from tqdm import tqdm
 
 import nyu
 from depth import DepthScale, pack_target
-from layouts import EXPECTED_LAYOUTS, DataError, FrameError, Split, open_source
+from layouts import (EXPECTED_LAYOUTS, DataError, FrameError, Split, add_depth_units_argument, open_source,
+                     positive_float)
+from readers import EXIF_TURNS, SWAPPED_ORIENTATIONS, decode_problem
 
 LOG = logging.getLogger("depth.data")
 
@@ -36,40 +39,60 @@ LOG = logging.getLogger("depth.data")
 READ_CHUNK = 8
 
 
-def read_frames(split: Split, strict: bool):
-    """indices int64 [n] -> (ok bool [n], rgb blobs string [n], depth blobs string [n], raw (h, w) int32 [n, 2]),
-    the Python side of `blobs` (a tf.numpy_function). Bad frames are logged, listed in split.skipped and come
-    back with ok False; with strict=True a bad frame raises DataError naming it instead.
+def skip_frame(split: Split, index: int, problem: str, strict: bool) -> None:
+    """Log frame `index` as skipped and list it in split.skipped; with strict=True raise DataError naming it."""
+    if strict:
+        raise DataError(f"{split.describe(index)}: {problem} (drop --strict to skip such frames with a warning)")
+    LOG.warning("skipping %s", split.skip(index, problem))
+
+
+def read_frames(split: Split, strict: bool, handed: set | None = None):
+    """indices int64 [n] -> (ok bool [n], rgb blobs string [n], depth blobs string [n], raw (h, w) int32 [n, 2],
+    EXIF orientation int32 [n]), the Python side of `blobs` (a tf.numpy_function). Bad frames are skip_frame'd
+    and come back with ok False; the good ones' indices are added to `handed` when given. strict=True also
+    decodes every frame in full with PIL (readers.decode_problem), so a file corrupt inside stops it at once.
     """
 
     def read_one(index: int):
         try:
-            rgb, depth, hw = split.read(index)
-            return True, rgb, depth, np.asarray(hw, np.int32)
+            rgb, depth, hw, orientation = split.read(index)
+            if strict and (problem := decode_problem(split.rgb_format, split.depth_codec, rgb, depth, hw)):
+                raise FrameError(problem)
+            if handed is not None:
+                handed.add(index)
+            return True, rgb, depth, np.asarray(hw, np.int32), orientation
         except FrameError as err:
-            problem = str(err)
-        if strict:
-            raise DataError(f"{split.describe(index)}: {problem} (drop --strict to skip such frames with a warning)")
-        LOG.warning("skipping %s", split.skip(index, problem))
-        return False, b"", b"", np.zeros(2, np.int32)
+            skip_frame(split, index, str(err), strict)
+        return False, b"", b"", np.zeros(2, np.int32), 1
 
     def read(indices):
-        ok, rgb, depth, hw = zip(*(read_one(int(index)) for index in indices))
-        return np.array(ok), np.array(rgb, object), np.array(depth, object), np.stack(hw)
+        ok, rgb, depth, hw, orientation = zip(*(read_one(int(index)) for index in indices))
+        return (np.array(ok), np.array(rgb, object), np.array(depth, object), np.stack(hw),
+                np.array(orientation, np.int32))
 
     return read
 
 
-def decode_rgb(blob, hw, rgb_format, min_hw=None):
-    """An RGB blob stored as rgb_format (readers.RGB_FORMATS), and its raw hw -> uint8 [H, W, 3]; JPEGs at a
-    reduced scale when min_hw (h, w) is given (see _decode_jpeg_at_least)."""
+def decode_rgb(blob, hw, rgb_format, min_hw=None, orientation=1):
+    """An RGB blob stored as rgb_format (readers.RGB_FORMATS), its raw hw and EXIF orientation (1-8) -> uint8
+    [H, W, 3] upright; JPEGs at a reduced scale when min_hw (h, w, upright) is given (see _decode_jpeg_at_least)."""
     if rgb_format == "raw":
         return tf.reshape(tf.io.decode_raw(blob, tf.uint8), [hw[0], hw[1], 3])
     decode_any = lambda: tf.io.decode_image(blob, channels=3, dtype=tf.uint8, expand_animations=False)  # noqa: E731
     if min_hw is None:
-        return decode_any()
+        return upright(decode_any(), orientation)
+    turned = tf.reduce_any(tf.equal(orientation, SWAPPED_ORIENTATIONS))
+    stored_min_hw = tf.where(turned, tf.constant(min_hw[::-1]), tf.constant(min_hw))
     is_jpeg = tf.strings.substr(blob, 0, 2) == b"\xff\xd8"
-    return tf.cond(is_jpeg, lambda: _decode_jpeg_at_least(blob, min_hw), decode_any)
+    return upright(tf.cond(is_jpeg, lambda: _decode_jpeg_at_least(blob, stored_min_hw), decode_any), orientation)
+
+
+def upright(rgb, orientation):
+    """An image [H, W, C] as stored, and its EXIF orientation (1-8, int scalar) -> the image upright
+    (readers.EXIF_TURNS). Gathered from the table, not branched: a branch per frame costs ~0.5 ms."""
+    turns = tf.gather(tf.constant([EXIF_TURNS[o] for o in sorted(EXIF_TURNS)]), tf.cast(orientation, tf.int32) - 1)
+    rgb = tf.transpose(rgb, tf.where(turns[0], [1, 0, 2], [0, 1, 2]))  # the identity permutation copies nothing
+    return tf.reverse(rgb, tf.boolean_mask([1, 0], turns[1:]))  # nor does reversing no axis
 
 
 _JPEG_RATIOS = (1, 2, 4, 8)  # the downscales libjpeg can apply while decoding
@@ -80,7 +103,7 @@ def _decode_jpeg_at_least(blob, min_hw):
     at least min_hw (h, w). libjpeg downscales inside the inverse DCT, so a 640x480 frame for a 320x240 input
     costs less than its full decode alone, and needs no resize after."""
     shape = tf.io.extract_jpeg_shape(blob)[:2]
-    fits = [tf.reduce_all(shape // r >= tf.constant(min_hw, tf.int32)) for r in _JPEG_RATIOS]
+    fits = [tf.reduce_all(shape // r >= tf.cast(min_hw, tf.int32)) for r in _JPEG_RATIOS]
     largest = tf.maximum(tf.reduce_sum(tf.cast(tf.stack(fits), tf.int32)) - 1, 0)  # fits is True..True False..False
     return tf.switch_case(largest, [lambda r=r: tf.io.decode_jpeg(blob, channels=3, ratio=r) for r in _JPEG_RATIOS])
 
@@ -90,35 +113,42 @@ def _finite_positive(depth):
     return tf.where(tf.math.is_finite(depth) & (depth > 0), depth, 0.0)
 
 
-def decode_depth(blob, hw, depth_format):
-    """A depth blob stored as nyu.DEPTH_CODECS[depth_format], and its raw hw -> float32 [H, W, 1] metres, 0 = invalid.
+def decode_depth(blob, hw, codec: nyu.DepthCodec):
+    """A depth blob stored as `codec` (a Split's depth_codec), and its raw hw -> float32 [H, W, 1] metres,
+    0 = invalid (and codec.saturated). A frame handed over as an array is raw float32 metres (readers.raw_depth).
 
     PNG values are never negative or non-finite, so only raw floats go through _finite_positive.
     """
-    codec = nyu.DEPTH_CODECS[depth_format]
-    if codec.png:
-        values = tf.io.decode_png(blob, channels=1, dtype=tf.as_dtype(codec.dtype))
-        return tf.cast(values, tf.float32) / codec.units_per_metre
-    values = tf.reshape(tf.io.decode_raw(blob, tf.as_dtype(codec.dtype)), [hw[0], hw[1], 1])
-    return _finite_positive(tf.cast(values, tf.float32) / codec.units_per_metre)
+    raw = lambda: _finite_positive(tf.reshape(tf.io.decode_raw(blob, tf.float32), [hw[0], hw[1], 1]))  # noqa: E731
+    if not codec.png:
+        return raw()
+    return tf.cond(hw[0] > 0, raw, lambda: _png_metres(blob, codec))
+
+
+def _png_metres(blob, codec: nyu.DepthCodec):
+    values = tf.io.decode_png(blob, channels=1, dtype=tf.as_dtype(codec.dtype))
+    depth_m = tf.cast(values, tf.float32) / codec.units_per_metre
+    return depth_m if codec.saturated is None else tf.where(values == codec.saturated, 0.0, depth_m)
 
 
 def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
-          chunk: int = READ_CHUNK) -> tf.data.Dataset:
+          chunk: int = READ_CHUNK, handed: set | None = None) -> tf.data.Dataset:
     """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
-    (int32 [2]) and index (int64), bad frames already left out. Python reads `chunk` frames per call.
-    A split that streams decoded frames (Split.stream, TFDS's) has no blob stage: its frames come as `frames`."""
+    (int32 [2]), EXIF orientation (int32) and index (int64), bad frames already left out. Python reads `chunk`
+    frames per call. A split that streams decoded frames (Split.stream, TFDS's) has no blob stage: its frames
+    come as `frames`."""
     if split.stream is not None:
         return frames(split, shuffle_seed=shuffle_seed)
-    read = read_frames(split, strict)
+    read = read_frames(split, strict, handed)
     indices = tf.data.Dataset.range(len(split))
     if shuffle_seed is not None:
         indices = indices.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(chunk_indices):
-        ok, rgb, depth, hw = tf.numpy_function(read, [chunk_indices], [tf.bool, tf.string, tf.string, tf.int32])
+        ok, rgb, depth, hw, orientation = tf.numpy_function(
+            read, [chunk_indices], [tf.bool, tf.string, tf.string, tf.int32, tf.int32])
         return {"ok": tf.reshape(ok, [-1]), "rgb": tf.reshape(rgb, [-1]), "depth": tf.reshape(depth, [-1]),
-                "hw": tf.reshape(hw, [-1, 2]), "index": chunk_indices}
+                "hw": tf.reshape(hw, [-1, 2]), "orientation": tf.reshape(orientation, [-1]), "index": chunk_indices}
 
     loaded = indices.batch(chunk).map(load, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     return loaded.filter(lambda frame: frame["ok"])
@@ -129,24 +159,48 @@ def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = Non
     """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
     (0 = invalid) and index (int64, the frame's position in split.keys).
 
-    Frames are read a few at a time (never the whole dataset); undecodable ones are skipped with a warning
-    (listed in split.skipped) unless strict. shuffle_seed reshuffles the order every epoch. With rgb_min_hw
-    (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it.
+    Frames are read a few at a time (never the whole dataset); RGB is turned upright by its EXIF orientation.
+    Unreadable and undecodable frames are skipped with a warning naming them (listed in split.skipped), or
+    with strict=True raise DataError naming them. shuffle_seed reshuffles the order every epoch. With
+    rgb_min_hw (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it.
     """
     if split.stream is not None:  # decoded already (TFDS): only the depth's invalid values are set to 0 here
         decoded = split.stream(split.keys, shuffle_seed)
         return decoded.map(lambda frame: {**frame, "depth": _finite_positive(frame["depth"])})
+    codec = split.depth_codec
+    handed = set()  # frames the reading stage handed over in this pass
+    arrived = tf.Variable(tf.zeros([max(1, len(split))], tf.bool), trainable=False)  # ... and those decoded
 
     def decode(frame):
-        return {
-            "rgb": decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw),
-            "depth": decode_depth(frame["depth"], frame["hw"], split.depth_format),
-            "index": frame["index"],
-        }
+        rgb = decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw, frame["orientation"])
+        depth = decode_depth(frame["depth"], frame["hw"], codec)
+        with tf.control_dependencies([rgb, depth]):  # marked only once both decoded
+            arrival = arrived.scatter_nd_update([[frame["index"]]], [True])
+        with tf.control_dependencies([arrival]):
+            return {"rgb": rgb, "depth": depth, "index": tf.identity(frame["index"])}
 
-    decoded = blobs(split, strict=strict, shuffle_seed=shuffle_seed).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    # A whole-looking file can still fail to decode (corrupt inside): TF logs it and the frame is dropped.
-    return decoded if strict else decoded.ignore_errors(log_warning=True)
+    def name_undecodable(decoded):
+        for index in sorted(i for i in handed if not decoded[i]):
+            problem = decode_problem(split.rgb_format, codec, *split.read(index)[:3])
+            skip_frame(split, index, problem or "TensorFlow cannot decode it (PIL can)", strict)
+        handed.clear()
+        return np.int64(-1)
+
+    def end_of_pass(_):
+        # Runs once every frame of the pass has come out of decode (ignore_errors drops the ones that failed,
+        # unnamed): those handed over but not marked arrived are named, then the marks are reset.
+        report = tf.numpy_function(name_undecodable, [arrived.read_value()], tf.int64, stateful=True)
+        with tf.control_dependencies([report]):
+            reset = arrived.assign(tf.zeros_like(arrived))
+        with tf.control_dependencies([reset]):
+            index = tf.identity(tf.reshape(report, []))
+        return {"rgb": tf.zeros([0, 0, 3], tf.uint8), "depth": tf.zeros([0, 0, 1]), "index": index}
+
+    read = blobs(split, strict=strict, shuffle_seed=shuffle_seed, handed=handed)
+    decoded = read.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    # Not with strict: ignore_errors would also swallow the reading stage's errors naming a bad frame.
+    decoded = decoded if strict else decoded.ignore_errors()
+    return decoded.concatenate(tf.data.Dataset.range(1).map(end_of_pass).filter(lambda _: False))
 
 
 # ---------------------------------------------------------------------------
@@ -264,11 +318,32 @@ def make_dataset(
 # python data.py inspect
 # ---------------------------------------------------------------------------
 
-def split_stats(split: Split, limit: int | None = None) -> dict:
-    """Frame count, RGB shape(s), and depth min / max / mean (metres, valid pixels) and invalid fraction."""
-    count = len(split) if limit is None else min(limit, len(split))
+def unit_advice(split: Split, in_range: dict[float, int], valid: int, depth_range_m) -> tuple[float | None, str | None]:
+    """(a better unit or None, a warning or None) when at most half of the split's `valid` depths lie in
+    depth_range_m at its unit; in_range is in_range_by_unit summed over the frames."""
+    unit = split.depth_codec.units_per_metre
+    if not valid or in_range[unit] > valid / 2:
+        return None, None
+    best = max(in_range, key=in_range.get)
+    where = (f"{split.source} [{split.name}]: only {in_range[unit] / valid:.0%} of valid depth lies in "
+             f"{depth_range_m[0]:g}-{depth_range_m[1]:g} m as read ({split.depth_codec.description})")
+    if best == unit or in_range[best] <= valid / 2:
+        return None, f"{where}; check the depth files or --min-depth-m / --max-depth-m"
+    return best, (f"{where}; at {best:g} per metre ({nyu.DEPTH_UNITS[best]}) {in_range[best] / valid:.0%} would: "
+                  f"try --depth-units-per-metre {best:g}")
+
+
+def split_stats(split: Split, limit: int | None = None, depth_range_m=(nyu.MIN_DEPTH_M, nyu.MAX_DEPTH_M)) -> dict:
+    """Frame count, RGB shape(s), depth min / max / mean (metres, valid pixels), invalid fraction, the fraction
+    of valid depth inside depth_range_m = (min, max) metres and, when that is at most half, a warning and
+    the unit of nyu.DEPTH_UNITS that would fit (unit_advice)."""
+    total_frames = len(split)
+    if limit is not None and limit < len(split):
+        split = split.subset(range(limit))  # not take(limit): frames read ahead past it would count as skipped
+    count = len(split)
     shapes, lo, hi, total, valid, pixels, seen = {}, np.inf, -np.inf, 0.0, 0, 0, 0
-    stream = frames(split).take(count).prefetch(tf.data.AUTOTUNE)
+    in_range = dict.fromkeys(nyu.in_range_by_unit(np.zeros(0), split.depth_codec, depth_range_m), 0)
+    stream = frames(split).prefetch(tf.data.AUTOTUNE)
     for frame in tqdm(stream, total=count, desc=f"{split.name}", unit="frame", file=sys.stderr):
         seen += 1
         shape = "x".join(str(v) for v in frame["rgb"].shape)
@@ -278,25 +353,35 @@ def split_stats(split: Split, limit: int | None = None) -> dict:
         pixels, valid = pixels + depth.size, valid + good.size
         if good.size:
             lo, hi, total = min(lo, float(good.min())), max(hi, float(good.max())), total + float(good.sum(dtype=np.float64))
+            for unit, n in nyu.in_range_by_unit(good, split.depth_codec, depth_range_m).items():
+                in_range[unit] += n
+    better_unit, warning = unit_advice(split, in_range, valid, depth_range_m)
+    if warning:
+        LOG.warning("%s", warning)
     return {
         "layout": split.layout,
-        "frames": len(split),
+        "frames": total_frames,
         "frames_read": seen,
         "skipped": len(split.skipped),
         "rgb_shape": max(shapes, key=shapes.get) if shapes else None,
         "rgb_shapes": shapes,
+        "depth_units_per_metre": split.depth_codec.units_per_metre,
         "depth_min_m": round(lo, 4) if valid else None,
         "depth_max_m": round(hi, 4) if valid else None,
         "depth_mean_m": round(total / valid, 4) if valid else None,
         "invalid_fraction": round(1 - valid / pixels, 5) if pixels else None,
+        "in_range_fraction": round(in_range[split.depth_codec.units_per_metre] / valid, 5) if valid else None,
+        "suggested_depth_units_per_metre": better_unit,
         "crop": list(split.crop) if split.crop else None,
     }
 
 
-def inspect(path, limit: int | None = None, tfds_data_dir=None) -> dict:
-    """{split name: split_stats} for every split of the dataset at `path` (tfds_data_dir: see open_source)."""
-    source = open_source(path, tfds_data_dir)
-    return {name: split_stats(split, limit) for name, split in source.splits.items()}
+def inspect(path, limit: int | None = None, depth_units_per_metre: float | None = None,
+            depth_range_m=(nyu.MIN_DEPTH_M, nyu.MAX_DEPTH_M), tfds_data_dir=None) -> dict:
+    """{split name: split_stats} for every split of the dataset at `path`, 16-bit depth read at
+    depth_units_per_metre (None: the layout's own); tfds_data_dir: see open_source."""
+    source = open_source(path, depth_units_per_metre, tfds_data_dir)
+    return {name: split_stats(split, limit, depth_range_m) for name, split in source.splits.items()}
 
 
 def parse_args(argv=None):
@@ -308,16 +393,25 @@ def parse_args(argv=None):
     inspect_cmd.add_argument("--limit", type=int, default=None, help="read only the first N frames of each split")
     inspect_cmd.add_argument("--tfds-data-dir", default=None,
                              help="where a tfds: dataset is prepared (default: TensorFlow Datasets' own)")
+    add_depth_units_argument(inspect_cmd)
+    inspect_cmd.add_argument("--min-depth-m", type=positive_float, default=nyu.MIN_DEPTH_M,
+                             help=f"warn when most valid depth is nearer (default {nyu.MIN_DEPTH_M:g})")
+    inspect_cmd.add_argument("--max-depth-m", type=positive_float, default=nyu.MAX_DEPTH_M,
+                             help=f"... or farther than this, in metres (default {nyu.MAX_DEPTH_M:g})")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 0:
         parser.error(f"--limit must be zero or more, got {args.limit}")
+    if args.min_depth_m >= args.max_depth_m:
+        parser.error(f"need --min-depth-m < --max-depth-m, got {args.min_depth_m:g} and {args.max_depth_m:g}")
     return args
 
 
 def main(args) -> int:
     """Run the command line; returns the exit code (2, with one sentence, for a path in no known layout)."""
     try:
-        print(json.dumps(inspect(args.path, args.limit, args.tfds_data_dir), indent=2))
+        stats = inspect(args.path, args.limit, args.depth_units_per_metre, (args.min_depth_m, args.max_depth_m),
+                        args.tfds_data_dir)
+        print(json.dumps(stats, indent=2))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ import nyu
 import table
 from data import frames
 from depth import DepthScale
-from layouts import DataError, Split, open_source
+from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import depth_errors
 from model import depth_scale_of, load_model
 from predict import NonFiniteDepth, predict_depth_m, read_photos
@@ -130,21 +130,25 @@ def evenly_spaced(length: int, count: int) -> np.ndarray:
 
 
 def mean_depth_m(split: Split, max_frames: int) -> float:
-    """Mean ground-truth depth in metres over the valid (> 0) pixels of at most max_frames evenly spaced frames."""
-    indices = evenly_spaced(len(split), max_frames)
-    total, count = 0.0, 0
-    for frame in tqdm(frames(split.subset(indices)), total=len(indices), desc=f"{split.name} mean depth",
-                      unit="frame", file=sys.stderr):
+    """Mean ground-truth depth in metres over the valid (> 0) pixels of at most max_frames evenly spaced frames;
+    DataError (Split.nothing_usable) when none of them is readable or has a valid pixel."""
+    sample = split.subset(evenly_spaced(len(split), max_frames))
+    total, count, seen = 0.0, 0, 0
+    stream = frames(sample)
+    for frame in tqdm(stream, total=len(sample), desc=f"{split.name} mean depth", unit="frame", file=sys.stderr):
         depth = frame["depth"].numpy()
         total, count = total + float(depth[depth > 0].sum(dtype=np.float64)), count + int((depth > 0).sum())
+        seen += 1
+    if seen == 0:
+        raise sample.nothing_usable(len(sample))
     if count == 0:
-        raise DataError(f"{split.source} {split.name} split has no valid depth pixel in {len(indices)} frames")
+        raise sample.nothing_usable(len(sample), "has a valid depth pixel (all 0, NaN or negative)")
     return total / count
 
 
 def score_split(
     split: Split, candidates: list[Candidate], *, crop: str, flip: bool, median_scaling: bool,
-    baseline_m: float, limit: int | None = None,
+    baseline_m: float,
 ) -> tuple[list[dict], set[str]]:
     """Stream the split's frames once, scoring every candidate on each; candidates' rows are filled in.
 
@@ -152,20 +156,18 @@ def score_split(
     valid pixels) and the labels of the crops used. Frames whose crop holds no valid ground truth are left out.
     Raises NonFiniteDepth, after the whole split, if a model predicted NaN or inf anywhere.
     """
-    count = len(split) if limit is None else min(limit, len(split))
     baseline_rows, crops_used = [], set()
     nonfinite = {c.label: 0 for c in candidates}  # images each model predicted non-finite depth for
-    for frame in tqdm(frames(split).take(count), total=count, desc="evaluate", unit="image", file=sys.stderr):
+    for frame in tqdm(frames(split), total=len(split), desc="evaluate", unit="image", file=sys.stderr):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
         index = int(frame["index"])
         name = split.frame_name(index)
-        if rgb.shape[:2] != gt.shape:
-            raise DataError(f"{split.describe(index)}: RGB {rgb.shape[:2]} and depth {gt.shape} differ in size")
         box, crop_label = frame_crop(crop, gt.shape, split.crop)
         crops_used.add(crop_label)
         valid = [valid_mask(gt, c.depth_scale, box) for c in candidates]
         if not all(v.any() for v in valid):
-            split.skip(index, "no valid ground truth inside the crop")
+            scale = candidates[0].depth_scale
+            split.skip(index, f"no ground truth in {scale.min_depth_m:g}-{scale.max_depth_m:g} m inside the crop")
             continue
         for candidate, scored in zip(candidates, valid):
             start = time.perf_counter()
@@ -248,6 +250,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     what.add_argument("--tfds-data-dir", default=None,
                       help="where a --data tfds:NAME dataset is prepared (default: TensorFlow Datasets' own)")
     what.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    add_depth_units_argument(what)
     what.add_argument("--limit", type=int, default=None, help="evaluate only the first N frames (default: all)")
     protocol = parser.add_argument_group("protocol")
     protocol.add_argument("--crop", choices=CROP_CHOICES, default="auto",
@@ -310,8 +313,10 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        source = open_source(args.data, args.tfds_data_dir)
+        source = open_source(args.data, args.depth_units_per_metre, args.tfds_data_dir)
         split = source.split(args.split)
+        if args.limit is not None and args.limit < len(split):
+            split = split.subset(range(args.limit))  # the first N: frames read ahead past them are not counted
         photos = read_photos(args.photos, args.max_photos) if args.photos else []
         if args.photos and not photos:
             raise DataError(f"--photos {' '.join(args.photos)} holds no readable image; give image files, folders or globs")
@@ -319,11 +324,11 @@ def main(args: argparse.Namespace) -> int:
         split.take_skipped()  # forget any skips from the baseline's frames
         baseline_rows, crops_used = score_split(
             split, candidates, crop=args.crop, flip=not args.no_flip, median_scaling=args.median_scaling,
-            baseline_m=baseline_m, limit=args.limit,
+            baseline_m=baseline_m,
         )
-        skipped = split.take_skipped()
         if not baseline_rows:
-            raise DataError(f"{args.data} [{args.split}] has no frame that could be scored")
+            raise split.nothing_usable(len(split), "could be scored")
+        skipped = split.take_skipped()
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)
             example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 DEPTH_CMAP = "plasma_r"  # near = bright yellow, far = dark purple
 ERROR_CMAP = "inferno"  # absolute error: 0 = black, the largest = pale yellow
 NO_DATA_GREY = "0.85"  # the axes' background, which NaN pixels (no ground truth, not scored) show through
+PREVIEW_SIDE = 600  # pixels: the longest side of depth_color_figure's map
 
 
 # ---------------------------------------------------------------------------
@@ -79,15 +80,29 @@ def column_titles(axes, headings) -> None:
 # Figures
 # ---------------------------------------------------------------------------
 
+def downscaled(depth_m: np.ndarray, longest: int) -> np.ndarray:
+    """Depth [H, W] metres box-averaged by the smallest whole factor that brings its longest side to at most
+    `longest` pixels (itself when it is already that small)."""
+    factor = -(-max(depth_m.shape) // longest)
+    if factor == 1:
+        return depth_m
+    fr, fc = min(factor, depth_m.shape[0]), min(factor, depth_m.shape[1])
+    h, w = depth_m.shape[0] // fr, depth_m.shape[1] // fc
+    # A band of rows at a time, never a copy of the whole map (320 MB at 80 megapixels); leftover edges dropped.
+    return np.stack([depth_m[i * fr:(i + 1) * fr, :w * fc].reshape(fr, w, fc).mean(axis=(0, 2)) for i in range(h)])
+
+
 def depth_color_figure(depth_m: np.ndarray, title: str = "") -> Figure:
     """One depth map [H, W] metres, colour-mapped over its own range with a colour bar in metres, its longest
-    side 600 pixels (predict.py's X_depth_color.png)."""
+    side PREVIEW_SIDE pixels (predict.py's X_depth_color.png), drawn from a map downscaled to about that size:
+    Matplotlib's own resampling of an 80-megapixel map takes gigabytes."""
     h, w = depth_m.shape
-    inches = 6.0 / max(h, w)
+    inches = PREVIEW_SIDE / 100 / max(h, w)
     fig = Figure(figsize=(w * inches + 1.4, h * inches + 0.6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    shown = show_depth(ax, depth_m, (float(depth_m.min()), float(depth_m.max())))
+    limits = (float(depth_m.min()), float(depth_m.max()))
+    shown = show_depth(ax, downscaled(depth_m, PREVIEW_SIDE), limits)
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
     fig.colorbar(shown, ax=ax, label="depth (m)", shrink=0.9)

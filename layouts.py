@@ -8,6 +8,7 @@ dataset's own documentation: DenseDepth's nyu_data.zip / nyu_test.zip, the offic
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import zipfile
@@ -16,6 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import scipy.io
+
+from nyu import DEPTH_CODECS, DEPTH_UNITS, DepthCodec
 
 from readers import (  # DataError and FrameError are raised by both modules; callers import them from here
     Archive,
@@ -27,8 +30,8 @@ from readers import (  # DataError and FrameError are raised by both modules; ca
     PairReader,
     TFDS_SPLITS,
     TfdsFrames,
+    check_frame,
     folder_bytes,
-    frame_problem,
     import_tfds,
 )
 
@@ -42,9 +45,11 @@ LOG = logging.getLogger("depth.layouts")
 class Split:
     """One split of a dataset: a list of frame keys and a reader that turns a key into its blobs.
 
-    reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats.
-    rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS. crop is (top, bottom, left,
-    right) in pixels of the full frame when the data ships one (Eigen's).
+    reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats, (0, 0)
+    for files. rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS (depth handed
+    over as an array is float32 metres whatever it says: readers.raw_depth). crop is (top, bottom, left,
+    right) in pixels of the full frame when the data ships one (Eigen's). depth_units_per_metre, when given,
+    replaces the unit of 16-bit depth (--depth-units-per-metre).
     """
 
     source: str
@@ -56,9 +61,19 @@ class Split:
     depth_format: str
     crop: tuple | None = None
     skipped: dict = dataclasses.field(default_factory=dict)  # frame index -> why it was skipped (see skip)
+    depth_units_per_metre: float | None = None
     # For data that cannot be read a frame at a time (TFDS's TFRecords): stream(keys, shuffle_seed) -> a
     # tf.data.Dataset of decoded frames (readers.TfdsFrames); reader is then None and data.py starts from these.
     stream: object = None
+
+    @property
+    def depth_codec(self) -> DepthCodec:
+        """How the split's depth files store metres: nyu.DEPTH_CODECS[depth_format], at depth_units_per_metre
+        for 16-bit depth when that is given."""
+        codec = DEPTH_CODECS[self.depth_format]
+        if self.depth_units_per_metre is None or not codec.units_vary:
+            return codec
+        return codec.with_units(self.depth_units_per_metre)
 
     def __len__(self):
         return len(self.keys)
@@ -74,19 +89,17 @@ class Split:
         where = " + ".join(key) if isinstance(key, tuple) else f"frame {int(key)}"
         return f"{self.source}: {where}"
 
-    def read(self, index: int) -> tuple[bytes, bytes, tuple[int, int]]:
-        """Frame `index` as (rgb blob, depth blob, raw (h, w)), checked to be whole and in the split's formats.
+    def read(self, index: int) -> tuple[bytes, bytes, tuple[int, int], int]:
+        """Frame `index` as (rgb blob, depth blob, raw (h, w), EXIF orientation of the RGB), checked by
+        readers.check_frame.
 
-        Raises FrameError saying what is wrong with it (missing, unreadable, truncated, wrong format).
+        Raises FrameError saying what is wrong with it (missing, unreadable, wrong format, sizes that differ).
         """
         try:
             rgb, depth, hw = self.reader(self.keys[index])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:  # missing, unreadable, bad .npy
             raise FrameError(f"{type(err).__name__}: {err}") from err
-        problem = frame_problem(self.rgb_format, self.depth_format, rgb, depth, hw)
-        if problem is not None:
-            raise FrameError(problem)
-        return rgb, depth, hw
+        return rgb, depth, hw, check_frame(self.rgb_format, self.depth_codec, rgb, depth, hw)
 
     def subset(self, indices) -> Split:
         """The frames at `indices` as a split of their own (same names, reader and crop)."""
@@ -97,6 +110,13 @@ class Split:
         output-bias pass, every epoch) until take_skipped. Returns the record: where the frame is, and why."""
         self.skipped[int(index)] = f"{self.describe(index)}: {problem}"
         return self.skipped[int(index)]
+
+    def nothing_usable(self, tried: int, usable: str = "is readable") -> DataError:
+        """The error for a pass over `tried` frames that found none that `usable` says: one sentence naming the
+        split, the count and the first frame skipped (where, and why); the skipped frames are taken."""
+        skipped = self.take_skipped()
+        first = f"the first: {skipped[0]}" if skipped else "none was skipped"
+        return DataError(f"no frame of {self.source} [{self.name}] {usable} ({tried} tried); {first}")
 
     def take_skipped(self) -> list[str]:
         """The distinct frames skipped since the last call (where each is, and why), and forget them."""
@@ -235,15 +255,13 @@ def _pairs_in(folder: Path) -> list[tuple[str, str]]:
 
 
 def _open_pairs(path: Path) -> Source:
-    """A folder of X_rgb.* / X_depth.png (16-bit mm) or X_depth.npy (metres) pairs; train/ and test/ become splits."""
+    """A folder of X_rgb.* / X_depth.png (16-bit mm) or X_depth.npy (metres) pairs, the two kinds mixed as they
+    come; train/ and test/ become splits."""
     folders = {name: path / name for name in ("train", "test") if (path / name).is_dir()} or {"all": path}
     splits = {}
     for name, folder in folders.items():
         keys = _pairs_in(folder)
-        kinds = {Path(d).suffix for _, d in keys}
-        if len(kinds) > 1:
-            raise DataError(f"{folder} mixes X_depth.png and X_depth.npy files; keep one kind per folder")
-        depth_format = "raw_f32_m" if kinds == {".npy"} else "png16_mm"
+        depth_format = "raw_f32_m" if all(d.endswith(".npy") for _, d in keys) else "png16_mm"
         splits[name] = Split(str(folder), "pairs", name, keys, PairReader(folder_bytes(folder)), "image", depth_format)
     return Source(str(path), "pairs", splits)
 
@@ -352,11 +370,42 @@ EXPECTED_LAYOUTS = (
 )
 
 
-def open_source(path, tfds_data_dir=None) -> Source:
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def add_depth_units_argument(parser) -> None:
+    """Add --depth-units-per-metre (open_source's depth_units_per_metre), the one flag for the unit of 16-bit
+    depth in every script that reads data (train.py, evaluate.py, data.py inspect)."""
+    known = "; ".join(f"{unit:g} {who}" for unit, who in DEPTH_UNITS.items())
+    parser.add_argument("--depth-units-per-metre", type=positive_float, default=None, metavar="N",
+                        help=f"16-bit depth PNGs store N per metre (default: the layout's own, 1000 = mm): {known}")
+
+
+def open_source(path, depth_units_per_metre: float | None = None, tfds_data_dir=None) -> Source:
     """Detect the layout of `path` and list its splits; a path in no known layout raises DataError.
-    "tfds:NAME" reads TensorFlow Datasets' prepared copy from tfds_data_dir (None: TFDS's default)."""
-    if str(path).startswith(TFDS_PREFIX):
-        return _open_tfds(str(path), tfds_data_dir)
+
+    depth_units_per_metre (e.g. 5000 for TUM RGB-D, nyu.DEPTH_UNITS) replaces the unit of 16-bit depth files,
+    the layouts' own millimetres by default; DataError for a dataset that stores no 16-bit depth.
+    "tfds:NAME" reads TensorFlow Datasets' prepared copy from tfds_data_dir (None: TFDS's default).
+    """
+    source = _open_tfds(str(path), tfds_data_dir) if str(path).startswith(TFDS_PREFIX) else _open_path(path)
+    if depth_units_per_metre is not None:
+        if not any(DEPTH_CODECS[s.depth_format].units_vary for s in source.splits.values()):
+            formats = sorted({DEPTH_CODECS[s.depth_format].description for s in source.splits.values()})
+            raise DataError(f"{source.path} stores depth as {' and '.join(formats)}, not 16-bit integers; "
+                            "drop --depth-units-per-metre")
+        for split in source.splits.values():
+            split.depth_units_per_metre = depth_units_per_metre
+    return source
+
+
+def _open_path(path) -> Source:
+    """The dataset at `path` in whichever layout _looks_like finds; DataError naming what is wrong."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"{path} does not exist; pass a dataset path (write the synthetic one with: python -m synth)")
@@ -365,7 +414,11 @@ def open_source(path, tfds_data_dir=None) -> Source:
     layout = _looks_like(path)
     if layout is None:
         raise DataError(f"{path} is not a dataset this project reads; expected {EXPECTED_LAYOUTS}")
-    source = _OPENERS[layout](path)
+    try:
+        source = _OPENERS[layout](path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, scipy.io.matlab.MatReadError) as err:  # in pieces
+        raise DataError(f"{path} looks like {layout} but part of it cannot be read ({type(err).__name__}: {err}); "
+                        "is every file whole? download or write it again") from err
     if not any(len(s) for s in source.splits.values()):
         raise DataError(f"{path} looks like {layout} but holds no frames")
     return source

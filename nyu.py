@@ -85,34 +85,64 @@ def scaled_intrinsics(hw, intrinsics=INTRINSICS, from_hw=FRAME_HW) -> dict:
 PNG_UNIT_KEY = "depth_units_per_metre"  # the PNG text chunk every depth PNG this project writes carries
 
 
+_CHUNK = 1 << 20  # values converted per step by DepthCodec.from_metres
+
+
 @dataclasses.dataclass(frozen=True)
 class DepthCodec:
-    """How a depth file stores metres: depth_m = value / units_per_metre, and 0 means no depth."""
+    """How a depth file stores metres: depth_m = value / units_per_metre, and 0 means no depth; so does
+    `saturated`, the value a sensor writes where it measured nothing in range (Kinect v2's 65535)."""
 
     description: str
     dtype: str  # numpy dtype of the stored values
     units_per_metre: float
     png: bool  # stored as a greyscale PNG (else as raw values)
+    saturated: int | None = None
+
+    @property
+    def integer(self) -> bool:
+        """True for integer storage (unsigned: 0 = no depth)."""
+        return np.dtype(self.dtype).kind == "u"
+
+    @property
+    def units_vary(self) -> bool:
+        """True for 16-bit depth, which datasets store at different units per metre (DEPTH_UNITS); DenseDepth's
+        8-bit depth and float metres have one meaning each."""
+        return self.dtype == "uint16"
+
+    def with_units(self, units_per_metre: float) -> DepthCodec:
+        """This 16-bit format read at another unit (TUM's 5000 per metre, Kinect v2's 10000, KITTI's 256)."""
+        if not self.units_vary:
+            raise ValueError(f"{self.description} has a fixed unit")
+        if units_per_metre == self.units_per_metre:
+            return self
+        return dataclasses.replace(self, units_per_metre=float(units_per_metre),
+                                   description=f"16-bit PNG, {units_per_metre:g} per metre")
 
     @property
     def max_depth_m(self) -> float:
         """The farthest depth the file can hold (inf for floats)."""
-        kind = np.dtype(self.dtype)
-        return np.iinfo(kind).max / self.units_per_metre if kind.kind == "u" else float("inf")
+        return np.iinfo(self.dtype).max / self.units_per_metre if self.integer else float("inf")
 
     def to_metres(self, values) -> np.ndarray:
-        """Stored values (any shape) -> float32 metres, same shape."""
-        return np.asarray(values, np.float32) / np.float32(self.units_per_metre)
+        """Stored values (any shape) -> float32 metres, same shape; `saturated` values -> 0 (no depth)."""
+        values = np.asarray(values)
+        depth_m = values.astype(np.float32) / np.float32(self.units_per_metre)
+        return depth_m if self.saturated is None else np.where(values == self.saturated, np.float32(0), depth_m)
 
     def from_metres(self, depth_m) -> np.ndarray:
         """Metres (any shape) -> stored values of `dtype`, rounded to the nearest unit and clipped to the
-        type's range; NaN, inf, zero and negative depths are stored as 0 (no depth)."""
-        depth_m = np.asarray(depth_m, np.float64)
-        depth_m = np.where(np.isfinite(depth_m) & (depth_m > 0), depth_m, 0.0)
-        kind = np.dtype(self.dtype)
-        if kind.kind != "u":
-            return depth_m.astype(kind)
-        return np.clip(np.round(depth_m * self.units_per_metre), 0, np.iinfo(kind).max).astype(kind)
+        type's range (so a 16-bit depth beyond max_depth_m is stored as saturated); NaN, inf, zero and negative
+        depths are stored as 0 (no depth)."""
+        depth_m = np.asarray(depth_m)
+        flat, stored = depth_m.reshape(-1), np.empty(depth_m.size, self.dtype)
+        for start in range(0, flat.size, _CHUNK):  # in float64 a chunk at a time: a whole 80-megapixel map is 640 MB
+            part = flat[start:start + _CHUNK].astype(np.float64)
+            part = np.where(np.isfinite(part) & (part > 0), part, 0.0)
+            if self.integer:
+                part = np.clip(np.round(part * self.units_per_metre), 0, np.iinfo(self.dtype).max)
+            stored[start:start + _CHUNK] = part
+        return stored.reshape(depth_m.shape)
 
     def png_bytes(self, depth_m) -> bytes:
         """Depth [H, W] metres -> the PNG file's bytes (see from_metres)."""
@@ -126,9 +156,34 @@ class DepthCodec:
 
 
 # The depth formats of the layouts layouts.py reads, by the name a Split records, and predict.py writes.
+# 16-bit depth's largest value is never a measured depth: Kinect v2 tools write it for "out of range", and
+# in millimetres it would be 65.5 m, beyond every indoor sensor.
 DEPTH_CODECS = {
     "png8_10m": DepthCodec("8-bit PNG, 255 = 10 m (DenseDepth's training depth)", "uint8", 255.0 / 10.0, png=True),
-    "png16_mm": DepthCodec("16-bit PNG in millimetres", "uint16", 1000.0, png=True),
-    "png16_kitti": DepthCodec("16-bit PNG, 256 per metre (KITTI's depth maps, up to 256 m)", "uint16", 256.0, png=True),
+    "png16_mm": DepthCodec("16-bit PNG in millimetres", "uint16", 1000.0, png=True, saturated=65535),
+    "png16_kitti": DepthCodec("16-bit PNG, 256 per metre (KITTI's depth maps, up to 256 m)", "uint16", 256.0,
+                              png=True, saturated=65535),
     "raw_f32_m": DepthCodec("raw float32 in metres", "float32", 1.0, png=False),
 }
+
+# Units per metre of 16-bit depth files in the wild (--depth-units-per-metre), and whose they are: each
+# dataset's own documentation (TUM RGB-D's file formats page, ICL-NUIM's, KITTI's devkit readme) and, for
+# Kinect v2, the libfreenect2 / ESANet tools that store 0.1 mm.
+DEPTH_UNITS = {
+    1000.0: "millimetres: NYU Depth V2's PNGs, BTS, most 16-bit depth PNGs (the default)",
+    5000.0: "TUM RGB-D and ICL-NUIM",
+    10000.0: "0.1 mm: Kinect v2 tools",
+    256.0: "KITTI depth maps",
+}
+
+
+def in_range_by_unit(good_m: np.ndarray, codec: DepthCodec, depth_range_m) -> dict[float, int]:
+    """{units per metre: how many of the valid depths good_m (metres, as read with `codec`) lie in depth_range_m =
+    (min, max) metres when read at that unit}, for codec's own unit and, for 16-bit depth, each of DEPTH_UNITS."""
+    lo, hi = depth_range_m
+    units = [codec.units_per_metre, *(DEPTH_UNITS if codec.units_vary else ())]
+    counts = {}
+    for u in units:
+        as_read = good_m * (codec.units_per_metre / u)
+        counts[u] = int(np.count_nonzero((as_read >= lo) & (as_read <= hi)))
+    return counts

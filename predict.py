@@ -27,6 +27,7 @@ import nyu
 from data import resize_rgb
 from depth import DepthScale
 from model import depth_scale_of, load_model
+from readers import EXIF_ORIENTATION, IMAGE_ERRORS, SWAPPED_ORIENTATIONS
 
 # ---------------------------------------------------------------------------
 # Inference
@@ -47,8 +48,9 @@ def forward_pass(model: keras.Model):
     return forward
 
 
-def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = None, flip: bool = True) -> np.ndarray:
-    """Depth in metres for RGB images of any size, at their own size.
+def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = None, flip: bool = True,
+                    out_hw=None) -> np.ndarray:
+    """Depth in metres for RGB images of any size, at their own size (or out_hw = (H, W) when given).
 
     rgb: uint8 [B, H, W, 3] or [H, W, 3]. Each image is resized to the model's input size, predicted,
     decoded to metres with `depth_scale` (default: the model's own, `depth_scale_of`) and resized back
@@ -65,12 +67,17 @@ def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = No
     if flip:
         x = tf.concat([x, tf.image.flip_left_right(x)], axis=0)  # [2B, h, w, 3]: one call for both
     depth = depth_scale.decode(forward_pass(model)(x))  # [B or 2B, h', w', 1] metres
-    depth = tf.image.resize(depth, batch.shape[1:3], method="bilinear", antialias=True)  # [.., H, W, 1]
-    if flip:
+    if flip:  # averaged at the network's size: resizing commutes with mirroring, and full size costs memory
         direct, mirrored = tf.split(depth, 2, axis=0)
         depth = (direct + tf.image.flip_left_right(mirrored)) / 2.0
-    depth = tf.clip_by_value(depth[..., 0], depth_scale.min_depth_m, depth_scale.max_depth_m).numpy()
-    return depth[0] if rgb.ndim == 3 else depth
+    # Clipped before resizing, where it is cheap (interpolation stays inside the range), and the full-size result
+    # viewed rather than copied: a 10000x8000 photograph's depth is 320 MB per copy.
+    depth = tf.clip_by_value(depth, depth_scale.min_depth_m, depth_scale.max_depth_m)
+    out_hw = batch.shape[1:3] if out_hw is None else tuple(out_hw)
+    depth = np.asarray(tf.image.resize(depth, out_hw, method="bilinear", antialias=True))[..., 0]
+    if depth.min() < depth_scale.min_depth_m or depth.max() > depth_scale.max_depth_m:  # a rounding error away
+        depth = np.clip(depth, depth_scale.min_depth_m, depth_scale.max_depth_m)
+    return depth[0] if rgb.ndim == 3 else depth  # float32 [B, H, W] or [H, W]
 
 
 # ---------------------------------------------------------------------------
@@ -81,26 +88,38 @@ def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = No
 # "I" is how older Pillow versions (and some TIFFs) open 16-bit greyscale.
 _HIGH_BIT_GREY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
 
-# What PIL raises for a file it cannot decode (UnidentifiedImageError and truncation are OSErrors).
-IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def read_rgb(path) -> np.ndarray:
-    """An image file in any common mode -> RGB uint8 [H, W, 3], turned upright by its EXIF orientation.
+    """An image file in any common mode -> RGB uint8 [H, W, 3], turned upright by its EXIF orientation
+    (see open_rgb)."""
+    return open_rgb(path)[0]
+
+
+def open_rgb(path, min_hw=None) -> tuple[np.ndarray, tuple[int, int]]:
+    """(RGB uint8 [h, w, 3], the image's own (H, W)) of an image file in any common mode, upright by its EXIF
+    orientation (as the training pipeline turns it, readers.EXIF_TURNS). With min_hw (h, w), a JPEG is decoded
+    at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it (as the training pipeline decodes it): what a
+    network input needs, in a 64th of the memory for an 80-megapixel photograph.
 
     Greyscale and palette images become grey / their colours; 16-bit greyscale is scaled to 8 bits
     (65535 -> 255); transparent pixels are composited over white. Raises one of IMAGE_ERRORS for a file
     that is not a readable image.
     """
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)  # a decoded copy, so corrupt pixel data fails here
+        turned = image.getexif().get(EXIF_ORIENTATION, 1) in SWAPPED_ORIENTATIONS
+        full_hw = (image.width, image.height) if turned else (image.height, image.width)
+        if min_hw is not None:
+            image.draft(image.mode, tuple(min_hw) if turned else tuple(min_hw[::-1]))  # (width, height) as stored
+        image.load()  # decoded here, so corrupt pixel data fails here
+        ImageOps.exif_transpose(image, in_place=True)  # no copy of an upright photograph
     full_scale = _HIGH_BIT_GREY.get(image.mode)
     if full_scale is not None:
         grey = np.asarray(image, np.float64) * (255.0 / full_scale)
         image = Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-    return np.asarray(image.convert("RGB"))
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB")), full_hw
 
 
 def find_inputs(patterns) -> tuple[list[Path], list[str]]:
@@ -169,7 +188,8 @@ def png_codec_for(max_depth_m: float) -> str:
 def save_depth_png16(path, depth_m: np.ndarray, codec: str = "png16_mm") -> int:
     """Depth [H, W] metres -> 16-bit greyscale PNG in the unit of nyu.DEPTH_CODECS[codec] (millimetres by
     default), rounded to the nearest unit; 0 = no depth. Returns how many pixels were beyond the largest value
-    and so clipped to it (0 whenever the codec is png_codec_for the model's range)."""
+    and so stored as 65535, the saturation value that reads back as no depth (0 whenever the codec is
+    png_codec_for the model's range)."""
     png = nyu.DEPTH_CODECS[codec]
     Path(path).write_bytes(png.png_bytes(depth_m))
     return int(np.count_nonzero(depth_m > png.max_depth_m + 0.5 / png.units_per_metre))  # rounds above the top
@@ -211,12 +231,13 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray
     """Write stem_depth.png (in png_codec's unit), stem_depth.npy and stem_depth_color.png, and stem.ply when
     intrinsics are given; a PNG that had to clip depths is named on stderr with the count.
 
-    rgb uint8 [H, W, 3]; depth_m float32 [H, W]; intrinsics: fx, fy, cx, cy in pixels of this H x W image.
+    rgb uint8 [H, W, 3] (any size without intrinsics); depth_m float32 [H, W]; intrinsics: fx, fy, cx, cy in
+    pixels of this H x W image.
     """
     png_path = out_dir / f"{stem}_depth.png"
     if clipped := save_depth_png16(png_path, depth_m, png_codec):
         tqdm.write(f"warning: {png_path}: {clipped} pixels beyond {nyu.DEPTH_CODECS[png_codec].max_depth_m:g} m "
-                   f"were clipped to it; {stem}_depth.npy holds them exactly", file=sys.stderr)
+                   f"are stored as 65535 (saturated: no depth); {stem}_depth.npy holds them exactly", file=sys.stderr)
     np.save(out_dir / f"{stem}_depth.npy", depth_m.astype(np.float32))
     figures.depth_color_figure(depth_m, title=stem).savefig(out_dir / f"{stem}_depth_color.png")
     if intrinsics is not None:
@@ -238,24 +259,26 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
     """Predict every image file in `paths` and write its outputs (`write_outputs`, depth PNGs in png_codec)
     to out_dir; returns (how many could not be read, how many the model predicted non-finite depth for:
     nothing is written for those), each named on stderr. Up to batch_size images are read at a time and those
-    of the same size share a network call. intrinsics: fx, fy, cx, cy for every point cloud, or None for
-    NYU's scaled."""
+    of the same size share a network call. Without ply (which colours points from the full image), JPEGs are
+    decoded at the scale the network input needs (open_rgb). intrinsics: fx, fy, cx, cy for every point cloud,
+    or None for NYU's scaled."""
     unreadable = nonfinite = 0
     jobs = list(zip(paths, output_stems(paths)))
     with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as progress:
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
-            by_size = {}  # (H, W) -> [(stem, rgb)]
+            by_size = {}  # ((H, W), decoded shape) -> [(stem, rgb)]
             for path, stem in chunk:
                 try:
-                    rgb = read_rgb(path)
+                    rgb, hw = open_rgb(path, None if ply else model.input_shape[1:3])
                 except IMAGE_ERRORS as err:
                     tqdm.write(f"{path}: not a readable image ({err})", file=sys.stderr)
                     unreadable += 1
                     continue
-                by_size.setdefault(rgb.shape[:2], []).append((stem, rgb))
-            for hw, images in by_size.items():
-                depths = predict_depth_m(model, np.stack([rgb for _, rgb in images]), depth_scale, flip=flip)
+                by_size.setdefault((hw, rgb.shape), []).append((stem, rgb))
+            for (hw, _), images in by_size.items():
+                batch = np.stack([rgb for _, rgb in images])
+                depths = predict_depth_m(model, batch, depth_scale, flip=flip, out_hw=hw)
                 camera = (intrinsics or nyu.scaled_intrinsics(hw)) if ply else None
                 for (stem, rgb), depth_m in zip(images, depths):
                     if not np.isfinite(depth_m).all():

@@ -1,5 +1,6 @@
 """How a frame's bytes are fetched from the files datasets ship (folders, zips, .npy stacks inside zips, MATLAB
-v7.3 / HDF5) and checked to be whole, one frame at a time and never a whole file; layouts.py builds on these.
+v7.3 / HDF5) and checked from their headers (formats, sizes, EXIF orientation), one frame at a time and never a
+whole file; layouts.py builds on these.
 
 Every reader is safe to call from several tf.data threads: each thread keeps its own open handle.
 """
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from PIL import Image
 
-from nyu import DEPTH_CODECS
+from nyu import DepthCodec
 
 
 class DataError(Exception):
@@ -167,37 +169,96 @@ class Archive:
 # Checking a frame's blobs
 # ---------------------------------------------------------------------------
 
-def _png_bit_depth(blob: bytes) -> int:
-    return blob[24]  # IHDR: 8-byte signature, 4 length, 4 "IHDR", 4 width, 4 height, then bit depth
+# Formats tf.io.decode_image reads, by PIL's name for them: an RGB file in another is refused by name.
+RGB_FILE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and / or rotated (EXIF 2.3, section 4.6.4)
+# Orientation -> (transposed, then flipped left-right, then upside down): how the stored image turns upright, as
+# PIL.ImageOps.exif_transpose turns it (predict.read_rgb); data.upright applies it in the graph.
+EXIF_TURNS = {1: (False, False, False), 2: (False, True, False), 3: (False, True, True), 4: (False, False, True),
+              5: (True, False, False), 6: (True, True, False), 7: (True, True, True), 8: (True, False, True)}
+SWAPPED_ORIENTATIONS = tuple(o for o, (transposed, _, _) in EXIF_TURNS.items() if transposed)  # width <-> height
+
+# What PIL raises for a file it cannot decode (UnidentifiedImageError and truncation are OSErrors).
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def _image_problem(blob: bytes) -> str | None:
-    """Why `blob` is not a whole PNG or JPEG file (empty, truncated, another format), or None if it looks whole."""
-    if blob.startswith(b"\x89PNG\r\n\x1a\n"):
-        return None if b"IEND" in blob[-12:] else "truncated PNG (no IEND chunk at the end)"
-    if blob.startswith(b"\xff\xd8"):
-        return None if b"\xff\xd9" in blob[-1024:] else "truncated JPEG (no end-of-image marker)"
-    return "neither a PNG nor a JPEG" if blob else "empty file"
+def raw_depth(codec: DepthCodec, hw) -> bool:
+    """Whether a frame's depth blob is raw float32 metres: always for a raw format, and for a frame whose reader
+    handed over an array (hw = its shape, not (0, 0)), as PairReader does for X_depth.npy in a PNG folder."""
+    return not codec.png or hw[0] > 0
 
 
-def frame_problem(rgb_format: str, depth_format: str, rgb: bytes, depth: bytes, hw) -> str | None:
-    """Why a frame's blobs cannot be decoded as stored in rgb_format (RGB_FORMATS) and depth_format
-    (nyu.DEPTH_CODECS) with raw size hw = (h, w), or None when they look whole."""
-    if rgb_format == "image" and (problem := _image_problem(rgb)):
-        return f"RGB: {problem}"
+def _rgb_header(blob: bytes) -> tuple[tuple[int, int], int]:
+    """((height, width) upright, EXIF orientation 1-8) of an RGB file, from its header alone."""
+    with Image.open(io.BytesIO(blob)) as image:
+        if image.format not in RGB_FILE_FORMATS:
+            raise ValueError(f"a {image.format} file; convert it to JPEG or PNG")
+        width, height = image.size
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    orientation = orientation if orientation in range(1, 9) else 1
+    return ((width, height) if orientation in SWAPPED_ORIENTATIONS else (height, width)), orientation
+
+
+def _png_header(blob: bytes) -> tuple[tuple[int, int], int]:
+    """((height, width), bit depth) from a PNG's IHDR: 8-byte signature, 4 length, 4 "IHDR", then width, height
+    (4 bytes each, big-endian) and the bit depth."""
+    return (int.from_bytes(blob[20:24], "big"), int.from_bytes(blob[16:20], "big")), blob[24]
+
+
+def check_frame(rgb_format: str, depth_codec: DepthCodec, rgb: bytes, depth: bytes, hw) -> int:
+    """The EXIF orientation (1-8) that turns the frame's RGB upright, once its blobs are checked to be in
+    rgb_format (RGB_FORMATS) and depth_codec with raw size hw = (h, w), and of one size when upright (depth
+    is registered to the upright image). FrameError says what is wrong.
+
+    Only what each file's header says is checked: a file its decoder reads is never refused here (a JPEG
+    with bytes after its end marker is read); one corrupt inside fails to decode later (decode_problem).
+    """
+    orientation, rgb_hw = 1, tuple(hw)
     if rgb_format == "raw" and len(rgb) != hw[0] * hw[1] * 3:
-        return f"RGB: {len(rgb)} bytes for a {hw[0]}x{hw[1]}x3 frame"
-    codec = DEPTH_CODECS[depth_format]
-    if codec.png:
-        if problem := _image_problem(depth):
-            return f"depth: {problem}"
-        if not depth.startswith(b"\x89PNG") or _png_bit_depth(depth) != 8 * np.dtype(codec.dtype).itemsize:
-            return f"depth: expected a {codec.description}"
-    elif len(depth) != hw[0] * hw[1] * 4:
-        return f"depth: {len(depth)} bytes for a {hw[0]}x{hw[1]} float32 frame"
+        raise FrameError(f"RGB: {len(rgb)} bytes for a {hw[0]}x{hw[1]}x3 frame")
+    if rgb_format == "image":
+        try:
+            rgb_hw, orientation = _rgb_header(rgb)
+        except IMAGE_ERRORS as err:
+            raise FrameError(f"RGB: {'not a readable image' if rgb else 'empty file'} ({err})") from err
+    if raw_depth(depth_codec, hw):
+        if len(depth) != hw[0] * hw[1] * 4:
+            raise FrameError(f"depth: {len(depth)} bytes for a {hw[0]}x{hw[1]} float32 frame")
+        depth_hw = tuple(hw)
+    else:
+        if not depth.startswith(b"\x89PNG\r\n\x1a\n") or len(depth) < 33:
+            what = "not a PNG" if depth else "empty file"
+            raise FrameError(f"depth: {what}; expected a {depth_codec.description}")
+        depth_hw, bits = _png_header(depth)
+        if bits != 8 * np.dtype(depth_codec.dtype).itemsize:
+            raise FrameError(f"depth: a {bits}-bit PNG; expected a {depth_codec.description}")
+    if rgb_hw != depth_hw:
+        turned = f" upright (EXIF orientation {orientation})" if orientation != 1 else ""
+        raise FrameError(f"RGB is {rgb_hw[1]}x{rgb_hw[0]}{turned} but depth is {depth_hw[1]}x{depth_hw[0]}; "
+                         "a depth map must match its image pixel for pixel")
+    return orientation
+
+
+def _damage(blob: bytes) -> str:
+    if blob.startswith(b"\x89PNG") and b"IEND" not in blob[-64:]:
+        return "truncated PNG (no IEND chunk at the end)"
+    if blob.startswith(b"\xff\xd8") and b"\xff\xd9" not in blob:
+        return "truncated JPEG (no end-of-image marker)"
+    return "corrupt inside the file"
+
+
+def decode_problem(rgb_format: str, depth_codec: DepthCodec, rgb: bytes, depth: bytes, hw) -> str | None:
+    """Which of a frame's files PIL cannot decode in full, and what it says, or None when it decodes both.
+    Slow (a whole decode): for a frame TensorFlow failed to decode, or to check every frame with --strict."""
+    parts = [("RGB", rgb)] if rgb_format == "image" else []
+    parts += [] if raw_depth(depth_codec, hw) else [("depth", depth)]
+    for part, blob in parts:
+        try:
+            with Image.open(io.BytesIO(blob)) as image:
+                image.load()
+        except IMAGE_ERRORS as err:
+            return f"{part}: {_damage(blob)} ({err})"
     return None
-
-
 
 # ---------------------------------------------------------------------------
 # Sparse-to-dense's one HDF5 file per frame, and TensorFlow Datasets' prepared copy

@@ -24,7 +24,7 @@ import synth
 from callbacks import make_callbacks
 from depth import SCALE_MODES, DepthScale, unpack_target
 from encoders import ENCODERS
-from layouts import DataError, Split, open_source
+from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import DEFAULT_THETA, DepthLoss, loss_metrics
 
 DEFAULT_DATA = synth.SYNTH_DIR  # written on first use by synth.ensure_synthetic
@@ -53,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"nearest depth in metres (default {nyu.MIN_DEPTH_M:g}, NYU's)")
     g.add_argument("--max-depth-m", type=float, default=nyu.MAX_DEPTH_M,
                    help=f"farthest depth in metres (default {nyu.MAX_DEPTH_M:g}, NYU's)")
+    add_depth_units_argument(g)
     g.add_argument("--depth-mode", choices=SCALE_MODES, default=DepthScale().mode,
                    help="network target: DenseDepth's max_depth/depth (default) or plain metres")
     g.add_argument("--no-augment", action="store_true", help="turn off flips, channel swaps and colour jitter")
@@ -157,7 +158,8 @@ def set_precision(mixed: bool) -> str:
 def open_splits(args) -> tuple[Split, Split | None]:
     """(train split, validation split or None) of --data, making the synthetic set on first use."""
     path = synth.ensure_synthetic(args.data) if args.data == DEFAULT_DATA else args.data
-    source = open_source(path, getattr(args, "tfds_data_dir", None))  # runs saved before the flag lack it
+    # getattr: runs saved before these flags lack them
+    source = open_source(path, getattr(args, "depth_units_per_metre", None), getattr(args, "tfds_data_dir", None))
     train_name = args.train_split if args.train_split != "auto" else ("train" if "train" in source.splits else "all")
     val_name = args.val_split if args.val_split != "auto" else ("test" if "test" in source.splits else "none")
     return source.split(train_name), None if val_name == "none" else source.split(val_name)

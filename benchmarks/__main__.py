@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import keras
 import data
 import train
 from depth import DepthScale
+from layouts import DataError, open_source
 
 from . import __doc__ as PACKAGE_DOC
 from .common import KERAS_DEFAULTS, MODEL_KINDS, SIZES, say, stopwatch, synthetic_dir, train_split
@@ -43,8 +45,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_paths(args: argparse.Namespace) -> None:
+    """DataError, before an hour of measuring, for a --json, --cache or --work folder that cannot be written or
+    a --quality-data that cannot be read."""
+    for flag, folder in (("--json", Path(args.json).parent), ("--cache", Path(args.cache)), ("--work", Path(args.work))):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataError(f"{flag}: cannot create {folder} ({err.strerror}); choose another") from err
+        if not os.access(folder, os.W_OK):
+            raise DataError(f"{flag}: {folder} is not writable; choose another")
+    if args.quality_data is not None:
+        open_source(args.quality_data)
+
+
 def main(args: argparse.Namespace) -> dict:
     """Run every measure, write the JSON, print the Markdown table; returns the results."""
+    check_paths(args)
     lap, started = stopwatch(), time.perf_counter()
     mode = "quick" if args.quick else "full"
     sizes = SIZES[mode]
@@ -111,4 +128,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except DataError as err:  # check_paths' one sentence
+        sys.exit(f"error: {err}")

@@ -13,7 +13,7 @@ from PIL import Image
 
 from data import Augment
 from depth import DepthScale, pack_target
-from nyu import DEPTH_CODECS
+from nyu import DepthCodec
 from layouts import PairReader, Split
 
 
@@ -30,7 +30,7 @@ class DenseDepthLoader(keras.utils.PyDataset):
     def __init__(self, split: Split, *, batch_size: int, input_hw, target_hw, depth_scale: DepthScale,
                  augmentation: Augment | None = Augment(), shuffle: bool = True, seed: int = 0, workers: int = 2):
         super().__init__(workers=workers)
-        if split.rgb_format != "image" or not DEPTH_CODECS[split.depth_format].png:
+        if split.rgb_format != "image" or not split.depth_codec.png:
             raise ValueError("the DenseDepth-style loader reads image files, "
                              f"not {split.rgb_format} / {split.depth_format}")
         self.split, self.batch_size, self.seed = split, batch_size, seed
@@ -50,7 +50,7 @@ class DenseDepthLoader(keras.utils.PyDataset):
         """Frame `row` of the split -> (rgb [*input_hw, 3], y_true [*target_hw, 2]), augmented unless off."""
         rgb_bytes, depth_bytes, _ = self.split.reader(self.split.keys[row])
         rgb = skimage_rgb(pil_rgb(rgb_bytes), self.input_hw)
-        y_true = skimage_target(pil_depth_m(depth_bytes, self.split.depth_format), self.target_hw, self.depth_scale)
+        y_true = skimage_target(pil_depth_m(depth_bytes, self.split.depth_codec), self.target_hw, self.depth_scale)
         if self.augmentation is None:
             return rgb, y_true
         return augment_numpy(rgb, y_true, np.random.default_rng([self.seed, row]), self.augmentation)
@@ -63,9 +63,9 @@ def pil_rgb(blob: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(blob)).convert("RGB"), np.float32) / 255.0
 
 
-def pil_depth_m(blob: bytes, depth_format: str) -> np.ndarray:
-    """Depth PNG bytes stored as DEPTH_CODECS[depth_format] -> float32 [H, W] metres (0 = invalid), decoded with PIL."""
-    return DEPTH_CODECS[depth_format].to_metres(Image.open(io.BytesIO(blob)))
+def pil_depth_m(blob: bytes, codec: DepthCodec) -> np.ndarray:
+    """Depth PNG bytes stored as `codec` (a Split's depth_codec) -> float32 [H, W] metres (0 = invalid), decoded with PIL."""
+    return codec.to_metres(Image.open(io.BytesIO(blob)))
 
 
 def skimage_resize(image, hw):

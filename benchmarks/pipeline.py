@@ -105,11 +105,11 @@ def tfdata_stages(split: Split, hw, depth_scale: DepthScale, rows: list[int]) ->
     """name -> (function, the arguments of each call) for each stage of data.make_dataset (training=True), in order;
     every TensorFlow stage is the graph tf.data runs (a tf.function), fed the previous stage's outputs."""
     read = data.read_frames(split, strict=False)
-    blobs = [read(np.asarray([row]))[1:] for row in rows]  # (rgb [1], depth [1], raw hw [1, 2])
-    rgb_blobs = [(tf.constant(rgb[0]), tf.constant(raw_hw[0])) for rgb, _, raw_hw in blobs]
-    depth_blobs = [(tf.constant(depth[0]), tf.constant(raw_hw[0])) for _, depth, raw_hw in blobs]
-    decode_rgb = tf.function(lambda blob, raw_hw: data.decode_rgb(blob, raw_hw, split.rgb_format, hw))
-    decode_depth = tf.function(lambda blob, raw_hw: data.decode_depth(blob, raw_hw, split.depth_format))
+    blobs = [read(np.asarray([row]))[1:] for row in rows]  # (rgb [1], depth [1], raw hw [1, 2], orientation [1])
+    rgb_blobs = [(tf.constant(rgb[0]), tf.constant(raw_hw[0]), tf.constant(turn[0])) for rgb, _, raw_hw, turn in blobs]
+    depth_blobs = [(tf.constant(depth[0]), tf.constant(raw_hw[0])) for _, depth, raw_hw, _ in blobs]
+    decode_rgb = tf.function(lambda blob, raw_hw, turn: data.decode_rgb(blob, raw_hw, split.rgb_format, hw, turn))
+    decode_depth = tf.function(lambda blob, raw_hw: data.decode_depth(blob, raw_hw, split.depth_codec))
     decoded = [{"rgb": decode_rgb(*r), "depth": decode_depth(*d)} for r, d in zip(rgb_blobs, depth_blobs)]
     example = tf.function(lambda rgb, depth: data.to_example({"rgb": rgb, "depth": depth}, hw, hw, depth_scale))
     examples = [example(frame["rgb"], frame["depth"]) for frame in decoded]
@@ -129,12 +129,12 @@ def densedepth_stages(split: Split, hw, depth_scale: DepthScale, rows: list[int]
     """name -> (function, the arguments of each call) for each stage of DenseDepthLoader.example, in order."""
     blobs = [split.reader(split.keys[row]) for row in rows]
     rgbs = [pil_rgb(rgb) for rgb, _, _ in blobs]
-    depths = [pil_depth_m(depth, split.depth_format) for _, depth, _ in blobs]
+    depths = [pil_depth_m(depth, split.depth_codec) for _, depth, _ in blobs]
     small = [(skimage_rgb(rgb, hw), skimage_target(depth, hw, depth_scale)) for rgb, depth in zip(rgbs, depths)]
     return {
         "read bytes (Python)": (lambda row: split.reader(split.keys[row]), [(row,) for row in rows]),
         "decode JPEG (PIL)": (pil_rgb, [(rgb,) for rgb, _, _ in blobs]),
-        "decode depth PNG (PIL)": (lambda blob: pil_depth_m(blob, split.depth_format), [(d,) for _, d, _ in blobs]),
+        "decode depth PNG (PIL)": (lambda blob: pil_depth_m(blob, split.depth_codec), [(d,) for _, d, _ in blobs]),
         "resize RGB (scikit-image)": (lambda rgb: skimage_rgb(rgb, hw), [(rgb,) for rgb in rgbs]),
         "resize depth, encode the target (scikit-image)": (lambda d: skimage_target(d, hw, depth_scale),
                                                            [(d,) for d in depths]),

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from synth.dataset import DEFAULT_WORKERS, SYNTH_DIR, SYNTH_FRAMES, write_synthetic
 
@@ -31,7 +32,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Write the dataset as `args` say; returns the exit code."""
-    out = write_synthetic(args.out, train=args.train, test=args.test, seed=args.seed, workers=args.workers)
+    """Write the dataset as `args` say; returns the exit code (2, with one sentence, for an --out that cannot be
+    written)."""
+    try:
+        out = write_synthetic(args.out, train=args.train, test=args.test, seed=args.seed, workers=args.workers)
+    except OSError as err:  # a read-only, full or missing-parent --out
+        print(f"error: cannot write {err.filename or args.out} ({err.strerror}); choose another --out", file=sys.stderr)
+        return 2
     print(f"wrote {out / 'nyu_data.zip'} ({args.train} train + {args.test} test frames) and {out / 'nyu_test.zip'}")
     return 0

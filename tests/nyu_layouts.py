@@ -47,9 +47,9 @@ def depth_png8(depth_m):
     return png_bytes(np.clip(np.round(depth_m * 25.5), 0, 255).astype(np.uint8))
 
 
-def depth_png16(depth_m):
-    """16-bit PNG in millimetres."""
-    return png_bytes(np.round(depth_m * 1000).astype(np.uint16))
+def depth_png16(depth_m, units_per_metre=1000):
+    """16-bit PNG in millimetres (or another unit: 5000 per metre for TUM RGB-D)."""
+    return png_bytes(np.round(depth_m * units_per_metre).astype(np.uint16))
 
 
 def densedepth_files(train, test):
@@ -129,12 +129,14 @@ def write_bts(root, train, test, with_lists):
     return write_folder(root, files)
 
 
-def write_pairs(folder, frames, depth_kind):
-    """X_rgb.png with X_depth.png (16-bit mm) or X_depth.npy (metres)."""
+def write_pairs(folder, frames, depth_kind, units_per_metre=1000):
+    """X_rgb.png with X_depth.png (16-bit, mm unless units_per_metre says otherwise) or X_depth.npy (metres);
+    depth_kind "mixed" alternates them, PNG first."""
     files = {}
     for i, (rgb, depth) in enumerate(frames):
+        kind = ("png", "npy")[i % 2] if depth_kind == "mixed" else depth_kind
         files[f"cap{i:03d}_rgb.png"] = png_bytes(rgb)
-        files[f"cap{i:03d}_depth.{depth_kind}"] = depth_png16(depth) if depth_kind == "png" else npy_bytes(depth)
+        files[f"cap{i:03d}_depth.{kind}"] = depth_png16(depth, units_per_metre) if kind == "png" else npy_bytes(depth)
     return write_folder(folder, files)
 
 
@@ -152,3 +154,28 @@ def write_sparse_to_dense(root, train, test):
                 f.create_dataset("rgb", data=np.transpose(rgb, (2, 0, 1)).astype(np.uint8))
                 f.create_dataset("depth", data=depth.astype(np.float32))
     return root
+def portrait_jpeg_bytes(upright_rgb):
+    """A JPEG stored sideways (as a phone held upright stores it: landscape pixels) with EXIF Orientation 6,
+    "rotate 90 degrees clockwise to view", so that a reader honouring EXIF gets `upright_rgb` back."""
+    image = Image.fromarray(np.ascontiguousarray(np.rot90(upright_rgb, 1)))  # turned anticlockwise for storage
+    exif = image.getexif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=95, exif=exif)
+    return out.getvalue()
+
+
+def odd_pairs(folder):
+    """A pairs folder holding an EXIF-portrait frame (64 high, 48 wide upright, its depth likewise) and a 640x480
+    RGB with a 200x200 depth; returns the portrait's (rgb, depth)."""
+    upright = np.zeros((64, 48, 3), np.uint8)
+    upright[:32] = (230, 40, 40)  # bright red top half: a sideways read puts it on one side instead
+    upright[32:] = (20, 20, 120)
+    depth = np.tile(np.linspace(1.0, 4.0, 64, dtype=np.float32)[:, None], (1, 48))  # far at the bottom
+    rng = np.random.default_rng(0)
+    return write_folder(folder, {
+        "portrait_rgb.jpg": portrait_jpeg_bytes(upright),
+        "portrait_depth.png": depth_png16(depth),
+        "wrong_rgb.png": png_bytes(rng.integers(0, 256, (480, 640, 3), np.uint8)),
+        "wrong_depth.png": depth_png16(np.full((200, 200), 2.0, np.float32)),
+    }), (upright, depth)

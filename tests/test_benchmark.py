@@ -253,3 +253,16 @@ def test_inference_paths_agree_with_their_reference():
     assert all(inference["correct"].values()), inference["max_abs_diff_m"]
     assert inference["fastest"] in inference["ms_per_image"]
     assert inference["photo_hw"] == list(TINY.infer_hw) and inference["input_hw"] == list(TINY.input_hw)
+
+
+def test_paths_that_cannot_be_used_stop_before_any_measuring(tmp_path):
+    from benchmarks.__main__ import check_paths, parse_args
+    from layouts import DataError
+
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(DataError, match=r"^--json: cannot create .*a_file \(File exists\); choose another"):
+        check_paths(parse_args(["--json", str(tmp_path / "a_file" / "results.json"), "--cache", str(tmp_path / "c"),
+                                "--work", str(tmp_path / "w")]))
+    with pytest.raises(DataError, match="missing does not exist"):
+        check_paths(parse_args(["--json", str(tmp_path / "r.json"), "--cache", str(tmp_path / "c"),
+                                "--work", str(tmp_path / "w"), "--quality-data", str(tmp_path / "missing")]))

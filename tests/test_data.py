@@ -9,15 +9,17 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import data
 import layouts
 import nyu
 import nyu_layouts as L
+import readers
 import synth
 from depth import DepthScale, unpack_target
 from nyu import DEPTH_CODECS
-from conftest import ROOT
+from conftest import ROOT, real_rgbd
 
 PNG8_STEP_M = 1 / DEPTH_CODECS["png8_10m"].units_per_metre  # DenseDepth's 8-bit training depth quantum
 MM = 1 / DEPTH_CODECS["png16_mm"].units_per_metre
@@ -259,3 +261,196 @@ def test_inspect_end_to_end_on_the_synthetic_set(tmp_path, capsys):
         assert 0.0 < split["invalid_fraction"] < 0.2
     assert abs(test["depth_mean_m"] - eigen["depth_mean_m"]) < 0.001  # same frames: mm PNG vs float metres
     assert eigen["crop"] == list(nyu.EIGEN_CROP)
+
+
+# ---------------------------------------------------------------------------
+# Depth units (--depth-units-per-metre)
+# ---------------------------------------------------------------------------
+
+def named_frame(split, file_name):
+    """(rgb, depth m) of the frame of `split` whose RGB file is `file_name`."""
+    index = next(i for i, key in enumerate(split.keys) if key[0].endswith(file_name))
+    return read_back(split.subset([index]))[0]
+
+
+@pytest.mark.parametrize("rgb_name, depth_name, units, converted", [
+    ("tum_rgb.png", "tum_depth_5000_per_m.png", 5000, "tum_rgb.png"),
+    ("kinect2_esanet_rgb.png", "kinect2_esanet_depth_0.1mm.png", 10000, "esanet_rgb.png"),
+])
+def test_real_tum_and_kinect_v2_depth_read_in_their_native_units(tmp_path, rgb_name, depth_name, units, converted):
+    """The TUM (5000 per metre) and Kinect v2 (0.1 mm, 65535 = saturated) frames, read with the flag's unit,
+    give the metres of their millimetre copies in pairs/test (converted by the README's recipe: / 5, / 10 with
+    65535 -> 0); read as millimetres, inspect says so and names the unit."""
+    native, pairs = real_rgbd("native"), real_rgbd("pairs")
+    folder = tmp_path / "capture"
+    folder.mkdir()
+    (folder / "x_rgb.png").write_bytes((native / rgb_name).read_bytes())
+    (folder / "x_depth.png").write_bytes((native / depth_name).read_bytes())
+    split = layouts.open_source(folder, depth_units_per_metre=units).split("all")
+    _, depth = read_back(split)[0]
+    _, want = named_frame(layouts.open_source(pairs).split("test"), converted)
+    assert depth.shape == want.shape and np.array_equal(depth == 0, want == 0)
+    np.testing.assert_allclose(depth, want, atol=0.5 * MM + 1e-6)  # the copies are rounded to whole mm
+    as_mm = data.split_stats(layouts.open_source(folder).split("all"))
+    assert as_mm["in_range_fraction"] < 0.5 and as_mm["suggested_depth_units_per_metre"] == units
+    assert data.split_stats(split)["in_range_fraction"] > 0.99  # Kinect v2 measures a few pixels nearer than 0.1 m
+
+
+def test_depth_units_flag_on_written_files_and_inspect_advice(tmp_path, capsys, caplog):
+    """16-bit PNGs at 5000 per metre, mixed with .npy metres in one folder: the flag reads the PNGs in metres,
+    the .npy as they are; inspect without it warns that most depth is out of range and names the unit."""
+    frames = L.make_frames(3, seed=13)
+    L.write_pairs(tmp_path / "tum", frames, "mixed", units_per_metre=5000)
+    split = layouts.open_source(tmp_path / "tum", depth_units_per_metre=5000).split("all")
+    assert_depths(split, frames, 0.5 / 5000 + 1e-6)
+    assert [key[1] for key in split.keys] == ["cap000_depth.png", "cap001_depth.npy", "cap002_depth.png"]
+
+    with caplog.at_level(logging.WARNING, logger="depth.data"):
+        assert data.main(data.parse_args(["inspect", str(tmp_path / "tum")])) == 0
+    stats = json.loads(capsys.readouterr().out)["all"]
+    assert stats["depth_units_per_metre"] == 1000 and stats["suggested_depth_units_per_metre"] == 5000
+    assert "try --depth-units-per-metre 5000" in caplog.text and "TUM RGB-D" in caplog.text
+    assert data.main(data.parse_args(["inspect", str(tmp_path / "tum"), "--depth-units-per-metre", "5000"])) == 0
+    stats = json.loads(capsys.readouterr().out)["all"]
+    assert stats["in_range_fraction"] == 1.0 and stats["suggested_depth_units_per_metre"] is None
+    # make_frames' depth: 1-6 m ramps plus 0.25 m per frame, so the mean of the valid pixels is known.
+    want_mean = np.mean(np.concatenate([d[d > 0] for _, d in frames]))
+    assert stats["depth_mean_m"] == pytest.approx(want_mean, abs=1e-3)
+
+
+def test_one_depth_unit_flag_in_every_script_recorded_in_args_json(tmp_path):
+    import evaluate
+    import train
+
+    common = ["--depth-units-per-metre", "5000"]
+    assert data.parse_args(["inspect", "x", *common]).depth_units_per_metre == 5000
+    assert evaluate.parse_args(["--model", "m.keras", "--data", "x", *common]).depth_units_per_metre == 5000
+    args = train.parse_args(["--out", str(tmp_path / "run"), *common])
+    train.save_run_arguments(train.run_arguments(args))
+    assert json.loads((tmp_path / "run" / "args.json").read_text())["depth_units_per_metre"] == 5000
+    with pytest.raises(SystemExit):
+        data.parse_args(["inspect", "x", "--depth-units-per-metre", "0"])
+    eigen = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(L.make_frames(1)))
+    with pytest.raises(layouts.DataError, match="raw float32 in metres, not 16-bit integers; drop --depth-units"):
+        layouts.open_source(eigen, depth_units_per_metre=5000)
+
+
+# ---------------------------------------------------------------------------
+# EXIF orientation, mismatched sizes, files judged by their decoders
+# ---------------------------------------------------------------------------
+
+def test_exif_portrait_is_upright_everywhere_and_a_size_mismatch_is_a_named_skip(tmp_path, capsys):
+    """The training pipeline, inspect and predict.py read the portrait JPEG upright (evaluate.py: test_evaluate);
+    the 640x480 RGB with a 200x200 depth is skipped by name, and is an error naming it with strict."""
+    import predict
+
+    folder, (upright, depth) = L.odd_pairs(tmp_path / "odd")
+    split = layouts.open_source(folder).split("all")
+    [(rgb, got_depth)] = read_back(split)
+    assert rgb.shape == upright.shape and np.abs(rgb.astype(int) - upright).mean() < 4
+    np.testing.assert_allclose(got_depth, depth, atol=MM)
+    [skipped] = split.take_skipped()
+    assert "wrong_rgb.png" in skipped and "RGB is 640x480 but depth is 200x200" in skipped
+
+    x, y = next(iter(data.make_dataset(split, batch_size=2, input_hw=(32, 24), target_hw=(16, 12))))
+    assert x.shape == (1, 32, 24, 3) and x[0, :16, :, 0].numpy().mean() > 0.8 > 0.2 > x[0, 16:, :, 0].numpy().mean()
+    depth_m = DepthScale().decode(unpack_target(y)[0]).numpy()[0, :, :, 0]
+    assert depth_m[0].mean() < depth_m[-1].mean()  # near at the top, as written: image and depth agree
+
+    assert data.main(data.parse_args(["inspect", str(folder)])) == 0
+    stats = json.loads(capsys.readouterr().out)["all"]
+    assert (stats["frames"], stats["frames_read"], stats["skipped"], stats["rgb_shape"]) == (2, 1, 1, "64x48x3")
+    np.testing.assert_array_equal(predict.read_rgb(folder / "portrait_rgb.jpg"), rgb)  # one orientation, one decoder
+
+    with pytest.raises(tf.errors.OpError, match="wrong_rgb.png.*RGB is 640x480 but depth is 200x200"):
+        list(data.frames(split, strict=True))
+    with pytest.raises(layouts.FrameError, match=r"RGB is 48x64 upright \(EXIF orientation 6\) but depth is 64x48"):
+        readers.check_frame("image", nyu.DEPTH_CODECS["png16_mm"], L.portrait_jpeg_bytes(upright),
+                                    L.depth_png16(depth.T), (0, 0))
+
+
+def test_jpeg_with_trailing_bytes_is_read_and_a_file_corrupt_inside_is_a_named_skip(tmp_path, caplog):
+    """A motion photo (a JPEG followed by a video) is read as the JPEG its decoder sees; a PNG whose header is
+    whole but whose pixel data is garbage passes the header checks, fails in TensorFlow's decoder and is
+    skipped by name, counted once."""
+    frames = L.make_frames(3, seed=14)
+    files = {}
+    for i, (rgb, depth) in enumerate(frames):
+        files[f"f{i}_rgb.jpg"], files[f"f{i}_depth.png"] = L.jpeg_bytes(rgb), L.depth_png16(depth)
+    files["f0_rgb.jpg"] += b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40  # an MP4 after the end marker
+    png = bytearray(files["f1_depth.png"])
+    idat = png.index(b"IDAT") + 4
+    png[idat:idat + 40] = b"\x00" * 40  # inside the compressed pixels: the header and the IEND are intact
+    files["f1_depth.png"] = bytes(png)
+    split = layouts.open_source(L.write_folder(tmp_path / "odd", files)).split("all")
+    with caplog.at_level(logging.WARNING, logger="depth.data"):
+        got = read_back(split)
+    assert len(got) == 2
+    np.testing.assert_allclose(got[0][1], frames[0][1], atol=MM)
+    assert np.abs(got[0][0].astype(int) - frames[0][0]).mean() < 4  # the JPEG, not the video after it
+    np.testing.assert_allclose(got[1][1], frames[2][1], atol=MM)
+    [skipped] = split.take_skipped()
+    assert "f1_depth.png" in skipped and "depth: corrupt inside the file" in skipped and "f1_depth.png" in caplog.text
+    read_back(split)  # a second pass counts the same frame once more, not twice
+    assert len(split.take_skipped()) == 1
+    with pytest.raises(tf.errors.OpError, match="f1_depth.png: depth: corrupt inside the file"):
+        list(data.frames(split, strict=True))
+
+
+def test_real_frames_bts_layout_and_mixed_size_pairs_read_the_depth_their_pngs_hold(tmp_path, capsys):
+    """../shared/real_rgbd: the NYU frames in BTS's layout read with each frame's mean valid depth as computed
+    here straight from its PNG (16-bit mm); the pairs folder of nine frames at five sizes inspected whole."""
+    bts, pairs = real_rgbd("nyu_bts"), real_rgbd("pairs")
+    split = layouts.open_source(bts).split("train")
+    got = read_back(split)
+    assert len(got) == len(split) == 4 and split.take_skipped() == []
+    for (rgb, depth), (rgb_name, depth_name) in zip(got, split.keys):
+        stored = np.asarray(Image.open(bts / "sync" / depth_name), np.float64) / 1000
+        assert rgb.shape[:2] == depth.shape == stored.shape
+        assert depth[depth > 0].mean() == pytest.approx(stored[stored > 0].mean(), rel=1e-6)
+
+    assert data.main(data.parse_args(["inspect", str(pairs)])) == 0
+    stats = json.loads(capsys.readouterr().out)["test"]
+    assert (stats["frames"], stats["frames_read"], stats["skipped"]) == (9, 9, 0)
+    assert stats["rgb_shapes"] == {"480x640x3": 5, "224x224x3": 1, "120x160x3": 1, "424x512x3": 1, "1080x1440x3": 1}
+    stored = [np.asarray(Image.open(p), np.float64) / 1000 for p in (pairs / "test").glob("*_depth.png")]
+    assert stats["depth_mean_m"] == pytest.approx(np.concatenate([d[d > 0] for d in stored]).mean(), abs=1e-4)
+
+
+def broken_index(tmp_path, kind):
+    """A dataset whose list or index file is in pieces: splits.mat, eigen_test_rgb.npy, or a CSV not in UTF-8."""
+    if kind == "splits.mat":
+        L.write_labeled_mat(tmp_path / "nyu_depth_v2_labeled.mat", L.make_frames(2), [0], [1])
+        (tmp_path / "splits.mat").write_bytes(b"garbage" * 30)
+        return tmp_path, "labeled-mat", "Unknown mat file type"
+    if kind == "npy":
+        files = L.eigen_files(L.make_frames(2))
+        files["eigen_test_rgb.npy"] = b"not a npy" * 20
+        return L.write_zip(tmp_path / "nyu_test.zip", files), "eigen-npy", "the magic string is not correct"
+    files = L.densedepth_files(L.make_frames(2), [])
+    files["data/nyu2_train.csv"] = b"\xff\xfe\x00 not utf-8"
+    return L.write_zip(tmp_path / "nyu_data.zip", files), "densedepth", "UnicodeDecodeError"
+
+
+@pytest.mark.parametrize("kind", ["splits.mat", "npy", "csv"])
+def test_a_dataset_with_an_index_file_in_pieces_is_one_sentence(tmp_path, kind, capsys):
+    path, layout, why = broken_index(tmp_path, kind)
+    assert data.main(data.parse_args(["inspect", str(path)])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path} looks like {layout} but part of it cannot be read (") and why in err
+    assert err.endswith("is every file whole? download or write it again\n") and "Traceback" not in err
+
+
+def test_inspect_limit_counts_only_the_frames_asked_for(tmp_path, capsys):
+    """Frames read ahead of --limit (8 per read) are neither counted as read nor as skipped."""
+    test = L.make_frames(6, seed=15)
+    files = L.densedepth_files([], test)
+    for i in (3, 4, 5):
+        del files[f"data/nyu2_test/{i:05d}_depth.png"]  # missing, past the limit
+    path = L.write_zip(tmp_path / "nyu_data.zip", files)
+    assert data.main(data.parse_args(["inspect", str(path), "--limit", "2"])) == 0
+    stats = json.loads(capsys.readouterr().out)["test"]
+    assert (stats["frames"], stats["frames_read"], stats["skipped"]) == (6, 2, 0)
+    assert data.main(data.parse_args(["inspect", str(path)])) == 0
+    stats = json.loads(capsys.readouterr().out)["test"]
+    assert (stats["frames"], stats["frames_read"], stats["skipped"]) == (6, 3, 3)

@@ -20,6 +20,7 @@ from layouts import DataError
 from loss import ERROR_METRICS
 from model import build_unet
 from nyu import EIGEN_CROP
+from conftest import real_rgbd
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -248,3 +249,58 @@ def test_cli_two_models_comparison_and_photos(tmp_path, capsys):
     for flag in ("--compare-frames", "--max-photos"):
         with pytest.raises(SystemExit):
             evaluate.parse_args(common + [flag, "0"])
+
+
+def evaluate_files(tmp_path, capsys, *flags):
+    """(exit code, stderr, the names written to --out) of evaluate.main with a tiny model and `flags`."""
+    model = save_unet(tmp_path / "model.keras", seed=0)
+    out = tmp_path / "eval"
+    code = evaluate.main(evaluate.parse_args(["--model", model, "--out", str(out), *flags]))
+    return code, capsys.readouterr().err, sorted(p.name for p in out.iterdir()) if out.exists() else []
+
+
+def test_a_split_with_nothing_to_score_is_one_sentence_naming_it_and_writes_nothing(tmp_path, capsys):
+    """Every depth file 8-bit in a pairs folder (unreadable as 16-bit mm), then a test split whose depth is all 0
+    beside a train split that is fine: one sentence each, naming the split, the count and the first reason."""
+    frames = L.make_frames(2, seed=8)
+    files = {}
+    for i, (rgb, depth) in enumerate(frames):
+        files[f"test/c{i}_rgb.png"], files[f"test/c{i}_depth.png"] = L.png_bytes(rgb), L.depth_png8(depth)
+    L.write_folder(tmp_path / "eight", files)
+    code, err, written = evaluate_files(tmp_path, capsys, "--data", str(tmp_path / "eight"))
+    assert code == 2 and written == [] and "Traceback" not in err
+    folder = tmp_path / "eight" / "test"
+    assert err.strip().splitlines()[-1] == (
+        f"error: no frame of {folder} [test] is readable (2 tried); the first: {folder}: c0_rgb.png + c0_depth.png: "
+        "depth: a 8-bit PNG; expected a 16-bit PNG in millimetres")
+
+    zero = [(rgb, np.zeros_like(depth)) for rgb, depth in frames]
+    L.write_pairs(tmp_path / "zero" / "train", frames, "png")
+    L.write_pairs(tmp_path / "zero" / "test", zero, "png")
+    code, err, written = evaluate_files(tmp_path, capsys, "--data", str(tmp_path / "zero"))
+    assert code == 2 and written == []
+    assert err.strip().splitlines()[-1] == (
+        f"error: no frame of {tmp_path / 'zero' / 'test'} [test] could be scored (2 tried); the first: "
+        f"{tmp_path / 'zero' / 'test'}: cap000_rgb.png + cap000_depth.png: no ground truth in 0.1-10 m inside the crop")
+
+
+def test_exif_portrait_is_scored_upright_and_a_size_mismatch_is_skipped_by_name(tmp_path, capsys):
+    folder, _ = L.odd_pairs(tmp_path / "odd")
+    code, err, written = evaluate_files(tmp_path, capsys, "--data", str(folder), "--split", "all")
+    assert code == 0, err
+    assert "skipped 1 frames" in err and "wrong_rgb.png + wrong_depth.png: RGB is 640x480 but depth is 200x200" in err
+    [per_image] = (tmp_path / "eval").glob("per_image_*.csv")
+    assert [row["frame"] for row in read_csv(per_image)] == ["portrait_rgb.jpg"]
+
+
+def test_the_real_mixed_size_pairs_folder_is_evaluated(tmp_path, capsys):
+    """../shared/real_rgbd/pairs: nine real frames from five sensors at five sizes, every one scored; the baseline
+    is the mean of their valid depth, computed here from the PNGs (16-bit mm) independently of the readers."""
+    pairs = real_rgbd("pairs")
+    depths = [np.asarray(Image.open(p), np.float64) / 1000 for p in sorted((pairs / "test").glob("*_depth.png"))]
+    mean_m = np.concatenate([d[d > 0] for d in depths]).mean()
+    code, err, _ = evaluate_files(tmp_path, capsys, "--data", str(pairs), "--no-flip")
+    assert code == 0, err
+    assert "skipped" not in err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["images"] == 9 and metrics["baseline"]["depth_m"] == pytest.approx(mean_m, rel=1e-5)

@@ -15,7 +15,20 @@ def test_millimetre_png_rounds_clips_and_marks_invalid_as_zero():
     assert mm.from_metres(depth_m).dtype == np.uint16 and mm.max_depth_m == pytest.approx(65.535)
     stored = np.asarray(Image.open(io.BytesIO(mm.png_bytes(depth_m))))
     assert stored.dtype == np.uint16  # a 16-bit greyscale PNG, as NYU's and BTS's
-    np.testing.assert_allclose(mm.to_metres(stored), [[1.234, 1.235, 65.535], [0, 0, 0]], atol=1e-6)
+    # 70 m does not fit: stored as 65535, the saturation value, which reads back as no depth.
+    np.testing.assert_allclose(mm.to_metres(stored), [[1.234, 1.235, 0], [0, 0, 0]], atol=1e-6)
+
+
+def test_16_bit_depth_read_at_other_units_with_65535_as_no_depth():
+    mm = DEPTH_CODECS["png16_mm"]
+    tum, kinect2 = mm.with_units(5000), mm.with_units(10000)
+    np.testing.assert_allclose(tum.to_metres([5000, 12345, 0, 65535]), [1.0, 2.469, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(kinect2.to_metres([10000, 65534, 65535]), [1.0, 6.5534, 0], atol=1e-6)
+    assert tum.description == "16-bit PNG, 5000 per metre" and kinect2.max_depth_m == pytest.approx(6.5535)
+    np.testing.assert_array_equal(tum.from_metres([1.0, 0.00009]), [5000, 0])  # 0.45 units rounds to 0
+    assert mm.with_units(1000) is mm
+    with pytest.raises(ValueError, match="fixed unit"):
+        DEPTH_CODECS["png8_10m"].with_units(5000)
 
 
 def test_densedepth_8bit_png_is_255_for_10_m():

@@ -247,3 +247,23 @@ def test_bad_model_path_is_one_sentence_and_exit_2(tmp_path, capsys):
                                "--out", str(tmp_path / "out")])
     assert predict.main(args) == 2
     assert capsys.readouterr().err.splitlines() == [f"error: no model file at {tmp_path / 'missing.keras'}"]
+
+
+def test_a_big_jpeg_is_decoded_at_the_networks_scale_and_depth_written_at_its_own_size(tmp_path, model):
+    """What keeps an 80-megapixel photograph's peak memory near its depth map's own size (measured in the README):
+    the JPEG decoded at the scale the network input needs, depth resized once, and a preview drawn from a
+    downscaled map. Here a 1600x2000 JPEG: decoded at 1/8 for a 48x64 input, depth at 1600x2000 all the same,
+    within a millimetre of the full decode's."""
+    import figures
+
+    rgb = np.repeat(np.repeat(random_rgb((100, 125), seed=9), 16, axis=0), 16, axis=1)  # smooth at 1/16
+    Image.fromarray(rgb).save(tmp_path / "big.jpg", quality=95)
+    small, hw = predict.open_rgb(tmp_path / "big.jpg", INPUT_HW)
+    assert small.shape == (200, 250, 3) and hw == (1600, 2000)
+    full = predict.read_rgb(tmp_path / "big.jpg")
+    reduced = predict.predict_depth_m(model, small, out_hw=hw)
+    assert reduced.shape == hw
+    np.testing.assert_allclose(reduced, predict.predict_depth_m(model, full), atol=0.05)  # a grey level or so apart
+    preview = figures.downscaled(reduced, figures.PREVIEW_SIDE)
+    assert preview.shape == (400, 500)  # a quarter (2000 / 600 rounded up), box-averaged:
+    assert preview[1, 2] == pytest.approx(reduced[4:8, 8:12].mean(), rel=1e-5)

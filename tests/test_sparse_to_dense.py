@@ -142,7 +142,7 @@ def match(rgb, written):
 
 
 def test_tfds_frames_are_the_download_in_metres(tfds_dir):
-    source = layouts.open_source("tfds:nyu_depth_v2", tfds_dir)
+    source = layouts.open_source("tfds:nyu_depth_v2", tfds_data_dir=tfds_dir)
     assert source.layout == "tfds"
     assert {name: len(split) for name, split in source.splits.items()} == {"train": 3, "test": 34}  # validation
     for name, written in (("train", TFDS_TRAIN), ("test", TFDS_TEST)):
@@ -159,7 +159,7 @@ def test_tfds_frames_are_the_download_in_metres(tfds_dir):
 def test_tfds_frame_indices_name_the_same_frames_read_whole_or_in_any_subset(tfds_dir):
     """Evaluation reads a split whole, then its best / median / worst frames again by index: frame i must be
     the same frame both ways, also past the 16th frame of a file, and a subset comes in the order asked for."""
-    split = layouts.open_source("tfds:nyu_depth_v2", tfds_dir).split("test")
+    split = layouts.open_source("tfds:nyu_depth_v2", tfds_data_dir=tfds_dir).split("test")
     whole = {int(f["index"]): f["rgb"].numpy() for f in data.frames(split)}
     assert sorted(whole) == list(range(34))
     for order in ([20, 3, 17, 18, 19], [33], [16, 15, 0]):
@@ -201,11 +201,11 @@ def test_tfds_not_prepared_is_one_sentence_saying_how_to_prepare_it(tmp_path, ca
     assert f"tfds build nyu_depth_v2 --data_dir {tmp_path}" in err[0]
     assert not any(tmp_path.iterdir())  # nothing downloaded or created
     with pytest.raises(layouts.DataError, match="cannot open 'nyu_depth_v3' .Dataset nyu_depth_v3 not found"):
-        layouts.open_source("tfds:nyu_depth_v3", str(tmp_path))
+        layouts.open_source("tfds:nyu_depth_v3", tfds_data_dir=str(tmp_path))
     with pytest.raises(layouts.DataError, match="cannot open 'nyu_depth_v2:9.9.9' .*only: 0.0.1"):
-        layouts.open_source("tfds:nyu_depth_v2:9.9.9", str(tmp_path))
+        layouts.open_source("tfds:nyu_depth_v2:9.9.9", tfds_data_dir=str(tmp_path))
     with pytest.raises(layouts.DataError, match=r"tfds:mnist has features \['image', 'label'\], not 'image' and"):
-        layouts.open_source("tfds:mnist", str(tmp_path))
+        layouts.open_source("tfds:mnist", tfds_data_dir=str(tmp_path))
 
 
 def test_tfds_missing_package_is_one_sentence_naming_it(tmp_path, monkeypatch, capsys):

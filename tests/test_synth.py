@@ -244,3 +244,10 @@ def test_bad_flag_is_a_usage_error(flag, value, message, capsys):
         cli.parse_args([flag, value])
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_out_that_cannot_be_written_is_one_sentence(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "synth"  # refused whoever runs the test, root included
+    assert cli.main(cli.parse_args(["--out", str(out), "--train", "1", "--test", "1", "--workers", "1"])) == 2
+    assert capsys.readouterr().err == f"error: cannot write {out} (Not a directory); choose another --out\n"
