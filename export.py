@@ -8,7 +8,7 @@ average are inside it. Beside it, <file>.json (backends.ExportInfo) records the 
 range and the units. How each is made, with the ecosystem's tools: SavedModel by Keras's model.export; .tflite by
 TensorFlow's LiteRT converter from that SavedModel (--quantize float16: float16 weights; int8: int8 weights and
 activations, calibrated on --calibration-frames training images, of the data the run's args.json names or
---data; inputs and outputs stay float32); ONNX by Keras's model.export(format="onnx"), which runs tf2onnx.
+--data; inputs and outputs stay float32); ONNX by tf2onnx from that SavedModel.
 predict.py and evaluate.py take any of them as --model; ai-edge-litert runs .tflite, onnxruntime .onnx.
 """
 from __future__ import annotations
@@ -105,9 +105,18 @@ def write_tflite(metres: MetresModel, path: Path, work: Path, quantize: str, cal
 
 
 def write_onnx(metres: MetresModel, path: Path, work: Path, quantize: str, calibration) -> None:
-    """Keras's model.export(format="onnx"), which converts the traced graph with tf2onnx."""
-    import_runtime(path, "tf2onnx", "tf2onnx")
-    metres.export(str(path), format="onnx", input_signature=input_signature(metres.net), verbose=False)
+    """tf2onnx from the SavedModel write_saved_model makes in `work`, as `python -m tf2onnx.convert --saved-model`.
+
+    Not Keras's model.export(format="onnx"): its tf2onnx.convert.from_function turns the constants that
+    keras.layers.Normalization captures (the transfer model's ImageNet preprocessing) into extra graph inputs,
+    which the SavedModel path leaves out.
+    """
+    tf2onnx = import_runtime(path, "tf2onnx", "tf2onnx")
+    saved = work / "savedmodel"
+    write_saved_model(metres, saved, work, "none", None)
+    graph_def, inputs, outputs = tf2onnx.tf_loader.from_saved_model(str(saved), None, None, tag="serve",
+                                                                    signatures=["serving_default"])
+    tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, output_path=str(path))
 
 
 WRITERS = {"savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}
