@@ -176,7 +176,8 @@ def model_format(path) -> str:
     path = Path(path)
     if path.is_dir():
         if not (path / SAVED_MODEL_FILE).is_file():
-            raise ValueError(f"{path} is a folder without {SAVED_MODEL_FILE}, so not a SavedModel; give {MODEL_KINDS_TEXT}")
+            raise ValueError(f"{path} is a folder without {SAVED_MODEL_FILE}, so not a SavedModel; "
+                             f"give {MODEL_KINDS_TEXT}")
         return "savedmodel"
     if not path.exists():
         raise FileNotFoundError(f"no model file at {path}")
@@ -194,7 +195,7 @@ def load_exported(path) -> ExportedModel:
     kind = model_format(path)
     if kind not in EXPORTED_FORMATS:
         raise ValueError(f"{path} is a Keras model, not an exported one; load it with model.load_model")
-    run = EXPORTED_FORMATS[kind][1](path)  # first: a file that is not of its format says so before the sidecar's absence
+    run = EXPORTED_FORMATS[kind][1](path)  # first: a file not of its format says so, not that its sidecar is missing
     return ExportedModel(path, read_info(path), run)
 
 

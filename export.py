@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import train
@@ -116,7 +117,28 @@ def write_onnx(metres: MetresModel, path: Path, work: Path, quantize: str, calib
     write_saved_model(metres, saved, work, "none", None)
     graph_def, inputs, outputs = tf2onnx.tf_loader.from_saved_model(str(saved), None, None, tag="serve",
                                                                     signatures=["serving_default"])
-    tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, output_path=str(path))
+    model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs)
+    exact_resize_scales(model_proto)
+    path.write_bytes(model_proto.SerializeToString())
+
+
+def exact_resize_scales(model_proto) -> None:
+    """Make every constant-scale ONNX Resize produce the size TensorFlow resized to, in place.
+
+    tf2onnx writes a resize to a static size as float32 scales (size / input size), and ONNX's output size is
+    floor(input * scale): the transfer model's 7x10 -> 15x20 at 240x320 (model.upproject_block) becomes
+    floor(7 * float32(15 / 7)) = 14, and ONNX Runtime refuses the graph. Raising each scale other than 1 by one
+    float32 step lands the floor on the intended size and moves the sampling positions by ~1e-7 of a pixel.
+    """
+    from onnx import numpy_helper  # installed with tf2onnx, which write_onnx has checked for
+
+    constants = {tensor.name: tensor for tensor in model_proto.graph.initializer}
+    scale_names = {node.input[2] for node in model_proto.graph.node
+                   if node.op_type == "Resize" and len(node.input) > 2 and node.input[2] in constants}
+    for name in scale_names:
+        scales = numpy_helper.to_array(constants[name])
+        raised = np.where(scales != 1, np.nextafter(scales, np.float32(np.inf)), scales).astype(np.float32)
+        constants[name].CopyFrom(numpy_helper.from_array(raised, name))
 
 
 WRITERS = {"savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}
@@ -199,7 +221,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none",
                         help="tflite only: float16 weights, or int8 weights and activations (default: none)")
     parser.add_argument("--no-flip", action="store_true",
-                        help="leave the flip test-time average out of the graph (twice as fast, slightly less accurate)")
+                        help="leave the flip test-time average out of the graph (twice as fast, slightly less "
+                             "accurate; predict.py then adds it unless given --no-flip)")
     parser.add_argument("--out", default=None,
                         help="where to write (default: beside --model, e.g. model.tflite, model_int8.tflite, "
                              "model.onnx, model_savedmodel/); <out>.json gets the description")
@@ -207,7 +230,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="int8: the dataset whose training images calibrate the ranges (default: the data the "
                              "args.json beside --model names)")
     parser.add_argument("--calibration-frames", type=int, default=CALIBRATION_FRAMES,
-                        help=f"int8: training images, evenly spaced, that calibrate the ranges (default: {CALIBRATION_FRAMES})")
+                        help=f"int8: training images, evenly spaced, that calibrate the ranges "
+                             f"(default: {CALIBRATION_FRAMES})")
     args = parser.parse_args(argv)
     if args.calibration_frames < 1:
         parser.error(f"--calibration-frames must be at least 1, got {args.calibration_frames}")

@@ -115,7 +115,8 @@ def measure_speed(net: keras.Model, photos: np.ndarray, folder: Path, settings: 
     return {
         "model": net.name, "input_hw": list(net.input_shape[1:3]), "photo_hw": list(photos.shape[1:3]),
         "ms_per_image": {label[key]: summary(values, "ms/image") for key, values in runs.items()},
-        "speedup_over_project": {label[key]: ratio_summary(runs[PROJECT, key[1]], values) for key, values in runs.items()},
+        "speedup_over_project": {label[key]: ratio_summary(runs[PROJECT, key[1]], values)
+                                 for key, values in runs.items()},
         "file_mib": {backend: size_mib(Path(m.path)) for backend, m in models.items()},
     }
 
@@ -137,7 +138,8 @@ def measure_accuracy(model_path: Path, data_dir: str, folder: Path, settings: Se
     calibration = export.calibration_images(source.split("train"), net.input_shape[1:3], settings.calibration_frames)
     paths = export_all(net, folder, flip=True, calibration=calibration)
     candidates = [evaluate.Candidate("Keras", "keras", net, depth_scale_of(net))]
-    candidates += [evaluate.Candidate(backend, backend, *backends.load_depth_model(path)) for backend, path in paths.items()]
+    candidates += [evaluate.Candidate(backend, backend, *backends.load_depth_model(path))
+                   for backend, path in paths.items()]
     split = source.split("test")
     evaluate.score_split(split, candidates, crop="auto", flip=True, median_scaling=False, baseline_m=1.0)
     photos = np.stack([frame["rgb"].numpy() for frame in data.frames(split)])
@@ -171,8 +173,10 @@ def goals(results: dict) -> dict:
     return {
         "fastest_export_speedup_batch1_unet": {"backend": fastest, "value": speedup, "goal": f">= {SPEEDUP_GOAL:g}",
                                                "met": speedup >= SPEEDUP_GOAL},
-        "float32_max_abs_diff_m": {"value": float_diff, "goal": f"<= {FLOAT_BOUND_M:g}", "met": float_diff <= FLOAT_BOUND_M},
-        "int8_delta1_diff": {"value": int8_diff, "goal": f"<= {INT8_DELTA1_BOUND:g}", "met": int8_diff <= INT8_DELTA1_BOUND},
+        "float32_max_abs_diff_m": {"value": float_diff, "goal": f"<= {FLOAT_BOUND_M:g}",
+                                   "met": float_diff <= FLOAT_BOUND_M},
+        "int8_delta1_diff": {"value": int8_diff, "goal": f"<= {INT8_DELTA1_BOUND:g}",
+                             "met": int8_diff <= INT8_DELTA1_BOUND},
     }
 
 

@@ -16,7 +16,7 @@ import export
 import nyu_layouts as L
 import predict
 from depth import DepthScale
-from model import build_unet
+from model import build_model, build_unet
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_HW = (48, 64)
@@ -111,6 +111,20 @@ def test_an_export_without_the_flip_gets_it_from_predict(run_dir, net, tmp_path)
     for flip in (False, True):
         np.testing.assert_allclose(predict.predict_depth_m(model, photos, flip=flip),
                                    predict.predict_depth_m(net, photos, flip=flip), atol=FLOAT_TOLERANCE_M)
+
+
+def test_onnx_resizes_the_transfer_model_to_its_skips_exact_size(tmp_path):
+    """At 112x64 the transfer model resizes its 1/32 map (3 rows) to the 1/16 skip's 7: float32(7 / 3) * 3 floors to
+    6 in ONNX unless export.exact_resize_scales raises the scale, and ONNX Runtime would refuse the file."""
+    keras.utils.set_random_seed(0)
+    net = build_model("transfer", encoder="vgg16", input_hw=(112, 64), depth_scale=DepthScale("metres"))
+    kernel, bias = net.get_layer("conv3").get_weights()
+    net.get_layer("conv3").set_weights([kernel * 10.0, bias + 3.0])
+    out = export.export_model(net, DepthScale("metres"), tmp_path / "transfer.onnx", fmt="onnx")
+    model, _ = backends.load_depth_model(out)
+    photos = random_rgb(1, (112, 64), seed=7)
+    np.testing.assert_allclose(predict.predict_depth_m(model, photos), predict.predict_depth_m(net, photos),
+                               atol=FLOAT_TOLERANCE_M)
 
 
 def test_int8_runs_and_evaluate_reports_its_delta1_beside_the_keras_models(run_dir, exported, net, tmp_path):
