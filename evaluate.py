@@ -32,7 +32,7 @@ from data import frames
 from depth import DepthScale
 from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import depth_errors
-from model import depth_scale_of, load_model
+from backends import load_depth_model
 from predict import NonFiniteDepth, predict_depth_m, read_photos
 
 NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
@@ -245,7 +245,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_argument_group("what to evaluate")
     what.add_argument("--model", action="append", required=True,
-                      help="a trained model (.keras); repeat to evaluate several into one table")
+                      help="a trained model (.keras) or its export by export.py (SavedModel folder, .tflite, .onnx); "
+                           "repeat to evaluate several into one table")
     what.add_argument("--data", required=True, help="dataset path, in any layout layouts.py reads (e.g. data/synth)")
     what.add_argument("--tfds-data-dir", default=None,
                       help="where a --data tfds:NAME dataset is prepared (default: TensorFlow Datasets' own)")
@@ -287,8 +288,7 @@ def load_candidates(paths) -> list[Candidate]:
     """Load each model with its DepthScale; raises FileNotFoundError or ValueError naming a bad file."""
     candidates = []
     for path, slug in zip(paths, model_slugs(paths)):
-        model = load_model(path)
-        candidates.append(Candidate(path, slug, model, depth_scale_of(model)))
+        candidates.append(Candidate(path, slug, *load_depth_model(path)))
     return candidates
 
 

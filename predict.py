@@ -26,7 +26,8 @@ import figures
 import nyu
 from data import resize_rgb
 from depth import DepthScale
-from model import depth_scale_of, load_model
+from backends import ExportedModel, load_depth_model
+from model import depth_scale_of
 from readers import EXIF_ORIENTATION, IMAGE_ERRORS, SWAPPED_ORIENTATIONS
 
 # ---------------------------------------------------------------------------
@@ -38,7 +39,10 @@ _FORWARD_PASSES = weakref.WeakKeyDictionary()
 
 
 def forward_pass(model: keras.Model):
-    """model(x) as one tf.function over x float32 [None, h, w, 3] (h, w = the model's input size), traced once."""
+    """model(x) as one tf.function over x float32 [None, h, w, 3] (h, w = the model's input size), traced once.
+    An ExportedModel (backends.py) is its own forward pass: its file is a compiled graph already."""
+    if isinstance(model, ExportedModel):
+        return model
     forward = _FORWARD_PASSES.get(model)
     if forward is None:
         model_ref = weakref.ref(model)  # a strong reference here would keep the weak dictionary's key alive
@@ -56,12 +60,15 @@ def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = No
     decoded to metres with `depth_scale` (default: the model's own, `depth_scale_of`) and resized back
     bilinearly to H x W. flip=True averages (in metres) with the prediction on the mirrored image, mirrored
     back (DenseDepth's test-time augmentation). Returns float32 [B, H, W] (or [H, W] for one [H, W, 3]
-    image), clipped to [depth_scale.min_depth_m, depth_scale.max_depth_m].
+    image), clipped to [depth_scale.min_depth_m, depth_scale.max_depth_m]. model may also be a
+    backends.ExportedModel (its own scale is metres); one whose graph holds the flip average is run once.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim not in (3, 4) or rgb.shape[-1] != 3:
         raise ValueError(f"expected RGB images [B, H, W, 3] or [H, W, 3], got shape {rgb.shape}")
-    depth_scale = depth_scale_of(model) if depth_scale is None else depth_scale
+    if depth_scale is None:
+        depth_scale = model.depth_scale if isinstance(model, ExportedModel) else depth_scale_of(model)
+    flip = flip and not (isinstance(model, ExportedModel) and model.flips_inside)  # done inside its graph
     batch = rgb[None] if rgb.ndim == 3 else rgb
     x = resize_rgb(batch, model.input_shape[1:3])  # [B, h, w, 3] in [0, 1]
     if flip:
@@ -301,7 +308,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (every image directly inside) or glob patterns (quote them)")
-    parser.add_argument("--model", required=True, help="a trained model saved by this project (.keras)")
+    parser.add_argument("--model", required=True,
+                        help="a trained model saved by this project (.keras), or its export by export.py "
+                             "(SavedModel folder, .tflite, .onnx)")
     parser.add_argument("--out", default="outputs/predict", help="output folder (default: outputs/predict)")
     parser.add_argument("--no-flip", action="store_true",
                         help="skip the flip test-time augmentation (twice as fast, slightly less accurate)")
@@ -327,8 +336,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     """Run the command line; returns the exit code: 0 all written, 1 some inputs failed, 2 usage error."""
     try:
-        model = load_model(args.model)
-        depth_scale = depth_scale_of(model)
+        model, depth_scale = load_depth_model(args.model)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -12,4 +12,5 @@ Modules, one concern each: common (sizes, taking turns, summaries), baseline (th
 pipeline (input throughput, stage profile, memory), training, inference (and the FLOP count and peak),
 quality (train.py and evaluate.py runs), report (the machine, headline numbers, goals, Markdown),
 __main__ (the command line). The package imports the core's public functions; the core never imports it.
+Run on its own: deployment (export.py's backends, speed and accuracy; python -m benchmarks.deployment).
 """

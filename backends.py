@@ -1,0 +1,211 @@
+"""Loading any depth model predict.py and evaluate.py accept: a .keras file, or one export.py wrote.
+
+export.py writes a SavedModel folder, a LiteRT flat buffer (.tflite) or an ONNX file, each mapping float32 RGB
+[B, h, w, 3] in [0, 1] at the model's input size straight to depth in metres [B, h', w', 1] (the DepthScale's
+decoding, and optionally the flip average, inside the graph), with a sidecar `<file>.json` (`ExportInfo`)
+recording the input size, depth range and units. `load_depth_model(path)` picks the loader by extension
+(a folder holding saved_model.pb is a SavedModel) and returns the model with its DepthScale; an exported
+model is an `ExportedModel`, which predict.predict_depth_m runs like a Keras model's forward pass.
+The runtimes of .tflite (`ai-edge-litert`) and .onnx (`onnxruntime`) are imported only when such a file is loaded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from depth import DepthScale
+from model import depth_scale_of, load_model
+
+UNITS = "metres"
+INPUT_DESCRIPTION = "float32 RGB in [0, 1], [B, H, W, 3] at input_hw (resize first, as data.resize_rgb does)"
+SAVED_MODEL_FILE = "saved_model.pb"  # what makes a folder a SavedModel
+
+
+class MissingRuntime(ValueError):
+    """An exported file whose runtime package is not installed. A ValueError, so the scripts' one-sentence
+    handlers report it like any other unusable --model."""
+
+    def __init__(self, path, package: str):
+        super().__init__(f"{path} needs the {package} package to run; install it: pip install {package}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportInfo:
+    """What an exported file maps and how: the sidecar `<file>.json` export.py writes beside it.
+
+    input_hw / output_hw: (height, width) in pixels of the network input and of the depth it returns;
+    min_depth_m / max_depth_m: the range every output lies in; flip: the flip test-time average is inside
+    the graph; quantize: none, float16 or int8; source: the .keras file it was exported from.
+    """
+
+    format: str
+    input_hw: tuple[int, int]
+    output_hw: tuple[int, int]
+    min_depth_m: float
+    max_depth_m: float
+    flip: bool
+    quantize: str = "none"
+    source: str = ""
+    units: str = UNITS
+    input: str = INPUT_DESCRIPTION
+
+    @property
+    def depth_scale(self) -> DepthScale:
+        """The outputs are metres already: decoding them only clips to the range."""
+        return DepthScale("metres", self.min_depth_m, self.max_depth_m)
+
+
+def sidecar_path(path) -> Path:
+    """The ExportInfo JSON of an exported file or folder: model.tflite -> model.tflite.json."""
+    return Path(str(path).rstrip("/\\") + ".json")
+
+
+def write_info(path, info: ExportInfo) -> Path:
+    """Write info as the sidecar of `path`; returns the sidecar's path."""
+    sidecar = sidecar_path(path)
+    sidecar.write_text(json.dumps(dataclasses.asdict(info), indent=2) + "\n")
+    return sidecar
+
+
+def read_info(path) -> ExportInfo:
+    """The ExportInfo of an exported file; ValueError naming the sidecar when it is missing or not one."""
+    sidecar = sidecar_path(path)
+    if not sidecar.is_file():
+        raise ValueError(f"{path} has no {sidecar.name} beside it (export.py writes one, recording the input size "
+                         "and depth range); export the model again with export.py")
+    try:
+        fields = json.loads(sidecar.read_text())
+        info = ExportInfo(**fields)
+        return dataclasses.replace(info, input_hw=tuple(info.input_hw), output_hw=tuple(info.output_hw))
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{sidecar} is not an export description written by export.py ({err})") from None
+
+
+class ExportedModel:
+    """An exported depth model behind one call: float32 RGB [B, h, w, 3] in [0, 1] -> depth float32
+    [B, h', w', 1] in metres, (h, w) = info.input_hw, (h', w') = info.output_hw.
+
+    `input_shape` and `depth_scale` mirror a Keras model's (the scale is metres: decoding only clips), and
+    `flips_inside` tells predict_depth_m not to add its own flip pass.
+    """
+
+    def __init__(self, path, info: ExportInfo, run):
+        self.path, self.info, self._run = str(path), info, run
+        self.input_shape = (None, *info.input_hw, 3)
+        self.depth_scale = info.depth_scale
+        self.flips_inside = info.flip
+
+    def __call__(self, x) -> np.ndarray:
+        return np.asarray(self._run(np.ascontiguousarray(x, np.float32)))
+
+    def __repr__(self) -> str:
+        return f"ExportedModel({self.path!r}, {self.info.format}, quantize={self.info.quantize})"
+
+
+def import_runtime(path, module: str, package: str):
+    """importlib.import_module(module), or MissingRuntime naming `package` for `path` when it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingRuntime(path, package) from None
+
+
+def _run_saved_model(path):
+    """The SavedModel's `serve` endpoint (model.export's) as numpy in, numpy out."""
+    try:
+        loaded = tf.saved_model.load(str(path))  # held by the closure: serve's variables live as long as it
+    except Exception as err:  # TensorFlow raises many types for a damaged folder
+        raise ValueError(f"{path} is not a readable SavedModel ({type(err).__name__}); export it again") from None
+    return lambda x: loaded.serve(tf.constant(x)).numpy()
+
+
+def _run_litert(path):
+    """A LiteRT interpreter on all cores, its input resized whenever the batch size changes."""
+    litert = import_runtime(path, "ai_edge_litert.interpreter", "ai-edge-litert")
+    try:
+        interpreter = litert.Interpreter(model_path=str(path), num_threads=os.cpu_count())
+    except ValueError as err:  # LiteRT's one error for a file that is not a flat buffer model
+        raise ValueError(f"{path} is not a LiteRT (.tflite) model ({str(err).splitlines()[0]})") from None
+    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    shape = [None]
+
+    def run(x):
+        if shape[0] != x.shape:
+            interpreter.resize_tensor_input(source["index"], x.shape, strict=True)
+            interpreter.allocate_tensors()
+            shape[0] = x.shape
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(target["index"])
+
+    return run
+
+
+def _run_onnx(path):
+    """An ONNX Runtime session on the CPU."""
+    ort = import_runtime(path, "onnxruntime", "onnxruntime")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ... for a file that is not a model
+        raise ValueError(f"{path} is not an ONNX model ({str(err).splitlines()[0]})") from None
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+# format -> (how its file is recognised, the runner of such a file). Keras's own files go to model.load_model.
+EXPORTED_FORMATS = {
+    "savedmodel": ("a folder holding saved_model.pb", _run_saved_model),
+    "tflite": (".tflite", _run_litert),
+    "onnx": (".onnx", _run_onnx),
+}
+KERAS_SUFFIXES = (".keras", ".h5")
+MODEL_KINDS_TEXT = "a .keras file, a SavedModel folder, a .tflite or an .onnx file (export.py writes the last three)"
+
+
+def model_format(path) -> str:
+    """"keras" or a key of EXPORTED_FORMATS for an existing `path`, by its extension (a folder: SavedModel).
+
+    Raises FileNotFoundError for nothing at path and ValueError for anything else.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if not (path / SAVED_MODEL_FILE).is_file():
+            raise ValueError(f"{path} is a folder without {SAVED_MODEL_FILE}, so not a SavedModel; "
+                             f"give {MODEL_KINDS_TEXT}")
+        return "savedmodel"
+    if not path.exists():
+        raise FileNotFoundError(f"no model file at {path}")
+    suffix = path.suffix.lower()
+    if suffix in KERAS_SUFFIXES:
+        return "keras"
+    if suffix in (".tflite", ".onnx"):
+        return suffix[1:]
+    raise ValueError(f"{path}: unknown model format {suffix or '(no extension)'!r}; give {MODEL_KINDS_TEXT}")
+
+
+def load_exported(path) -> ExportedModel:
+    """An exported file (EXPORTED_FORMATS) with its sidecar; ValueError (MissingRuntime for a runtime that is
+    not installed) naming the file for anything unusable."""
+    kind = model_format(path)
+    if kind not in EXPORTED_FORMATS:
+        raise ValueError(f"{path} is a Keras model, not an exported one; load it with model.load_model")
+    run = EXPORTED_FORMATS[kind][1](path)  # first: a file not of its format says so, not that its sidecar is missing
+    return ExportedModel(path, read_info(path), run)
+
+
+def load_depth_model(path):
+    """(model, its DepthScale) for any --model: a Keras model from model.load_model, or an ExportedModel.
+
+    Raises FileNotFoundError or ValueError with one sentence naming the file and the fix.
+    """
+    if model_format(path) == "keras":
+        net = load_model(path)
+        return net, depth_scale_of(net)
+    exported = load_exported(path)
+    return exported, exported.depth_scale

@@ -1,0 +1,272 @@
+"""Export a trained depth model for deployment: a SavedModel folder, a LiteRT flat buffer (.tflite) or ONNX.
+
+    python export.py --model runs/unet/model.keras --format tflite --quantize int8
+
+The exported graph maps float32 RGB [B, h, w, 3] in [0, 1] at the model's input size straight to depth in metres
+[B, h', w', 1] at its output size: the model's DepthScale decoding and, unless --no-flip, DenseDepth's flip
+average are inside it. Beside it, <file>.json (backends.ExportInfo) records the input and output sizes, the depth
+range and the units. How each is made, with the ecosystem's tools: SavedModel by Keras's model.export; .tflite by
+TensorFlow's LiteRT converter from that SavedModel (--quantize float16: float16 weights; int8: int8 weights and
+activations, calibrated on --calibration-frames training images, of the data the run's args.json names or
+--data; inputs and outputs stay float32); ONNX by tf2onnx from that SavedModel.
+predict.py and evaluate.py take any of them as --model; ai-edge-litert runs .tflite, onnxruntime .onnx.
+"""
+from __future__ import annotations
+
+import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import train
+from backends import ExportInfo, import_runtime, sidecar_path, write_info
+from data import frames, resize_rgb
+from depth import DepthScale
+from evaluate import evenly_spaced
+from layouts import DataError, Split
+from model import depth_scale_of, load_model
+
+FORMATS = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS = ("none", "float16", "int8")
+CALIBRATION_FRAMES = 100  # training images int8 calibration sees (TensorFlow's guide suggests ~100-500)
+# format -> what --out must end with (a SavedModel is a folder, recognised by its saved_model.pb)
+OUT_SUFFIXES = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
+
+
+class MetresModel(keras.Model):
+    """A depth network's prediction decoded to metres, flip-averaged when `flip`:
+    RGB float32 [B, h, w, 3] in [0, 1] -> depth float32 [B, h', w', 1] in metres, clipped to the scale's range.
+
+    The arithmetic of predict.predict_depth_m at the network's output size: the direct prediction averaged,
+    in metres, with the mirrored image's mirrored back (DenseDepth's test-time augmentation).
+    """
+
+    def __init__(self, net: keras.Model, depth_scale: DepthScale, flip: bool, **kwargs):
+        super().__init__(name=f"{net.name}_metres", **kwargs)
+        self.net, self.depth_scale, self.flip = net, depth_scale, flip
+
+    def call(self, x):
+        if self.flip:
+            x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)  # [2B, h, w, 3]: one network call for both
+        depth = self.depth_scale.decode(self.net(x, training=False))
+        if self.flip:
+            direct, mirrored = tf.split(depth, 2, axis=0)
+            depth = (direct + tf.reverse(mirrored, axis=[2])) / 2.0
+        return depth
+
+
+def input_signature(net: keras.Model) -> list[tf.TensorSpec]:
+    """The exported graphs' one input, "image": float32 [any batch, h, w, 3]."""
+    return [tf.TensorSpec([None, *net.input_shape[1:]], tf.float32, name="image")]
+
+
+# ---------------------------------------------------------------------------
+# Writing each format
+# ---------------------------------------------------------------------------
+
+def write_saved_model(metres: MetresModel, path: Path, work: Path, quantize: str, calibration) -> None:
+    """Keras's model.export: a SavedModel folder whose `serve` endpoint is the MetresModel."""
+    metres.export(str(path), format="tf_saved_model", input_signature=input_signature(metres.net), verbose=False)
+
+
+def _quantize_none(converter, calibration) -> None:
+    """Float32 throughout."""
+
+
+def _quantize_float16(converter, calibration) -> None:
+    """Float16 weights (half the file); LiteRT dequantizes them to float32 on CPUs without float16 arithmetic."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+
+
+def _quantize_int8(converter, calibration) -> None:
+    """Int8 weights and activations, ranges measured on the calibration images; float32 input and output, and
+    float32 kernels for any op without an int8 one."""
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = calibration
+
+
+CONVERTER_SETTINGS = {"none": _quantize_none, "float16": _quantize_float16, "int8": _quantize_int8}
+
+
+def write_tflite(metres: MetresModel, path: Path, work: Path, quantize: str, calibration) -> None:
+    """TensorFlow's LiteRT converter, from the SavedModel write_saved_model makes in `work`."""
+    saved = work / "savedmodel"
+    write_saved_model(metres, saved, work, "none", None)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    CONVERTER_SETTINGS[quantize](converter, calibration)
+    path.write_bytes(converter.convert())
+
+
+def write_onnx(metres: MetresModel, path: Path, work: Path, quantize: str, calibration) -> None:
+    """tf2onnx from the SavedModel write_saved_model makes in `work`, as `python -m tf2onnx.convert --saved-model`.
+
+    Not Keras's model.export(format="onnx"): its tf2onnx.convert.from_function turns the constants that
+    keras.layers.Normalization captures (the transfer model's ImageNet preprocessing) into extra graph inputs,
+    which the SavedModel path leaves out.
+    """
+    tf2onnx = import_runtime(path, "tf2onnx", "tf2onnx")
+    saved = work / "savedmodel"
+    write_saved_model(metres, saved, work, "none", None)
+    graph_def, inputs, outputs = tf2onnx.tf_loader.from_saved_model(str(saved), None, None, tag="serve",
+                                                                    signatures=["serving_default"])
+    model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs)
+    exact_resize_scales(model_proto)
+    path.write_bytes(model_proto.SerializeToString())
+
+
+def exact_resize_scales(model_proto) -> None:
+    """Make every constant-scale ONNX Resize produce the size TensorFlow resized to, in place.
+
+    tf2onnx writes a resize to a static size as float32 scales (size / input size), and ONNX's output size is
+    floor(input * scale): the transfer model's 7x10 -> 15x20 at 240x320 (model.upproject_block) becomes
+    floor(7 * float32(15 / 7)) = 14, and ONNX Runtime refuses the graph. Raising each scale other than 1 by one
+    float32 step lands the floor on the intended size and moves the sampling positions by ~1e-7 of a pixel.
+    """
+    from onnx import numpy_helper  # installed with tf2onnx, which write_onnx has checked for
+
+    constants = {tensor.name: tensor for tensor in model_proto.graph.initializer}
+    scale_names = {node.input[2] for node in model_proto.graph.node
+                   if node.op_type == "Resize" and len(node.input) > 2 and node.input[2] in constants}
+    for name in scale_names:
+        scales = numpy_helper.to_array(constants[name])
+        raised = np.where(scales != 1, np.nextafter(scales, np.float32(np.inf)), scales).astype(np.float32)
+        constants[name].CopyFrom(numpy_helper.from_array(raised, name))
+
+
+WRITERS = {"savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}
+
+
+def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, quantize: str = "none",
+                 flip: bool = True, calibration=None, source: str = "") -> Path:
+    """Write net as `fmt` (a key of WRITERS) to `out`, with its ExportInfo sidecar; returns out.
+
+    calibration: for quantize "int8", a no-argument generator of [float32 [1, h, w, 3] in [0, 1]] lists (LiteRT's
+    representative dataset). The export is made in a temporary folder beside out and moved into place, so a
+    failed export leaves any earlier file at out as it was.
+    """
+    out = Path(out)
+    if quantize != "none" and fmt != "tflite":
+        raise ValueError(f"--quantize {quantize} is for --format tflite; {fmt} exports float32")
+    if quantize == "int8" and calibration is None:
+        raise ValueError("int8 quantization needs calibration images")
+    metres = MetresModel(net, depth_scale, flip)
+    metres(tf.zeros([1, *net.input_shape[1:]]))  # built, so model.export knows its variables
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as work:
+        staged = Path(work) / (out.name or "export")
+        WRITERS[fmt](metres, staged, Path(work), quantize, calibration)
+        if out.is_dir():
+            shutil.rmtree(out)
+        staged.replace(out)
+    info = ExportInfo(fmt, tuple(net.input_shape[1:3]), tuple(net.output_shape[1:3]), depth_scale.min_depth_m,
+                      depth_scale.max_depth_m, flip, quantize, str(source))
+    write_info(out, info)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Calibration images for int8
+# ---------------------------------------------------------------------------
+
+def training_split(model_path, data_path: str | None) -> Split:
+    """The split int8 calibration draws from: data_path's training split, else the one the args.json beside
+    model_path (train.py's run directory) names. ValueError when neither is known."""
+    if data_path is not None:
+        run = argparse.Namespace(data=data_path, train_split="auto")
+    else:
+        saved = Path(model_path).parent / "args.json"
+        if not saved.is_file():
+            raise ValueError(f"int8 calibrates on training images, and {model_path} has no args.json beside it "
+                             "naming its training data; pass --data")
+        run = argparse.Namespace(**json.loads(saved.read_text()))
+    return train.open_splits(argparse.Namespace(data=run.data, train_split=run.train_split, val_split="none"))[0]
+
+
+def calibration_images(split: Split, input_hw, count: int):
+    """LiteRT's representative dataset: a generator function yielding [RGB float32 [1, h, w, 3] in [0, 1]]
+    for `count` frames of split, evenly spaced, resized to input_hw as predict.py resizes."""
+    indices = evenly_spaced(len(split), count)
+
+    def images():
+        for frame in frames(split.subset(indices)):
+            yield [resize_rgb(frame["rgb"][None], input_hw)]
+
+    return images
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+def default_out(model_path, fmt: str, quantize: str) -> Path:
+    """Beside the model: model.tflite, model_int8.tflite, model.onnx, model_savedmodel/."""
+    model_path = Path(model_path)
+    stem = model_path.stem + ("" if quantize == "none" else f"_{quantize}")
+    return model_path.with_name(stem + (OUT_SUFFIXES[fmt] or "_savedmodel"))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="the trained model to export (.keras, as train.py saves it)")
+    parser.add_argument("--format", choices=FORMATS, required=True,
+                        help="savedmodel (a folder), tflite (LiteRT) or onnx")
+    parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none",
+                        help="tflite only: float16 weights, or int8 weights and activations (default: none)")
+    parser.add_argument("--no-flip", action="store_true",
+                        help="leave the flip test-time average out of the graph (twice as fast, slightly less "
+                             "accurate; predict.py then adds it unless given --no-flip)")
+    parser.add_argument("--out", default=None,
+                        help="where to write (default: beside --model, e.g. model.tflite, model_int8.tflite, "
+                             "model.onnx, model_savedmodel/); <out>.json gets the description")
+    parser.add_argument("--data", default=None,
+                        help="int8: the dataset whose training images calibrate the ranges (default: the data the "
+                             "args.json beside --model names)")
+    parser.add_argument("--calibration-frames", type=int, default=CALIBRATION_FRAMES,
+                        help=f"int8: training images, evenly spaced, that calibrate the ranges "
+                             f"(default: {CALIBRATION_FRAMES})")
+    args = parser.parse_args(argv)
+    if args.calibration_frames < 1:
+        parser.error(f"--calibration-frames must be at least 1, got {args.calibration_frames}")
+    args.out = Path(args.out) if args.out else default_out(args.model, args.format, args.quantize)
+    suffix = OUT_SUFFIXES[args.format]
+    if args.out.suffix.lower() != suffix and (suffix or args.out.suffix.lower() in (".tflite", ".onnx", ".keras")):
+        parser.error(f"--out for --format {args.format} must be " + (f"a {suffix} file" if suffix else "a folder")
+                     + f" (predict.py tells formats apart by it), got {args.out}")
+    return args
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the command line; returns the exit code (2 with one sentence for a bad model, data or --out)."""
+    try:
+        net = load_model(args.model)
+        depth_scale = depth_scale_of(net)
+        calibration = None
+        if args.quantize == "int8":
+            split = training_split(args.model, args.data)
+            calibration = calibration_images(split, net.input_shape[1:3], args.calibration_frames)
+        out = export_model(net, depth_scale, args.out, fmt=args.format, quantize=args.quantize,
+                           flip=not args.no_flip, calibration=calibration, source=args.model)
+    except (FileNotFoundError, ValueError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # --out's folder is read-only or full
+        print(f"error: cannot write {err.filename or args.out} ({err.strerror}); choose another --out", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in out.rglob("*")) if out.is_dir() else out.stat().st_size
+    print(f"wrote {out} ({size / 2**20:.1f} MiB; {args.format}, quantize {args.quantize}, flip "
+          f"{'inside' if not args.no_flip else 'not included'}) and {sidecar_path(out)}: float32 RGB in [0, 1] "
+          f"{net.input_shape[1]}x{net.input_shape[2]} -> depth in metres {net.output_shape[1]}x{net.output_shape[2]}, "
+          f"{depth_scale.min_depth_m:g}-{depth_scale.max_depth_m:g} m")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
