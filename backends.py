@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from depth import DepthScale
+from quiet import native_logging_silenced
 from model import depth_scale_of, load_model
 
 UNITS = "metres"
@@ -138,7 +139,8 @@ def _run_litert(path):
     def run(x):
         if shape[0] != x.shape:
             interpreter.resize_tensor_input(source["index"], x.shape, strict=True)
-            interpreter.allocate_tensors()
+            with native_logging_silenced():  # LiteRT announces its XNNPACK delegate on stderr as it applies it
+                interpreter.allocate_tensors()
             shape[0] = x.shape
         interpreter.set_tensor(source["index"], x)
         interpreter.invoke()

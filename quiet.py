@@ -5,16 +5,37 @@ shows everything.
 
 TensorFlow 2.21 writes its first messages before absl's logging reads TF_CPP_MIN_LOG_LEVEL, so the level
 alone cannot hide them: standard error is pointed at /dev/null while TensorFlow is imported, and only then.
+Other native libraries that write to standard error themselves (LiteRT's "Created TensorFlow Lite XNNPACK
+delegate for CPU.") are quieted the same way around the calls that print (`native_logging_silenced`).
 """
+import contextlib
 import os
 
-if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+# Quiet unless the user chose a level. The marker tells this module's own level (inherited by the processes a
+# script starts: workers, benchmark runs, tests' command lines) from the user's.
+QUIET_MARKER = "DEPTH_QUIET_LOGGING"
+QUIETING = "TF_CPP_MIN_LOG_LEVEL" not in os.environ or os.environ.get(QUIET_MARKER) == "1"
+
+
+@contextlib.contextmanager
+def native_logging_silenced():
+    """Point file descriptor 2 at /dev/null for the block, where C and C++ code writes past Python's sys.stderr;
+    a no-op when the user set TF_CPP_MIN_LOG_LEVEL (they asked to see logging)."""
+    if not QUIETING:
+        yield
+        return
     saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        yield
     finally:
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
         os.close(devnull)
+
+
+if QUIETING:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ[QUIET_MARKER] = "1"
+    with native_logging_silenced():
+        import tensorflow  # noqa: F401

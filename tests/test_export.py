@@ -159,6 +159,13 @@ def test_export_cli_end_to_end(run_dir, net, tmp_path):
     photos = random_rgb(2, (30, 40), seed=6)
     np.testing.assert_allclose(predict.predict_depth_m(model, photos), predict.predict_depth_m(net, photos),
                                atol=FLOAT_TOLERANCE_M)
+    # predict.py runs it without LiteRT's own stderr notes ("Created TensorFlow Lite XNNPACK delegate for CPU.")
+    photo = tmp_path / "photo.png"
+    Image.fromarray(photos[0]).save(photo)
+    run = subprocess.run([sys.executable, "predict.py", "--model", str(out), str(photo), "--out", str(tmp_path / "p")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "XNNPACK" not in run.stderr and "INFO:" not in run.stderr, run.stderr
 
 
 def one_error_line(capsys) -> str:
