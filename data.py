@@ -104,13 +104,17 @@ def decode_depth(blob, hw, depth_format):
 
 
 def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
-          chunk: int = READ_CHUNK) -> tf.data.Dataset:
+          chunk: int = READ_CHUNK, select=None) -> tf.data.Dataset:
     """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
-    (int32 [2]) and index (int64), bad frames already left out. Python reads `chunk` frames per call."""
+    (int32 [2]) and index (int64), bad frames already left out. Python reads `chunk` frames per call.
+    select: None, or a function of the (shuffled) frame-index dataset returning the indices to read (a worker's
+    shard: see train.py), applied before any file is read."""
     read = read_frames(split, strict)
     indices = tf.data.Dataset.range(len(split))
     if shuffle_seed is not None:
         indices = indices.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if select is not None:
+        indices = select(indices)
 
     def load(chunk_indices):
         ok, rgb, depth, hw = tf.numpy_function(read, [chunk_indices], [tf.bool, tf.string, tf.string, tf.int32])
@@ -122,13 +126,13 @@ def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None
 
 
 def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
-           rgb_min_hw=None) -> tf.data.Dataset:
+           rgb_min_hw=None, select=None) -> tf.data.Dataset:
     """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
     (0 = invalid) and index (int64, the frame's position in split.keys).
 
     Frames are read a few at a time (never the whole dataset); undecodable ones are skipped with a warning
     (listed in split.skipped) unless strict. shuffle_seed reshuffles the order every epoch. With rgb_min_hw
-    (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it.
+    (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it. select: see `blobs`.
     """
     def decode(frame):
         return {
@@ -137,7 +141,7 @@ def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = Non
             "index": frame["index"],
         }
 
-    decoded = blobs(split, strict=strict, shuffle_seed=shuffle_seed).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    decoded = blobs(split, strict=strict, shuffle_seed=shuffle_seed, select=select).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     # A whole-looking file can still fail to decode (corrupt inside): TF logs it and the frame is dropped.
     return decoded if strict else decoded.ignore_errors(log_warning=True)
 
@@ -235,14 +239,17 @@ def make_dataset(
     augmentation: Augment | None = Augment(),
     seed: int = 0,
     strict: bool = False,
+    select=None,
 ) -> tf.data.Dataset:
     """The input pipeline: read -> decode -> resize -> augment (training only) -> batch -> prefetch.
 
     Yields (rgb float32 [B, *input_hw, 3] in [0, 1], y_true float32 [B, *target_hw, 2]) where y_true packs
     the encoded depth and its validity mask (see pack_target). training shuffles every epoch (seeded),
-    augments and drops the last partial batch; the same seed gives the same batches.
+    augments and drops the last partial batch; the same seed gives the same batches. select: a function of the
+    frame-index dataset giving the frames to read (a worker's shard), see `blobs`.
     """
-    examples = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw).map(
+    examples = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw,
+                      select=select).map(
         lambda frame: to_example(frame, input_hw, target_hw, depth_scale), num_parallel_calls=tf.data.AUTOTUNE
     )
     if training and augmentation is not None:

@@ -1,0 +1,167 @@
+"""A run directory's state, safe against a kill at any moment: files written whole or not at all, history.csv with
+one row per completed epoch, the backup --resume continues from, and the lock that keeps a second process out.
+
+Every file --resume reads (args.json, history.csv, the checkpoints, the backup) is written under a temporary
+name in the same folder and renamed once whole (os.replace is atomic on POSIX); the backup is TensorFlow's
+CheckpointManager, which writes the same way. The order of an epoch's writes is history.csv and checkpoints
+first, the backup last, so the backup never gets ahead of the history: a resumed run drops history rows of
+epochs the backup does not hold, and trains them again.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+PARTIAL = ".partial"  # the infix of files being written (best.partial.keras); stale ones are removed at start
+LOCK = "train.lock"
+
+
+class RunStateError(ValueError):
+    """A run directory's state cannot be used as it is (damaged file, run in use); the message says what to do."""
+
+
+def partial_path(path: Path) -> Path:
+    """The temporary name `path` is written under: best.keras -> best.partial.keras (the suffix kept for Keras)."""
+    return path.with_name(f"{path.stem}{PARTIAL}{path.suffix}")
+
+
+def write_whole(path: Path, write) -> None:
+    """Call write(temporary path), then rename the result to `path`: `path` is the old file or the new one whole."""
+    partial = partial_path(Path(path))
+    write(partial)
+    os.replace(partial, path)
+
+
+def write_text_whole(path: Path, text: str) -> None:
+    """Write `text` to `path` whole (see write_whole), flushed to disk before the rename."""
+    def write(partial):
+        with open(partial, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    write_whole(path, write)
+
+
+def remove_partials(run_dir: Path) -> list[Path]:
+    """Delete the files a killed run left half-written (*.partial*); returns them."""
+    stale = [p for p in Path(run_dir).rglob(f"*{PARTIAL}*") if p.is_file()]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+# ---------------------------------------------------------------------------
+# args.json and history.csv
+# ---------------------------------------------------------------------------
+
+def read_json(path: Path) -> dict:
+    """The dict in `path`; RunStateError naming the file when it is empty or damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunStateError(f"{path} is damaged ({err}); restore it from a copy, or start the run again in a "
+                            "new --out") from None
+
+
+def read_history(path: Path) -> list[dict]:
+    """history.csv's rows as {column: float} (an empty cell is left out); [] when there is no file yet."""
+    if not Path(path).exists():
+        return []
+    try:
+        with open(path) as f:
+            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+    except ValueError as err:
+        raise RunStateError(f"{path} is damaged ({err}); delete its bad rows, then --resume") from None
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    """Write history.csv whole: one row per epoch, "epoch" first, then the columns in sorted order (CSVLogger's)."""
+    columns = ["epoch", *sorted({k for row in rows for k in row} - {"epoch"})]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({**row, "epoch": int(row["epoch"])} for row in rows)
+    write_text_whole(path, text.getvalue())
+
+
+# ---------------------------------------------------------------------------
+# The backup
+# ---------------------------------------------------------------------------
+
+class Backup:
+    """The model, optimizer, completed epochs and trained steps in `directory`, by tf.train.CheckpointManager
+    (one checkpoint kept, written whole). track() names the model and optimizer; save() and restore() follow."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.manager = None
+
+    def latest(self) -> tuple[int, int] | None:
+        """(completed epochs, trained steps) of the saved backup, or None when there is none."""
+        path = tf.train.latest_checkpoint(str(self.directory))
+        if path is None:
+            return None
+        try:
+            reader = tf.train.load_checkpoint(path)
+            return tuple(int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")) for name in ("epoch", "step"))
+        except (tf.errors.OpError, ValueError) as err:
+            raise RunStateError(f"the backup {path} is damaged ({str(err).splitlines()[0]}); delete "
+                                f"{self.directory} to resume from the start") from None
+
+    def track(self, net, optimizer) -> None:
+        """Back up `net` and `optimizer` from now on (call again with a phase's new optimizer)."""
+        checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, epoch=self.epoch, step=self.step)
+        self.manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=1)
+
+    def restore(self, net, optimizer=None) -> None:
+        """Load the latest backup into `net` (and `optimizer`, whose variables must exist) and the counters."""
+        objects = {"model": net, "epoch": self.epoch, "step": self.step}
+        if optimizer is not None:
+            objects["optimizer"] = optimizer
+        tf.train.Checkpoint(**objects).restore(tf.train.latest_checkpoint(str(self.directory))).expect_partial()
+
+    def save(self, epoch: int, step: int) -> None:
+        """Back up after `epoch` completed epochs and `step` trained steps."""
+        self.epoch.assign(epoch)
+        self.step.assign(step)
+        self.manager.save(checkpoint_number=epoch)
+
+
+# ---------------------------------------------------------------------------
+# The lock
+# ---------------------------------------------------------------------------
+
+class RunLock:
+    """An exclusive fcntl.flock on `directory`/train.lock holding this process's PID, released when the process
+    ends (even by SIGKILL); a second process raises RunStateError naming the holder's PID at once."""
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK
+        self.fd = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunStateError(f"{self.path.parent} is in use by process {holder} (it holds {self.path}); wait "
+                                "for it to end or stop it, then --resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing releases the flock
+        return False
