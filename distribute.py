@@ -13,6 +13,8 @@ import zlib
 
 import tensorflow as tf
 
+from rundir import KEPT_BACKUPS as KEPT
+
 STRATEGIES = ("default", "mirrored", "multiworker")
 DEFAULT_COLLECTIVE_TIMEOUT_S = 300.0  # a lost worker stops the others after this long instead of hanging
 
@@ -64,3 +66,14 @@ def check_same_everywhere(strategy: tf.distribute.Strategy, fields: dict) -> Non
     if differ:
         raise ValueError(f"the workers disagree on {', '.join(differ)}: launch every worker with the same flags "
                          "and the same data (and --resume all of them, or none)")
+
+
+def common_epoch(strategy: tf.distribute.Strategy, epochs: list[int]) -> int:
+    """The latest of `epochs` (the completed epochs this worker's backups hold) that every worker holds, 0 if none:
+    a worker lost between the workers' backups of one epoch leaves the others one epoch ahead."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return max(epochs, default=0)
+    mine = (sorted(epochs, reverse=True) + [-1] * KEPT)[:KEPT]
+    everyone = strategy.gather(strategy.run(lambda: tf.constant([mine], tf.int64)), axis=0).numpy()
+    common = set.intersection(*(set(row) for row in everyone.tolist())) - {-1}
+    return max(common, default=0)

@@ -94,9 +94,13 @@ def write_history(path: Path, rows: list[dict]) -> None:
 # The backup
 # ---------------------------------------------------------------------------
 
+KEPT_BACKUPS = 2  # a worker's backup may be one epoch ahead of another's when one dies between the two saves
+
+
 class Backup:
     """The model, optimizer, completed epochs and trained steps in `directory`, by tf.train.CheckpointManager
-    (one checkpoint kept, written whole). track() names the model and optimizer; save() and restore() follow."""
+    (the last KEPT_BACKUPS kept, each written whole). available() lists them, track() names the model and
+    optimizer; save() and restore() follow."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -104,29 +108,32 @@ class Backup:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.manager = None
 
-    def latest(self) -> tuple[int, int] | None:
-        """(completed epochs, trained steps) of the saved backup, or None when there is none."""
-        path = tf.train.latest_checkpoint(str(self.directory))
-        if path is None:
-            return None
-        try:
-            reader = tf.train.load_checkpoint(path)
-            return tuple(int(reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")) for name in ("epoch", "step"))
-        except (tf.errors.OpError, ValueError) as err:
-            raise RunStateError(f"the backup {path} is damaged ({str(err).splitlines()[0]}); delete "
-                                f"{self.directory} to resume from the start") from None
+    def available(self) -> dict[int, tuple[int, str]]:
+        """{completed epochs: (trained steps, checkpoint path)} of the saved backups, {} when there is none."""
+        state = tf.train.get_checkpoint_state(str(self.directory))
+        found = {}
+        for path in state.all_model_checkpoint_paths if state else []:
+            path = str(self.directory / Path(path).name)
+            try:
+                reader = tf.train.load_checkpoint(path)
+                epoch, step = (int(reader.get_tensor(f"{k}/.ATTRIBUTES/VARIABLE_VALUE")) for k in ("epoch", "step"))
+            except (tf.errors.OpError, ValueError) as err:
+                raise RunStateError(f"the backup {path} is damaged ({str(err).splitlines()[0]}); delete "
+                                    f"{self.directory} to resume from the start") from None
+            found[epoch] = (step, path)
+        return found
 
     def track(self, net, optimizer) -> None:
         """Back up `net` and `optimizer` from now on (call again with a phase's new optimizer)."""
         checkpoint = tf.train.Checkpoint(model=net, optimizer=optimizer, epoch=self.epoch, step=self.step)
-        self.manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=1)
+        self.manager = tf.train.CheckpointManager(checkpoint, str(self.directory), max_to_keep=KEPT_BACKUPS)
 
-    def restore(self, net, optimizer=None) -> None:
-        """Load the latest backup into `net` (and `optimizer`, whose variables must exist) and the counters."""
+    def restore(self, epoch: int, net, optimizer=None) -> None:
+        """Load the backup after `epoch` epochs into `net` (and `optimizer`, whose variables must exist)."""
         objects = {"model": net, "epoch": self.epoch, "step": self.step}
         if optimizer is not None:
             objects["optimizer"] = optimizer
-        tf.train.Checkpoint(**objects).restore(tf.train.latest_checkpoint(str(self.directory))).expect_partial()
+        tf.train.Checkpoint(**objects).restore(self.available()[epoch][1]).expect_partial()
 
     def save(self, epoch: int, step: int) -> None:
         """Back up after `epoch` completed epochs and `step` trained steps."""

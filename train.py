@@ -10,6 +10,7 @@ import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before Ten
 import argparse
 import errno
 import json
+import re
 import shutil
 import sys
 import time
@@ -28,7 +29,7 @@ import rundir
 from callbacks import make_callbacks
 from depth import SCALE_MODES, DepthScale, unpack_target
 from distribute import (DEFAULT_COLLECTIVE_TIMEOUT_S, STRATEGIES, check_same_everywhere, cluster_resolver,
-                        make_strategy, worker_index)
+                        common_epoch, make_strategy, worker_index)
 from encoders import ENCODERS
 from layouts import DataError, Split, open_source
 from loop import Deadline, Loop, NonFiniteLoss, Progress, Steps, distributed_dataset
@@ -405,7 +406,9 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     if not locked:  # a new run (or a worker): lock its folder now, before the first write
         stack.enter_context(rundir.RunLock(run_dir if chief else backup_dir(run_dir, worker)))
     backup = rundir.Backup(backup_dir(run_dir, worker))
-    position = (backup.latest() if args.resume else None) or (0, 0)  # (completed epochs, trained steps)
+    kept = backup.available() if args.resume else {}
+    resumed = common_epoch(strategy, list(kept))
+    position = (resumed, kept[resumed][0] if resumed else 0)  # (completed epochs, trained steps)
     check_same_everywhere(strategy, worker_fields(args, train_split, val_split, position))
     if chief:  # only now: a run whose data cannot train leaves no run directory behind
         for stale in rundir.remove_partials(run_dir):
@@ -436,7 +439,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
                 progress=Progress(steps, args.epochs, args.log_every, enabled=chief),
                 callbacks=keras.callbacks.CallbackList(callbacks, model=net), backup=backup, global_step=position[1])
     if position[0] > 0:
-        backup.restore(net)
+        backup.restore(position[0], net)
     for first_epoch, end_epoch, frozen in training_phases(args):
         if end_epoch <= position[0]:
             continue
@@ -448,7 +451,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         loop.steps = Steps(net, strategy, depth_scale, args.theta, args.jit_compile)
         backup.track(net, net.optimizer)
         if position[0] > first_epoch:  # the optimizer's moments only within the phase that saved them
-            backup.restore(net, net.optimizer)
+            backup.restore(position[0], net, net.optimizer)
             net.optimizer.learning_rate.assign(args.lr)  # the saved rate, unless --resume --lr changed it
         if not all(loop.epoch(epoch) for epoch in range(max(first_epoch, position[0]), end_epoch)):
             break  # the time budget ran out
@@ -460,12 +463,21 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
 
 
 USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, tf.errors.OpError)
+# What a collective raises on the others when a worker is lost (its heartbeats stop, or --collective-timeout).
+LOST_WORKER = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError)
+
+
+def first_line(err: Exception) -> str:
+    """An error's first line, without TensorFlow's "{{function_node ...}}" prefix."""
+    message = err.message if isinstance(err, tf.errors.OpError) else str(err)
+    return re.sub(r"^\{\{[^}]*\}\}\s*", "", message.strip().splitlines()[0] if message.strip() else repr(err))
 
 
 def saved_epochs(run_dir: Path) -> str:
     """What a stopped run keeps, for its last message: "epochs 1-N are saved" or "no epoch is saved yet"."""
     try:
-        done = (rundir.Backup(run_dir / "backup").latest() or (0, 0))[0]
+        done = max(rundir.Backup(run_dir / "backup").available(), default=0)
     except (rundir.RunStateError, OSError):
         done = 0
     return f"epochs 1-{done} are saved" if done else "no epoch is saved yet"
@@ -478,9 +490,14 @@ def run(argv=None) -> int:
     resume = f"python train.py --out {args.out} --resume"
     try:
         main(args)
+    except LOST_WORKER as err:
+        if args.strategy != "multiworker":
+            raise
+        print(f"error: lost contact with another worker ({first_line(err)}); {saved_epochs(Path(args.out))}: "
+              "relaunch every worker with the same command and --resume", file=sys.stderr)
+        return 2
     except USER_ERRORS as err:
-        message = err.message if isinstance(err, tf.errors.OpError) else str(err)
-        print(f"error: {message.strip().splitlines()[0]}", file=sys.stderr)
+        print(f"error: {first_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:
         if err.errno not in WRITE_ERRNOS:
