@@ -17,6 +17,9 @@ from rundir import KEPT_BACKUPS as KEPT
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 DEFAULT_COLLECTIVE_TIMEOUT_S = 300.0  # a lost worker stops the others after this long instead of hanging
+# What a collective raises on the others when a worker is lost (its heartbeats stop, or --collective-timeout).
+LOST_WORKER = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError)
 
 
 def cluster_resolver():
@@ -55,13 +58,19 @@ def make_strategy(name: str, logical_devices: int = 0, resolver=None,
     return tf.distribute.get_strategy()
 
 
+def gather_rows(strategy: tf.distribute.Strategy, row: list[int]):
+    """Every replica's `row` of integers, as a numpy array [replicas, len(row)] (in a tf.function: collectives run
+    eagerly are slow, and TensorFlow warns so)."""
+    return tf.function(lambda: strategy.gather(strategy.run(lambda: tf.constant([row], tf.int64)), axis=0))().numpy()
+
+
 def check_same_everywhere(strategy: tf.distribute.Strategy, fields: dict) -> None:
     """ValueError naming the fields (flag name -> value, any JSON value) on which the workers of a multi-worker
     strategy disagree; every worker raises it, so all stop. Nothing to check with one process."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
     mine = [zlib.crc32(json.dumps(value, sort_keys=True).encode()) for value in fields.values()]
-    everyone = strategy.gather(strategy.run(lambda: tf.constant([mine], tf.int64)), axis=0).numpy()  # [replicas, n]
+    everyone = gather_rows(strategy, mine)
     differ = [name for i, name in enumerate(fields) if len(set(everyone[:, i])) > 1]
     if differ:
         raise ValueError(f"the workers disagree on {', '.join(differ)}: launch every worker with the same flags "
@@ -74,6 +83,15 @@ def common_epoch(strategy: tf.distribute.Strategy, epochs: list[int]) -> int:
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return max(epochs, default=0)
     mine = (sorted(epochs, reverse=True) + [-1] * KEPT)[:KEPT]
-    everyone = strategy.gather(strategy.run(lambda: tf.constant([mine], tf.int64)), axis=0).numpy()
+    everyone = gather_rows(strategy, mine)
     common = set.intersection(*(set(row) for row in everyone.tolist())) - {-1}
     return max(common, default=0)
+
+
+def worker_fields(args, names, splits, position) -> dict:
+    """What every worker must agree on (check_same_everywhere's fields): the flags `names` of `args`, the data
+    (frame counts, first and last frames of each of `splits`, None skipped) and the backup's position."""
+    splits = [s for s in splits if s is not None]
+    return {**{f"--{k.replace('_', '-')}": vars(args).get(k) for k in names if k != "data"},
+            "the data": [[len(s), s.frame_name(0), s.frame_name(len(s) - 1)] for s in splits],
+            "the backup's epoch": list(position)}

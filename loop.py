@@ -182,8 +182,9 @@ class Progress:
         if self.bar is not None:
             self.bar.update(step, list(logs.items()), finalize=True)
         else:
-            print(f"epoch {self.epoch + 1}/{self.epochs}: {step} steps in {_clock(time.monotonic() - self.start)}, "
-                  f"{_metrics(logs)}", flush=True)
+            seconds = time.monotonic() - self.start
+            print(f"epoch {self.epoch + 1}/{self.epochs}: {step} steps in {_clock(seconds)} ({step / seconds:.2f} "
+                  f"steps/s), {_metrics(logs)}", flush=True)
 
 
 def _clock(seconds: float) -> str:

@@ -121,7 +121,8 @@ def depth_loss(y_true, y_pred, mask, theta=DEFAULT_THETA, max_val=DEFAULT_MAX_VA
 
 @keras.saving.register_keras_serializable(package="depth")
 class DepthLoss(keras.losses.Loss):
-    """Keras wrapper of `depth_loss` for y_true packed as [B, h, w, 2] = (encoded depth, mask).
+    """Keras wrapper of `depth_loss` for y_true packed as [B, h, w, 2] = (encoded depth, mask), for Model.compile on
+    one device (a scalar per batch: Keras's fit would sum it over replicas; train.py's loop uses `loss_parts`).
 
     Args:
         theta: weight of the L1 term.

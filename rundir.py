@@ -9,11 +9,13 @@ epochs the backup does not hold, and trains them again.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import fcntl
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import tensorflow as tf
@@ -91,6 +93,58 @@ def write_history(path: Path, rows: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------
+# The run's arguments
+# ---------------------------------------------------------------------------
+
+# args.json keys of runs saved before a flag was renamed -> today's name, so those runs still resume.
+_RENAMED_FLAGS = {"min_depth": "min_depth_m", "max_depth": "max_depth_m"}
+
+
+def flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+def run_arguments(args, safe_on_resume, chief: bool = True) -> argparse.Namespace:
+    """The run's arguments. With --resume, the saved ones of the run in --out with the flags given now that are
+    safe to change (the names in safe_on_resume, each said on one line), or ValueError naming the others; else `args`,
+    refusing an --out that already holds a run. Writes nothing (save_run_arguments does, once training can start).
+    A worker other than the chief (chief=False) writes no args.json and may have none: it uses what it was given."""
+    run_dir = Path(args.out)
+    saved_path = run_dir / "args.json"
+    mine = {k: v for k, v in vars(args).items() if k != "given"}
+    if not args.resume:
+        if chief and saved_path.exists():
+            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        return argparse.Namespace(**mine)
+    if not saved_path.exists():
+        if not chief:
+            return argparse.Namespace(**mine)
+        raise FileNotFoundError(f"{saved_path} does not exist, so there is no run to resume in {run_dir}")
+    saved = {_RENAMED_FLAGS.get(k, k): v for k, v in read_json(saved_path).items()}
+    changed = {k: mine[k] for k in args.given if k not in ("out", "resume") and saved.get(k) != mine[k]}
+    refused = [k for k in changed if k not in safe_on_resume]
+    if refused:
+        was = ", ".join(f"{flag(k)} {saved.get(k)}" for k in refused)
+        raise ValueError(f"--resume cannot change {', '.join(map(flag, refused))} (the run in {run_dir} was trained "
+                         f"with {was}); drop them, or start a new run with another --out")
+    print(f"resuming {run_dir} with its saved arguments", file=sys.stderr)
+    for k, value in changed.items():
+        print(f"resume: {flag(k)} {value} (was {saved.get(k)})", file=sys.stderr)
+    return argparse.Namespace(**{**saved, **changed, "resume": True, "out": str(run_dir)})
+
+
+def save_run_arguments(args) -> None:
+    """Write args.json whole (every argument as the run now uses them) in the run directory."""
+    write_text_whole(Path(args.out) / "args.json", json.dumps(vars(args), indent=2) + "\n")
+
+
+def backup_dir(run_dir: Path, worker: int) -> Path:
+    """Where worker `worker` keeps its backup: the chief's in the run directory, the others' in a folder beside
+    it (no shared file system needed; removed when the run ends)."""
+    return run_dir / "backup" if worker == 0 else run_dir.with_name(f"{run_dir.name}.worker{worker}-backup")
+
+
+# ---------------------------------------------------------------------------
 # The backup
 # ---------------------------------------------------------------------------
 
@@ -140,6 +194,15 @@ class Backup:
         self.epoch.assign(epoch)
         self.step.assign(step)
         self.manager.save(checkpoint_number=epoch)
+
+
+def saved_epochs(run_dir: Path) -> str:
+    """What a stopped run keeps, for its last message: "epochs 1-N are saved" or "no epoch is saved yet"."""
+    try:
+        done = max(Backup(run_dir / "backup").available(), default=0)
+    except (RunStateError, OSError):
+        done = 0
+    return f"epochs 1-{done} are saved" if done else "no epoch is saved yet"
 
 
 # ---------------------------------------------------------------------------

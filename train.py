@@ -9,7 +9,6 @@ from __future__ import annotations
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import errno
-import json
 import re
 import shutil
 import sys
@@ -28,8 +27,8 @@ import synth
 import rundir
 from callbacks import make_callbacks
 from depth import SCALE_MODES, DepthScale, unpack_target
-from distribute import (DEFAULT_COLLECTIVE_TIMEOUT_S, STRATEGIES, check_same_everywhere, cluster_resolver,
-                        common_epoch, make_strategy, worker_index)
+from distribute import (DEFAULT_COLLECTIVE_TIMEOUT_S, LOST_WORKER, STRATEGIES, check_same_everywhere,
+                        cluster_resolver, common_epoch, make_strategy, worker_fields, worker_index)
 from encoders import ENCODERS
 from layouts import DataError, Split, open_source
 from loop import Deadline, Loop, NonFiniteLoss, Progress, Steps, distributed_dataset
@@ -302,63 +301,6 @@ def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 
 # The run
 # ---------------------------------------------------------------------------
 
-# args.json keys of runs saved before a flag was renamed -> today's name, so those runs still resume.
-_RENAMED_FLAGS = {"min_depth": "min_depth_m", "max_depth": "max_depth_m"}
-
-
-def _flag(name: str) -> str:
-    return f"--{name.replace('_', '-')}"
-
-
-def run_arguments(args, chief: bool = True) -> argparse.Namespace:
-    """The run's arguments. With --resume, the saved ones of the run in --out with the flags given now that are
-    safe to change (SAFE_ON_RESUME, each said on one line), or ValueError naming the others; else `args`,
-    refusing an --out that already holds a run. Writes nothing (save_run_arguments does, once training can start).
-    A worker other than the chief (chief=False) writes no args.json and may have none: it uses what it was given."""
-    run_dir = Path(args.out)
-    saved_path = run_dir / "args.json"
-    mine = {k: v for k, v in vars(args).items() if k != "given"}
-    if not args.resume:
-        if chief and saved_path.exists():
-            raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-        return argparse.Namespace(**mine)
-    if not saved_path.exists():
-        if not chief:
-            return argparse.Namespace(**mine)
-        raise FileNotFoundError(f"{saved_path} does not exist, so there is no run to resume in {run_dir}")
-    saved = {_RENAMED_FLAGS.get(k, k): v for k, v in rundir.read_json(saved_path).items()}
-    changed = {k: mine[k] for k in args.given if k not in ("out", "resume") and saved.get(k) != mine[k]}
-    refused = [k for k in changed if k not in SAFE_ON_RESUME]
-    if refused:
-        was = ", ".join(f"{_flag(k)} {saved.get(k)}" for k in refused)
-        raise ValueError(f"--resume cannot change {', '.join(map(_flag, refused))} (the run in {run_dir} was trained "
-                         f"with {was}); drop them, or start a new run with another --out")
-    print(f"resuming {run_dir} with its saved arguments", file=sys.stderr)
-    for k, value in changed.items():
-        print(f"resume: {_flag(k)} {value} (was {saved.get(k)})", file=sys.stderr)
-    return argparse.Namespace(**{**saved, **changed, "resume": True, "out": str(run_dir)})
-
-
-def save_run_arguments(args) -> None:
-    """Write args.json whole (every argument as the run now uses them) in the run directory."""
-    rundir.write_text_whole(Path(args.out) / "args.json", json.dumps(vars(args), indent=2) + "\n")
-
-
-def backup_dir(run_dir: Path, worker: int) -> Path:
-    """Where worker `worker` keeps its backup: the chief's in the run directory, the others' in a folder beside
-    it (no shared file system needed; removed when the run ends)."""
-    return run_dir / "backup" if worker == 0 else run_dir.with_name(f"{run_dir.name}.worker{worker}-backup")
-
-
-def worker_fields(args, train_split, val_split, position) -> dict:
-    """What every worker must agree on: SAME_ON_EVERY_WORKER's flags, the data (frame counts, first and last
-    frames of each split) and the backup's position (completed epochs, steps)."""
-    splits = [s for s in (train_split, val_split) if s is not None]
-    return {**{_flag(k): vars(args).get(k) for k in SAME_ON_EVERY_WORKER if k != "data"},
-            "the data": [[len(s), s.frame_name(0), s.frame_name(len(s) - 1)] for s in splits],
-            "the backup's epoch": list(position)}
-
-
 def save_final_model(net: keras.Model, run_dir: Path) -> Path:
     """model.keras, written whole: the same layers and weights without the compile state (the inference artefact
     loads with only model.py imported, and carries no optimizer); refused if a weight is not finite."""
@@ -374,7 +316,7 @@ def main(args: argparse.Namespace) -> Path:
     """Train as `args` say; returns the path of the final model.keras (the chief's; other workers write none)."""
     resolver = cluster_resolver() if args.strategy == "multiworker" else None
     worker = worker_index(resolver)
-    args = run_arguments(args, chief=worker == 0)
+    args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0)
     run_dir, chief = Path(args.out), worker == 0
     with ExitStack() as stack:
         locked = args.resume and run_dir.is_dir() and chief
@@ -404,16 +346,16 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     if val_split is not None:
         readable_frames(val_split)  # a validation split with no readable frame is an error, not a loss of 0
     if not locked:  # a new run (or a worker): lock its folder now, before the first write
-        stack.enter_context(rundir.RunLock(run_dir if chief else backup_dir(run_dir, worker)))
-    backup = rundir.Backup(backup_dir(run_dir, worker))
+        stack.enter_context(rundir.RunLock(run_dir if chief else rundir.backup_dir(run_dir, worker)))
+    backup = rundir.Backup(rundir.backup_dir(run_dir, worker))
     kept = backup.available() if args.resume else {}
     resumed = common_epoch(strategy, list(kept))
     position = (resumed, kept[resumed][0] if resumed else 0)  # (completed epochs, trained steps)
-    check_same_everywhere(strategy, worker_fields(args, train_split, val_split, position))
+    check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split), position))
     if chief:  # only now: a run whose data cannot train leaves no run directory behind
         for stale in rundir.remove_partials(run_dir):
             print(f"removed {stale}, half-written when the run was stopped", file=sys.stderr)
-        save_run_arguments(args)
+        rundir.save_run_arguments(args)
     if position[0] >= args.epochs and (run_dir / "model.keras").exists():
         print(f"{run_dir} is complete ({position[0]} of {args.epochs} epochs); --resume --epochs N trains it further",
               file=sys.stderr)
@@ -457,30 +399,18 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
             break  # the time budget ran out
         position = (0, 0)
     if not chief:
-        shutil.rmtree(backup_dir(run_dir, worker), ignore_errors=True)  # a finished run needs no backup
+        shutil.rmtree(rundir.backup_dir(run_dir, worker), ignore_errors=True)  # a finished run needs no backup
         return run_dir / "model.keras"
     return save_final_model(net, run_dir)
 
 
 USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, tf.errors.OpError)
-# What a collective raises on the others when a worker is lost (its heartbeats stop, or --collective-timeout).
-LOST_WORKER = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-               tf.errors.CancelledError)
 
 
 def first_line(err: Exception) -> str:
     """An error's first line, without TensorFlow's "{{function_node ...}}" prefix."""
     message = err.message if isinstance(err, tf.errors.OpError) else str(err)
     return re.sub(r"^\{\{[^}]*\}\}\s*", "", message.strip().splitlines()[0] if message.strip() else repr(err))
-
-
-def saved_epochs(run_dir: Path) -> str:
-    """What a stopped run keeps, for its last message: "epochs 1-N are saved" or "no epoch is saved yet"."""
-    try:
-        done = max(rundir.Backup(run_dir / "backup").available(), default=0)
-    except (rundir.RunStateError, OSError):
-        done = 0
-    return f"epochs 1-{done} are saved" if done else "no epoch is saved yet"
 
 
 def run(argv=None) -> int:
@@ -493,7 +423,7 @@ def run(argv=None) -> int:
     except LOST_WORKER as err:
         if args.strategy != "multiworker":
             raise
-        print(f"error: lost contact with another worker ({first_line(err)}); {saved_epochs(Path(args.out))}: "
+        print(f"error: lost contact with another worker ({first_line(err)}); {rundir.saved_epochs(Path(args.out))}: "
               "relaunch every worker with the same command and --resume", file=sys.stderr)
         return 2
     except USER_ERRORS as err:
@@ -502,11 +432,11 @@ def run(argv=None) -> int:
     except OSError as err:
         if err.errno not in WRITE_ERRNOS:
             raise
-        print(f"error: could not write {err.filename or 'a file'}: {err.strerror}; {saved_epochs(Path(args.out))}: "
+        print(f"error: could not write {err.filename or 'a file'}: {err.strerror}; {rundir.saved_epochs(Path(args.out))}: "
               f"free space (or make {args.out} writable), then continue with {resume}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: {saved_epochs(Path(args.out))} in {args.out}; continue with {resume}", file=sys.stderr)
+        print(f"\ninterrupted: {rundir.saved_epochs(Path(args.out))} in {args.out}; continue with {resume}", file=sys.stderr)
         return 130
     return 0
 
