@@ -203,3 +203,19 @@ def test_a_worker_with_another_batch_size_is_one_sentence(tiny_data, tmp_path):
     for code, err in finish(*procs):
         assert code == 2 and "error: the workers disagree on --bs" in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "w0" / "args.json").exists()
+
+
+def test_the_overhead_benchmark_reads_the_epoch_lines_train_py_prints(capsys, monkeypatch):
+    """benchmarks/multiworker.py times train.py by the steps/s of its last epoch line (stdout not a terminal)."""
+    import loop
+    from benchmarks.multiworker import last_epoch_steps_per_s
+
+    clock = iter([100.0, 100.0, 100.0, 104.0])  # begin (start, last), then end: 10 steps in 4 s
+    monkeypatch.setattr(loop.time, "monotonic", lambda: next(clock))
+    progress = loop.Progress(steps=10, epochs=2, every_s=30.0)
+    progress.tty = False
+    progress.begin(1)
+    progress.end(10, {"loss": 0.5})
+    out = capsys.readouterr().out
+    assert "epoch 2/2: 10 steps in 00:00:04 (2.50 steps/s), loss: 0.5000" in out
+    assert last_epoch_steps_per_s("epoch 1/2: 10 steps in 00:00:09 (1.11 steps/s), loss: 1\n" + out) == 2.5
