@@ -360,7 +360,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         print(f"{run_dir} is complete ({position[0]} of {args.epochs} epochs); --resume --epochs N trains it further",
               file=sys.stderr)
         return run_dir / "model.keras"
-    if not args.no_bias_init:
+    if not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
         set_output_bias(net, mean_target)
         print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",
               file=sys.stderr)
