@@ -77,14 +77,14 @@ def test_a_full_disk_is_one_sentence_and_the_run_resumes_with_each_epoch_once(ti
         real(path, rows)
 
     monkeypatch.setattr(callbacks, "write_history", full_at_epoch_2)
-    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "3")
+    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "2")
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
         f"error: could not write {run_dir}/history.partial.csv: No space left on device; epochs 1-1 are saved: free "
         f"space (or make {run_dir} writable), then continue with python train.py --out {run_dir} --resume")
     monkeypatch.setattr(callbacks, "write_history", real)
     assert train(capsys, "--out", run_dir, "--resume")[0] == 0
-    assert epochs(run_dir) == [0, 1, 2]
+    assert epochs(run_dir) == [0, 1]
     assert_whole(run_dir)
 
 

@@ -73,7 +73,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path, ca
     """A real SIGKILL during epoch 2, then --resume: each epoch logged once, every model file loads, and the weights
     are those of the same run uninterrupted (the backup holds the optimizer and the data position)."""
     run_dir = tmp_path / "run"
-    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "40"]
+    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "25"]
     proc = subprocess.Popen([sys.executable, "train.py", *flags, "--out", str(run_dir)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
