@@ -19,8 +19,8 @@ import keras
 import tensorflow as tf
 
 import data
-from loss import batch_totals, logs_from_totals, loss_counts, terms_from_parts, weighted_loss
 from depth import unpack_target
+from loss import batch_totals, logs_from_totals, loss_counts, terms_from_parts, weighted_loss
 
 SUM = tf.distribute.ReduceOp.SUM
 STOP = "stop"  # the totals' key of the replicas' stop requests (the time budget), summed like the rest
