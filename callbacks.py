@@ -1,11 +1,9 @@
-"""The Keras callbacks of a training run: atomic checkpoints, a wall-clock budget, skipped-frame reports and
-TensorBoard depth maps, assembled by `make_callbacks` in the order train.py relies on."""
+"""What the chief does at the end of every epoch, as Keras callbacks (driven by loop.py through a CallbackList):
+history.csv and the checkpoints, each written whole, TensorBoard scalars and depth maps, skipped-frame reports;
+assembled by `make_callbacks` in the order train.py relies on."""
 from __future__ import annotations
 
-import csv
-import os
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -14,36 +12,7 @@ import tensorflow as tf
 
 from depth import DepthScale, unpack_target
 from figures import colorize
-
-
-class PromoteCheckpoint(keras.callbacks.Callback):
-    """Renames a checkpoint written under a temporary name once it is whole, so a run killed while
-    saving never leaves a half-written best.keras or last.keras (os.replace is atomic)."""
-
-    def __init__(self, partial: Path, final: Path):
-        super().__init__()
-        self.partial, self.final = partial, final
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.partial.exists():
-            os.replace(self.partial, self.final)
-
-
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once `minutes` of wall-clock time have passed since training began."""
-
-    def __init__(self, minutes: float):
-        super().__init__()
-        self.seconds = 60.0 * minutes
-
-    def on_train_begin(self, logs=None):
-        self.start = getattr(self, "start", time.monotonic())  # once: the budget spans every fit phase
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.monotonic() - self.start > self.seconds:
-            if not self.model.stop_training:
-                print(f"\ntime budget of {self.seconds / 60:g} min reached: finishing this epoch", file=sys.stderr)
-            self.model.stop_training = True
+from rundir import write_history, write_whole
 
 
 class SkippedFrames(keras.callbacks.Callback):
@@ -81,38 +50,72 @@ class DepthMaps(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def _best_val_loss(history_csv: Path) -> float | None:
-    """The lowest val_loss an interrupted run already logged, so a resumed run keeps its best checkpoint."""
-    if not history_csv.exists():
-        return None
-    with open(history_csv) as f:
-        losses = [float(row["val_loss"]) for row in csv.DictReader(f) if row.get("val_loss")]
-    return min(losses, default=None)
+class History(keras.callbacks.Callback):
+    """history.csv: the rows of earlier epochs (a resumed run's, at most up to its backup) and one row per epoch
+    since, the whole file rewritten at every epoch's end (rundir.write_history)."""
+
+    def __init__(self, path: Path, rows: list[dict]):
+        super().__init__()
+        self.path, self.rows = path, list(rows)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **logs})
+        write_history(self.path, self.rows)
 
 
-def make_callbacks(run_dir: Path, val, val_split, train_split, depth_scale, tb_images: int, time_budget) -> list:
-    """The run's callbacks, in the order they must run: the time budget, the backup --resume continues from,
-    last and best checkpoints (each promoted once whole), history.csv, TensorBoard, skipped-frame reports and
-    `tb_images` validation depth maps. val: the validation dataset or None (then "best" monitors the loss);
-    time_budget: minutes or None."""
-    ckpt = run_dir / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    monitor = "val_loss" if val is not None else "loss"
+class Checkpoints(keras.callbacks.Callback):
+    """checkpoints/last.keras after every epoch and checkpoints/best.keras when `monitor` is lowest so far
+    (`best`: the lowest of earlier epochs, or None), each written whole, compiled with its optimizer."""
+
+    def __init__(self, directory: Path, monitor: str, best: float | None):
+        super().__init__()
+        self.directory, self.monitor, self.best = directory, monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        write_whole(self.directory / "last.keras", self.model.save)
+        value = logs[self.monitor]
+        if self.best is None or value < self.best:
+            self.best = value
+            write_whole(self.directory / "best.keras", self.model.save)
+
+
+class Scalars(keras.callbacks.Callback):
+    """TensorBoard scalars per epoch, as Keras's TensorBoard callback names them: logs/train and logs/validation,
+    tags epoch_<name> (val_ dropped)."""
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.writers = {kind: tf.summary.create_file_writer(str(log_dir / kind)) for kind in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for kind, writer in self.writers.items():
+            with writer.as_default():
+                for name, value in logs.items():
+                    if name.startswith("val_") == (kind == "validation"):
+                        tf.summary.scalar(f"epoch_{name.removeprefix('val_')}", value, step=epoch)
+            writer.flush()
+
+
+def monitored(val) -> str:
+    """What best.keras is chosen by: the validation loss, or the training loss without validation."""
+    return "val_loss" if val is not None else "loss"
+
+
+def make_callbacks(run_dir: Path, history: list[dict], val, val_split, train_split, depth_scale,
+                   tb_images: int) -> list:
+    """The chief's end-of-epoch callbacks, in the order they must run: history.csv and the last and best
+    checkpoints (so the backup, saved after them, never counts an epoch they lack), TensorBoard scalars,
+    skipped-frame reports and `tb_images` validation depth maps. history: the rows of completed epochs
+    (rundir.read_history); val: the validation dataset or None (then "best" monitors the training loss)."""
+    monitor = monitored(val)
+    best = min((row[monitor] for row in history if monitor in row), default=None)
     callbacks = [
-        # first, so an epoch counts as done only once its backup is written
-        # kept after a fit ends, so a run of two phases (--freeze-encoder-epochs) resumes in either
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "last.partial.keras")),
-        PromoteCheckpoint(ckpt / "last.partial.keras", ckpt / "last.keras"),
-        keras.callbacks.ModelCheckpoint(str(ckpt / "best.partial.keras"), monitor=monitor, save_best_only=True,
-                                        initial_value_threshold=_best_val_loss(run_dir / "history.csv")),
-        PromoteCheckpoint(ckpt / "best.partial.keras", ckpt / "best.keras"),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        History(run_dir / "history.csv", history),
+        Checkpoints(run_dir / "checkpoints", monitor, best),
+        Scalars(run_dir / "logs"),
         SkippedFrames([train_split, val_split]),
     ]
-    if time_budget is not None:
-        callbacks.insert(0, TimeBudget(time_budget))
     if val is not None and tb_images > 0:
         rgb, y_true = next(iter(val.unbatch().batch(tb_images)))
         callbacks.append(DepthMaps(run_dir / "logs" / "depth_maps", rgb, y_true, depth_scale))

@@ -132,17 +132,20 @@ def _png_metres(blob, codec: nyu.DepthCodec):
 
 
 def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
-          chunk: int = READ_CHUNK, handed: set | None = None) -> tf.data.Dataset:
+          chunk: int = READ_CHUNK, handed: set | None = None, select=None) -> tf.data.Dataset:
     """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
     (int32 [2]), EXIF orientation (int32) and index (int64), bad frames already left out. Python reads `chunk`
     frames per call. A split that streams decoded frames (Split.stream, TFDS's) has no blob stage: its frames
-    come as `frames`."""
+    come as `frames`. select: None, or a function of the (shuffled) frame-index dataset returning the indices
+    to read (a worker's shard: see loop.shard_select), applied before any file is read."""
     if split.stream is not None:
         return frames(split, shuffle_seed=shuffle_seed)
     read = read_frames(split, strict, handed)
     indices = tf.data.Dataset.range(len(split))
     if shuffle_seed is not None:
         indices = indices.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if select is not None:
+        indices = select(indices)
 
     def load(chunk_indices):
         ok, rgb, depth, hw, orientation = tf.numpy_function(
@@ -155,7 +158,7 @@ def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None
 
 
 def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
-           rgb_min_hw=None) -> tf.data.Dataset:
+           rgb_min_hw=None, select=None) -> tf.data.Dataset:
     """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
     (0 = invalid) and index (int64, the frame's position in split.keys).
 
@@ -163,8 +166,12 @@ def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = Non
     Unreadable and undecodable frames are skipped with a warning naming them (listed in split.skipped), or
     with strict=True raise DataError naming them. shuffle_seed reshuffles the order every epoch. With
     rgb_min_hw (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it.
+    select: see `blobs` (a streamed split has no frame indices to select from: DataError).
     """
     if split.stream is not None:  # decoded already (TFDS): only the depth's invalid values are set to 0 here
+        if select is not None:
+            raise DataError(f"{split.source} [{split.name}] is read as one TFDS stream, which cannot be split "
+                            "between workers; train on several machines from the extracted nyudepthv2/ folder")
         decoded = split.stream(split.keys, shuffle_seed)
         return decoded.map(lambda frame: {**frame, "depth": _finite_positive(frame["depth"])})
     codec = split.depth_codec
@@ -196,7 +203,7 @@ def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = Non
             index = tf.identity(tf.reshape(report, []))
         return {"rgb": tf.zeros([0, 0, 3], tf.uint8), "depth": tf.zeros([0, 0, 1]), "index": index}
 
-    read = blobs(split, strict=strict, shuffle_seed=shuffle_seed, handed=handed)
+    read = blobs(split, strict=strict, shuffle_seed=shuffle_seed, handed=handed, select=select)
     decoded = read.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     # Not with strict: ignore_errors would also swallow the reading stage's errors naming a bad frame.
     decoded = decoded if strict else decoded.ignore_errors()
@@ -296,14 +303,17 @@ def make_dataset(
     augmentation: Augment | None = Augment(),
     seed: int = 0,
     strict: bool = False,
+    select=None,
 ) -> tf.data.Dataset:
     """The input pipeline: read -> decode -> resize -> augment (training only) -> batch -> prefetch.
 
     Yields (rgb float32 [B, *input_hw, 3] in [0, 1], y_true float32 [B, *target_hw, 2]) where y_true packs
     the encoded depth and its validity mask (see pack_target). training shuffles every epoch (seeded),
-    augments and drops the last partial batch; the same seed gives the same batches.
+    augments and drops the last partial batch; the same seed gives the same batches. select: a function of the
+    frame-index dataset giving the frames to read (a worker's shard), see `blobs`.
     """
-    examples = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw).map(
+    examples = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw,
+                      select=select).map(
         lambda frame: to_example(frame, input_hw, target_hw, depth_scale), num_parallel_calls=tf.data.AUTOTUNE
     )
     if training and augmentation is not None:

@@ -199,11 +199,22 @@ def build_unet(
 BUILDERS = {"unet": build_unet, "transfer": build_transfer}
 
 
-def build_model(kind: str = "unet", **kwargs) -> keras.Model:
-    """Build a model of `kind` ("unet" or "transfer"), passing kwargs to build_unet / build_transfer."""
+def build_model(kind: str = "unet", synchronized_bn: bool = False, **kwargs) -> keras.Model:
+    """Build a model of `kind` ("unet" or "transfer"), passing kwargs to build_unet / build_transfer.
+
+    synchronized_bn: every BatchNormalization layer (the encoder's too) computes its batch statistics over all
+    replicas of a tf.distribute strategy, as one device would on the global batch; build with True when
+    training on more than one replica (Keras's `BatchNormalization(synchronized=True)`, TensorFlow only).
+    """
     if kind not in BUILDERS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(BUILDERS)}")
-    return BUILDERS[kind](**kwargs)
+    model = BUILDERS[kind](**kwargs)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # Read when the layer is called and saved in its config: the keras.applications encoders take no
+            # such argument, so it is set here once the layers exist.
+            layer.synchronized = synchronized_bn
+    return model
 
 
 def load_model(path) -> keras.Model:

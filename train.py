@@ -1,16 +1,19 @@
 """Train a depth model: python train.py [--model unet|transfer] [--data PATH] [--epochs N] ...
 
 A run directory (--out) holds args.json, history.csv, checkpoints/{best,last}.keras, model.keras at the
-end, TensorBoard logs (with validation depth maps) and a backup that --resume continues from.
+end, TensorBoard logs (with validation depth maps) and a backup that --resume continues from (rundir.py).
+One training loop (loop.py) serves one device, MirroredStrategy and MultiWorkerMirroredStrategy (distribute.py).
 """
 from __future__ import annotations
 
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
-import json
-import os
+import errno
+import re
+import shutil
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import keras
@@ -21,16 +24,28 @@ import data
 import model as models
 import nyu
 import synth
+import rundir
 from callbacks import make_callbacks
 from depth import SCALE_MODES, DepthScale, unpack_target
+from distribute import (DEFAULT_COLLECTIVE_TIMEOUT_S, LOST_WORKER, STRATEGIES, check_same_everywhere,
+                        cluster_resolver, common_epoch, make_strategy, worker_fields, worker_index)
 from encoders import ENCODERS
 from layouts import DataError, Split, add_depth_units_argument, open_source
+from loop import Deadline, Loop, NonFiniteLoss, Progress, Steps, distributed_dataset
 from loss import DEFAULT_THETA, DepthLoss, loss_metrics
 
 DEFAULT_DATA = synth.SYNTH_DIR  # written on first use by synth.ensure_synthetic
-# MultiWorkerMirroredStrategy is left out: Keras 3's Model.fit fails under it (keras-team/keras#20585;
-# here, Keras 3.15 on two localhost workers: "Attempt to convert a value (PerReplica...)" in its first step).
-STRATEGIES = ("default", "mirrored")
+# Flags --resume may change (each said on one line); any other given with --resume is refused. Results stay those
+# of one device on the global batch whatever the strategy, so the strategy may change too.
+SAFE_ON_RESUME = ("epochs", "time_budget", "lr", "val_steps", "tb_images", "log_every", "strict", "jit_compile",
+                  "steps_per_execution", "strategy", "logical_devices", "collective_timeout",
+                  "tfds_data_dir")  # where the same prepared TFDS data now lies
+# Flags every worker of a multi-worker run must agree on (with the data and the backup's position).
+SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_split", "input_size", "min_depth_m", "max_depth_m", "depth_mode",
+                        "no_augment", "model", "encoder", "encoder_weights", "decoder_width", "base_filters",
+                        "freeze_encoder_epochs", "epochs", "bs", "lr", "theta", "steps_per_epoch", "val_steps", "seed",
+                        "no_bias_init", "mixed_precision", "steps_per_execution")
+WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)  # a full or read-only disk
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -97,6 +112,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its last completed epoch, with its saved arguments")
     g.add_argument("--tb-images", type=int, default=3, help="validation depth maps logged to TensorBoard per epoch")
+    g.add_argument("--log-every", type=float, default=30.0, metavar="SECONDS",
+                   help="when standard output is not a terminal, a progress line this often (default 30)")
 
     g = parser.add_argument_group("speed and distribution")
     g.add_argument("--mixed-precision", action="store_true",
@@ -104,11 +121,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
     g.add_argument("--steps-per-execution", type=int, default=1, help="batches per compiled call (default 1)")
     g.add_argument("--strategy", choices=STRATEGIES, default="default",
-                   help="tf.distribute: one device, or MirroredStrategy over the local GPUs")
+                   help="tf.distribute: one device, MirroredStrategy over the local GPUs, or "
+                        "MultiWorkerMirroredStrategy over the machines of TF_CONFIG (or Slurm's job)")
     g.add_argument("--logical-devices", type=int, default=0,
                    help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)")
+    g.add_argument("--collective-timeout", type=float, default=DEFAULT_COLLECTIVE_TIMEOUT_S, metavar="SECONDS",
+                   help="multiworker: stop when another worker has not answered for this long (default "
+                        f"{DEFAULT_COLLECTIVE_TIMEOUT_S:g})")
     args = parser.parse_args(argv)
     _check(parser, args)
+    # The flags given on the command line (or in an @FILE), which --resume applies or refuses.
+    unset = object()  # argparse sets a default only where the namespace has no value yet
+    probe = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(vars(args), unset)))
+    args.given = sorted(k for k, v in vars(probe).items() if v is not unset)
+    args.out = args.out or f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     return args
 
 
@@ -121,8 +147,9 @@ def _check(parser, args) -> None:
             parser.error(f"--{flag} must be at least 1, got {value}")
     if not 0 < args.min_depth_m < args.max_depth_m:
         parser.error(f"need 0 < --min-depth-m < --max-depth-m, got {args.min_depth_m} and {args.max_depth_m}")
-    if args.lr <= 0 or args.theta < 0 or args.decoder_width <= 0 or (args.time_budget or 1) <= 0:
-        parser.error("--lr, --decoder-width and --time-budget must be positive and --theta not negative")
+    if min(args.lr, args.decoder_width, args.time_budget or 1, args.log_every, args.collective_timeout) <= 0 or args.theta < 0:
+        parser.error("--lr, --decoder-width, --time-budget, --log-every and --collective-timeout must be positive "
+                     "and --theta not negative")
     if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer"):
         parser.error("--freeze-encoder-epochs takes N >= 0 and needs --model transfer (the UNet has no encoder)")
     if args.resume and args.out is None:
@@ -132,17 +159,6 @@ def _check(parser, args) -> None:
 # ---------------------------------------------------------------------------
 # Devices and strategy
 # ---------------------------------------------------------------------------
-
-def make_strategy(name: str, logical_devices: int) -> tf.distribute.Strategy:
-    """The tf.distribute strategy `name`; call before any other TensorFlow work (devices are fixed then)."""
-    if logical_devices:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_devices)
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
-    return tf.distribute.get_strategy()
-
 
 def set_precision(mixed: bool) -> str:
     """Set Keras's global dtype policy; returns its name."""
@@ -181,40 +197,49 @@ def readable_frames(split: Split) -> int:
     return count
 
 
-def _distributable(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    # Frames come from a range of indices, not files: shard by element if a strategy shards at all.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+def example_options(args, target_hw, depth_scale) -> dict:
+    """data.make_dataset's arguments that --flags set, other than the split, batch size and training."""
+    return dict(input_hw=tuple(args.input_size), target_hw=target_hw, depth_scale=depth_scale, seed=args.seed,
+                strict=args.strict, augmentation=None if args.no_augment else data.Augment())
 
 
 def datasets(args, train_split, val_split, target_hw, depth_scale):
-    """(repeating training dataset, validation dataset or None), batched at --bs."""
-    common = dict(batch_size=args.bs, input_hw=tuple(args.input_size), target_hw=target_hw,
-                  depth_scale=depth_scale, seed=args.seed, strict=args.strict)
-    augmentation = None if args.no_augment else data.Augment()
-    train = data.make_dataset(train_split, training=True, augmentation=augmentation, **common).repeat()
-    val = data.make_dataset(val_split, training=False, **common) if val_split is not None else None
-    return _distributable(train), val and _distributable(val)
+    """(repeating training dataset, validation dataset or None), batched at --bs, on one device: the first
+    batches' statistics, the depth maps, the benchmark. Training itself reads distributed_datasets."""
+    common = example_options(args, target_hw, depth_scale)
+    train = data.make_dataset(train_split, batch_size=args.bs, training=True, **common).repeat()
+    val = data.make_dataset(val_split, batch_size=args.bs, **common) if val_split is not None else None
+    return train, val
+
+
+def distributed_datasets(strategy, args, train_split, val_split, target_hw, depth_scale, skip_steps: int):
+    """(training, validation or None) distributed datasets of global batch --bs, each worker reading only its own
+    share of the frames (loop.shard_select); training starts after `skip_steps` steps (a resumed run's position)."""
+    common = example_options(args, target_hw, depth_scale)
+    train = distributed_dataset(strategy, train_split, args.bs, True, skip_steps=skip_steps, **common)
+    val = val_split and distributed_dataset(strategy, val_split, args.bs, False, take_steps=args.val_steps, **common)
+    return train, val
 
 
 # ---------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------
 
-def build_net(args, depth_scale: DepthScale) -> keras.Model:
-    """The model of --model, uncompiled."""
+def build_net(args, depth_scale: DepthScale, synchronized_bn: bool = False) -> keras.Model:
+    """The model of --model, uncompiled; synchronized_bn for more than one replica (model.build_model)."""
     kwargs = {"input_hw": tuple(args.input_size), "depth_scale": depth_scale}
     per_kind = {
         "unet": {"base_filters": args.base_filters},
         "transfer": {"encoder": args.encoder, "encoder_weights": args.encoder_weights,
                      "decoder_width": args.decoder_width},
     }
-    return models.build_model(args.model, **kwargs, **per_kind[args.model])
+    return models.build_model(args.model, synchronized_bn=synchronized_bn, **kwargs, **per_kind[args.model])
 
 
 def compile_net(net: keras.Model, args, depth_scale: DepthScale) -> keras.Model:
-    """Compile with a fresh Adam (amsgrad), the DenseDepth loss, its terms and delta1 / abs_rel as metrics."""
+    """Compile with a fresh Adam (amsgrad), the DenseDepth loss, its terms and delta1 / abs_rel as metrics.
+    train.py's loop (loop.Steps) uses the optimizer; the loss and metrics are the checkpoints' compile state, for
+    Model.evaluate / Model.fit on one device (Keras's fit would sum DepthLoss's scalar over replicas)."""
     net.compile(
         optimizer=keras.optimizers.Adam(learning_rate=args.lr, amsgrad=True),
         loss=DepthLoss(theta=args.theta, max_val=depth_scale.value_range[1]),
@@ -281,106 +306,143 @@ def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 
 # The run
 # ---------------------------------------------------------------------------
 
-# args.json keys of runs saved before a flag was renamed -> today's name, so those runs still resume.
-_RENAMED_FLAGS = {"min_depth": "min_depth_m", "max_depth": "max_depth_m"}
-
-
-def run_arguments(args) -> argparse.Namespace:
-    """The run's arguments: with --resume, the saved ones of the run in --out; else `args` with --out set,
-    refusing an --out that already holds a run. Writes nothing (save_run_arguments does, once training can
-    start)."""
-    run_dir = Path(args.out or f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
-    saved = run_dir / "args.json"
-    if args.resume:
-        if not saved.exists():
-            raise FileNotFoundError(f"{saved} does not exist, so there is no run to resume in {run_dir}")
-        saved_args = {_RENAMED_FLAGS.get(k, k): v for k, v in json.loads(saved.read_text()).items()}
-        resumed = argparse.Namespace(**{**saved_args, "resume": True, "out": str(run_dir)})
-        print(f"resuming {run_dir} with its saved arguments", file=sys.stderr)
-        return resumed
-    if saved.exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --out")
-    return argparse.Namespace(**{**vars(args), "out": str(run_dir)})
-
-
-def save_run_arguments(args) -> None:
-    """Create the run directory and write args.json (every argument), unless this run resumes one."""
-    if not args.resume:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")
+def save_final_model(net: keras.Model, run_dir: Path) -> Path:
+    """model.keras, written whole: the same layers and weights without the compile state (the inference artefact
+    loads with only model.py imported, and carries no optimizer); refused if a weight is not finite."""
+    if not all(np.isfinite(w).all() for w in net.get_weights()):
+        raise NonFiniteLoss(f"the weights are not finite; {run_dir / 'model.keras'} was not written")
+    final = run_dir / "model.keras"
+    rundir.write_whole(final, keras.Model(net.inputs, net.outputs, name=net.name).save)
+    print(f"saved {final}", file=sys.stderr)
+    return final
 
 
 def main(args: argparse.Namespace) -> Path:
-    """Train as `args` say; returns the path of the final model.keras."""
-    args = run_arguments(args)
-    strategy = make_strategy(args.strategy, args.logical_devices)  # before anything else touches TensorFlow
-    run_dir = Path(args.out)
+    """Train as `args` say; returns the path of the final model.keras (the chief's; other workers write none)."""
+    resolver = cluster_resolver() if args.strategy == "multiworker" else None
+    worker = worker_index(resolver)
+    args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0)
+    run_dir, chief = Path(args.out), worker == 0
+    with ExitStack() as stack:
+        locked = args.resume and run_dir.is_dir() and chief
+        if locked:
+            stack.enter_context(rundir.RunLock(run_dir))  # at once: nothing may read the state another writes
+        return train(args, run_dir, worker, resolver, stack, locked)
+
+
+def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: bool) -> Path:
+    """main's work once the arguments are known; `stack` holds the run's lock (`locked`), or takes it."""
+    chief = worker == 0
+    strategy = make_strategy(args.strategy, args.logical_devices, resolver, args.collective_timeout)  # TF's first work
+    replicas = strategy.num_replicas_in_sync
+    if args.bs % replicas:
+        raise ValueError(f"--bs {args.bs} does not divide by the {replicas} replicas: pass a multiple of {replicas}")
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.mixed_precision)
     depth_scale = DepthScale(args.depth_mode, args.min_depth_m, args.max_depth_m)
     train_split, val_split = open_splits(args)
 
     with strategy.scope():
-        net = build_net(args, depth_scale)
+        net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
     target_hw = tuple(net.output_shape[1:3])
-    train, val = datasets(args, train_split, val_split, target_hw, depth_scale)
-    batches_seen, valid_pixels, mean_target = target_statistics(train)
+    train_plain, val_plain = datasets(args, train_split, val_split, target_hw, depth_scale)
+    batches_seen, valid_pixels, mean_target = target_statistics(train_plain)
     check_training_data(train_split, batches_seen, valid_pixels, args.bs)
-    # A known count, or Keras warns that the (finite) validation data "ran out" after every epoch.
-    val_steps = args.val_steps or (val_split is not None and -(-readable_frames(val_split) // args.bs)) or None
-    save_run_arguments(args)  # only now: a run whose data cannot train leaves no run directory behind
-    if not args.no_bias_init:
+    if val_split is not None:
+        readable_frames(val_split)  # a validation split with no readable frame is an error, not a loss of 0
+    if not locked:  # a new run (or a worker): lock its folder now, before the first write
+        stack.enter_context(rundir.RunLock(run_dir if chief else rundir.backup_dir(run_dir, worker)))
+    backup = rundir.Backup(rundir.backup_dir(run_dir, worker))
+    kept = backup.available() if args.resume else {}
+    resumed = common_epoch(strategy, list(kept))
+    position = (resumed, kept[resumed][0] if resumed else 0)  # (completed epochs, trained steps)
+    check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split), position))
+    if chief:  # only now: a run whose data cannot train leaves no run directory behind
+        for stale in rundir.remove_partials(run_dir):
+            print(f"removed {stale}, half-written when the run was stopped", file=sys.stderr)
+        rundir.save_run_arguments(args)
+    if position[0] >= args.epochs and (run_dir / "model.keras").exists():
+        print(f"{run_dir} is complete ({position[0]} of {args.epochs} epochs); --resume --epochs N trains it further",
+              file=sys.stderr)
+        return run_dir / "model.keras"
+    if not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
         set_output_bias(net, mean_target)
         print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",
               file=sys.stderr)
     steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
-    print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} "
-          f"replica(s)) on {len(train_split)} frames of {train_split.source} [{train_split.name}], "
-          f"{steps} steps x {args.epochs} epochs; validating on "
+    print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {replicas} replica(s)"
+          f"{f', worker {worker}' if resolver else ''}) on {len(train_split)} frames of {train_split.source} "
+          f"[{train_split.name}], {steps} steps x {args.epochs} epochs; validating on "
           f"{f'{len(val_split)} frames [{val_split.name}]' if val_split else 'nothing'}; run: {run_dir}",
           file=sys.stderr)
 
-    callbacks = make_callbacks(run_dir, val, val_split, train_split, depth_scale, args.tb_images, args.time_budget)
+    history = [row for row in rundir.read_history(run_dir / "history.csv") if row["epoch"] < position[0]]
+    train_data, val_data = distributed_datasets(strategy, args, train_split, val_split, target_hw, depth_scale,
+                                                skip_steps=position[1])
+    callbacks = make_callbacks(run_dir, history, val_plain, val_split, train_split, depth_scale,
+                               args.tb_images) if chief else []
+    loop = Loop(steps=None, iterator=iter(train_data), val=val_data, steps_per_epoch=steps,
+                steps_per_call=args.steps_per_execution, deadline=Deadline(args.time_budget),
+                progress=Progress(steps, args.epochs, args.log_every, enabled=chief),
+                callbacks=keras.callbacks.CallbackList(callbacks, model=net), backup=backup, global_step=position[1])
+    if position[0] > 0:
+        backup.restore(position[0], net)
     for first_epoch, end_epoch, frozen in training_phases(args):
+        if end_epoch <= position[0]:
+            continue
         if frozen or args.freeze_encoder_epochs:
             set_encoder_trainable(net, not frozen)
             print(f"epochs {first_epoch + 1}-{end_epoch}: encoder {'frozen' if frozen else 'trainable'}", file=sys.stderr)
         with strategy.scope():
             compile_net(net, args, depth_scale)
-        net.fit(
-            train,
-            initial_epoch=first_epoch,
-            epochs=end_epoch,
-            steps_per_epoch=steps,
-            validation_data=val,
-            validation_steps=val_steps,
-            shuffle=False,  # the dataset shuffles itself, seeded
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        if net.stop_training:  # the time budget ran out
-            break
-    final, partial = run_dir / "model.keras", run_dir / "model.partial.keras"
-    # The same layers and weights without the compile state: the inference artefact loads with only
-    # model.py imported, and carries no optimizer.
-    keras.Model(net.inputs, net.outputs, name=net.name).save(partial)
-    os.replace(partial, final)
-    print(f"saved {final}", file=sys.stderr)
-    return final
+        loop.steps = Steps(net, strategy, depth_scale, args.theta, args.jit_compile)
+        backup.track(net, net.optimizer)
+        if position[0] > first_epoch:  # the optimizer's moments only within the phase that saved them
+            backup.restore(position[0], net, net.optimizer)
+            net.optimizer.learning_rate.assign(args.lr)  # the saved rate, unless --resume --lr changed it
+        if not all(loop.epoch(epoch) for epoch in range(max(first_epoch, position[0]), end_epoch)):
+            break  # the time budget ran out
+        position = (0, 0)
+    if not chief:
+        shutil.rmtree(rundir.backup_dir(run_dir, worker), ignore_errors=True)  # a finished run needs no backup
+        return run_dir / "model.keras"
+    return save_final_model(net, run_dir)
 
 
 USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, tf.errors.OpError)
 
 
+def first_line(err: Exception) -> str:
+    """An error's first line, without TensorFlow's "{{function_node ...}}" prefix."""
+    message = err.message if isinstance(err, tf.errors.OpError) else str(err)
+    return re.sub(r"^\{\{[^}]*\}\}\s*", "", message.strip().splitlines()[0] if message.strip() else repr(err))
+
+
 def run(argv=None) -> int:
-    """The command line: train, and turn a user mistake into one sentence and exit code 2."""
+    """The command line: train, and turn a user mistake, a full or read-only disk and Ctrl-C into one sentence
+    (exit 2, 2 and 130)."""
     args = parse_args(argv)
+    resume = f"python train.py --out {args.out} --resume"
     try:
         main(args)
-    except USER_ERRORS as err:
-        message = err.message if isinstance(err, tf.errors.OpError) else str(err)
-        print(f"error: {message.strip().splitlines()[0]}", file=sys.stderr)
+    except LOST_WORKER as err:
+        if args.strategy != "multiworker":
+            raise
+        print(f"error: lost contact with another worker ({first_line(err)}); {rundir.saved_epochs(Path(args.out))}: "
+              "relaunch every worker with the same command and --resume", file=sys.stderr)
         return 2
+    except USER_ERRORS as err:
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        print(f"error: could not write {err.filename or 'a file'}: {err.strerror}; {rundir.saved_epochs(Path(args.out))}: "
+              f"free space (or make {args.out} writable), then continue with {resume}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {rundir.saved_epochs(Path(args.out))} in {args.out}; continue with {resume}", file=sys.stderr)
+        return 130
     return 0
 
 

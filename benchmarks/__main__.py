@@ -20,6 +20,7 @@ from layouts import DataError, open_source
 from . import __doc__ as PACKAGE_DOC
 from .common import KERAS_DEFAULTS, MODEL_KINDS, SIZES, say, stopwatch, synthetic_dir, train_split
 from .inference import forward_flops, measure_inference, measure_peak, photographs
+from .multiworker import measure_multiworker
 from .pipeline import measure_memory, measure_pipeline, measure_pipeline_profile
 from .quality import measure_quality, quality_data
 from .report import DEFINITIONS, goals, headline, machine, markdown
@@ -93,6 +94,9 @@ def main(args: argparse.Namespace) -> dict:
             results["stall"] = measure_stall(*built[results["training"][kind]["fastest"]], split, sizes, depth_scale)
         del built
     seconds["training"] = lap()
+    say("3/6 what the collective costs: two localhost workers against one process")
+    results["multiworker"] = measure_multiworker(str(small), sizes)
+    seconds["multiworker"] = lap()
 
     photos, results["inference"] = photographs(small, sizes), {}
     for kind, net in nets.items():

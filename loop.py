@@ -1,0 +1,263 @@
+"""The training loop of train.py: one train step for every tf.distribute strategy (one device, MirroredStrategy,
+MultiWorkerMirroredStrategy), the input shards it reads, validation, progress and the end of every epoch.
+
+Keras's Model.fit is not used: it cannot run under MultiWorkerMirroredStrategy (keras-team/keras#20585, then
+tensorflow/tensorflow#72388), and under MirroredStrategy it would sum a scalar loss over replicas. Here every
+replica adds up the loss's sums and counts (`loss.batch_totals`), the counts are summed over all replicas before
+the forward pass, and each replica's loss is its sums over those global counts, so the gradients the optimizer
+sums over replicas are one device's gradients on the global batch (with BatchNormalization synchronised,
+model.build_model(synchronized_bn=True)). Logged values are the epoch's totals over every replica and step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+import data
+from depth import unpack_target
+from loss import batch_totals, logs_from_totals, loss_counts, terms_from_parts, weighted_loss
+
+SUM = tf.distribute.ReduceOp.SUM
+STOP = "stop"  # the totals' key of the replicas' stop requests (the time budget), summed like the rest
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss of a training step was NaN or infinite; the weights of that step are not saved."""
+
+
+# ---------------------------------------------------------------------------
+# Input: each worker reads only its own share of the frames
+# ---------------------------------------------------------------------------
+
+def shard_select(context: tf.distribute.InputContext, per_replica_batch: int, training: bool):
+    """data.make_dataset's `select` for the input pipeline of `context`: the shuffled frame indices come in
+    groups of per_replica_batch * (this worker's replicas), group g going to worker g mod workers, so step k's
+    global batch holds the same frames for any number of workers and replicas (one device's batch k). Training
+    keeps whole global batches of each pass over the split, as one device's drop_remainder does."""
+    local = context.num_replicas_in_sync // context.num_input_pipelines
+    global_batch = per_replica_batch * context.num_replicas_in_sync
+
+    def select(indices):
+        if training:
+            indices = indices.take(indices.cardinality() // global_batch * global_batch)
+        grouped = indices.batch(per_replica_batch * local).shard(context.num_input_pipelines, context.input_pipeline_id)
+        return grouped.unbatch()
+
+    return select
+
+
+def distributed_dataset(strategy, split, global_batch: int, training: bool, skip_steps: int = 0, take_steps=None,
+                        **make_dataset_kwargs):
+    """strategy.distribute_datasets_from_function over data.make_dataset of `split`, each worker reading its
+    shard (shard_select) in per-replica batches. Training repeats and starts after `skip_steps` global steps
+    (a resumed run's data position); take_steps limits a finite (validation) dataset to that many global steps."""
+
+    def make(context):
+        per_replica = context.get_per_replica_batch_size(global_batch)
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        # A streamed split (TFDS) has no frame indices to deal out: read whole by one worker, it needs no select
+        # (data.frames refuses one, so several workers stop with a sentence).
+        one_reader = split.stream is not None and context.num_input_pipelines == 1
+        select = None if one_reader else shard_select(context, per_replica, training)
+        dataset = data.make_dataset(split, batch_size=per_replica, training=training, select=select,
+                                    **make_dataset_kwargs)
+        if training:
+            dataset = dataset.repeat().skip(skip_steps * local)
+        return dataset.take(take_steps * local) if take_steps else dataset
+
+    return strategy.distribute_datasets_from_function(make)
+
+
+# ---------------------------------------------------------------------------
+# The steps
+# ---------------------------------------------------------------------------
+
+class Steps:
+    """The compiled train and validation steps of `net` under `strategy`; each returns the batch totals
+    (loss.batch_totals) summed over all replicas, as float32 scalars.
+
+    net must have been built under strategy.scope() and compiled with its optimizer (train.compile_net);
+    make a new Steps after compiling again (a new phase of --freeze-encoder-epochs: new trainable variables).
+    """
+
+    def __init__(self, net: keras.Model, strategy, depth_scale, theta: float, jit_compile: bool = False):
+        self.net, self.strategy, self.depth_scale, self.theta = net, strategy, depth_scale, theta
+        self.optimizer = net.optimizer
+        with strategy.scope():  # the optimizer's variables are made here, not inside the first traced step
+            self.optimizer.build(net.trainable_variables)
+        # XLA compiles the replica's step as a nested tf.function, which cannot hold the all-reduces of more
+        # than one replica (TensorFlow's "merge_call called while defining a new graph"): one replica only.
+        one = strategy.num_replicas_in_sync == 1
+        self._replica_train = tf.function(self._replica_train_step, jit_compile=True) if jit_compile and one \
+            else self._replica_train_step
+        self._train = {}  # steps per call -> traced function
+
+    def _replica_train_step(self, x, y_true):
+        """One replica's share of a step: x [b, H, W, 3], y_true [b, h, w, 2] -> its totals."""
+        # Normalise by the valid pixels (and images) of the whole global batch: summed over replicas before the
+        # forward pass, so each replica's gradient is its share of the one-device gradient.
+        counts = tf.distribute.get_replica_context().all_reduce(SUM, loss_counts(unpack_target(y_true)[1]))
+        variables = self.net.trainable_variables
+        with tf.GradientTape() as tape:
+            y_pred = self.net(x, training=True)
+            totals = batch_totals(y_true, y_pred, self.depth_scale)
+            sums = {key: totals[f"loss/{key}"] for key in counts}
+            loss = weighted_loss(terms_from_parts(sums, counts), self.theta)
+            scaled = self.optimizer.scale_loss(loss)  # a LossScaleOptimizer's scale under mixed_float16, else 1
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return totals
+
+    def train(self, iterator, steps: int, stop: bool) -> dict:
+        """Run `steps` train steps (one compiled call) from the distributed iterator; returns their totals summed,
+        as numpy floats; totals[STOP] > 0 when any worker asked to stop (passed stop=True)."""
+        if steps not in self._train:
+            self._train[steps] = tf.function(lambda it, flag: self._run_steps(it, steps, flag))
+        return {k: v.numpy() for k, v in self._train[steps](iterator, tf.constant(float(stop))).items()}
+
+    def _run_steps(self, iterator, steps, stop):
+        totals = None
+        for _ in range(steps):  # unrolled: --steps-per-execution is small
+            # tf.identity: each replica's own copy of the stop request, so that it can be summed like the totals
+            per_replica = self.strategy.run(lambda x, y: {**self._replica_train(x, y), STOP: tf.identity(stop)},
+                                            args=next(iterator))
+            step = {k: self.strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
+            totals = step if totals is None else {k: totals[k] + v for k, v in step.items()}
+        return totals
+
+    @tf.function
+    def _validate(self, batch):
+        x, y_true = batch
+        per_replica = self.strategy.run(lambda x, y: batch_totals(y, self.net(x, training=False), self.depth_scale),
+                                        args=(x, y_true))
+        return {k: self.strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
+
+    def validate(self, dataset) -> dict:
+        """Logs of the whole distributed validation dataset (loss.logs_from_totals), every replica's frames pooled."""
+        totals = {}
+        for batch in dataset:
+            totals = add(totals, {k: v.numpy() for k, v in self._validate(batch).items()})
+        return logs_from_totals(totals, self.theta)
+
+
+def add(totals: dict, more: dict) -> dict:
+    """Totals plus more, key by key (an empty dict is zero)."""
+    return {k: totals.get(k, 0.0) + v for k, v in more.items()}
+
+
+# ---------------------------------------------------------------------------
+# Progress and the time budget
+# ---------------------------------------------------------------------------
+
+class Progress:
+    """Progress inside an epoch: Keras's Progbar on a terminal; otherwise (a file, a cluster job's log) a line
+    every `every_s` seconds with steps/s and the epoch's ETA, and one line per epoch."""
+
+    def __init__(self, steps: int, epochs: int, every_s: float, enabled: bool = True):
+        self.steps, self.epochs, self.every_s, self.enabled = steps, epochs, every_s, enabled
+        self.tty = sys.stdout.isatty()
+
+    def begin(self, epoch: int) -> None:
+        self.epoch, self.start, self.last = epoch, time.monotonic(), time.monotonic()
+        if self.enabled:
+            print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
+            self.bar = keras.utils.Progbar(self.steps) if self.tty else None
+
+    def update(self, step: int, logs: dict) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(step, list(logs.items()))
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            rate = step / (now - self.start)
+            print(f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.steps}: {rate:.2f} steps/s, ETA "
+                  f"{_clock((self.steps - step) / rate)}, {_metrics(logs)}", flush=True)
+            self.last = now
+
+    def end(self, step: int, logs: dict) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(step, list(logs.items()), finalize=True)
+        else:
+            seconds = time.monotonic() - self.start
+            print(f"epoch {self.epoch + 1}/{self.epochs}: {step} steps in {_clock(seconds)} ({step / seconds:.2f} "
+                  f"steps/s), {_metrics(logs)}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
+def _metrics(logs: dict) -> str:
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+class Deadline:
+    """The --time-budget: minutes of wall-clock time from the first step of this process (None: no budget)."""
+
+    def __init__(self, minutes: float | None):
+        self.minutes, self.start = minutes, None
+
+    def passed(self) -> bool:
+        self.start = self.start or time.monotonic()
+        return self.minutes is not None and time.monotonic() - self.start > 60.0 * self.minutes
+
+
+# ---------------------------------------------------------------------------
+# The epochs
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Loop:
+    """What the epochs of a run share: the compiled steps, the training iterator (kept across phases), the
+    validation dataset (or None), steps per epoch and per call, the time budget, progress, the callbacks run at
+    each epoch's end (keras.callbacks.CallbackList; the chief's writes) and the backup, saved last."""
+
+    steps: Steps
+    iterator: object
+    val: object
+    steps_per_epoch: int
+    steps_per_call: int
+    deadline: Deadline
+    progress: Progress
+    callbacks: keras.callbacks.CallbackList
+    backup: object
+    global_step: int = 0  # steps trained since the run began: the data position a resumed run restarts from
+
+    def epoch(self, epoch: int) -> bool:
+        """Train, validate and save epoch `epoch` (0-based); returns False when the time budget ended training.
+
+        Raises NonFiniteLoss at the first step whose loss is not finite, before anything of the epoch is saved.
+        """
+        self.callbacks.on_epoch_begin(epoch)
+        self.progress.begin(epoch)
+        totals, step, stopped = {}, 0, False
+        while step < self.steps_per_epoch and not stopped:
+            calls = min(self.steps_per_call, self.steps_per_epoch - step)
+            done = self.steps.train(self.iterator, calls, self.deadline.passed())
+            stopped = done.pop(STOP) > 0
+            loss = logs_from_totals(done, self.steps.theta)["loss"]
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"the training loss became {loss} at epoch {epoch + 1}, step {step + calls}; "
+                                    f"nothing of that epoch was saved: --resume with a lower --lr "
+                                    f"(now {float(self.steps.optimizer.learning_rate):g})")
+            totals, step, self.global_step = add(totals, done), step + calls, self.global_step + calls
+            self.callbacks.on_train_batch_end(step - 1)
+            self.progress.update(step, logs_from_totals(totals, self.steps.theta))
+        logs = logs_from_totals(totals, self.steps.theta)
+        if self.val is not None:
+            logs.update({f"val_{k}": v for k, v in self.steps.validate(self.val).items()})
+        self.progress.end(step, logs)
+        if stopped and self.progress.enabled:
+            print(f"time budget of {self.deadline.minutes:g} min reached: epoch {epoch + 1} ended after {step} "
+                  "steps", file=sys.stderr)
+        self.callbacks.on_epoch_end(epoch, logs)  # history.csv and checkpoints first,
+        self.backup.save(epoch + 1, self.global_step)  # then the backup: an epoch counts as done only once all of it is written
+        return not stopped

@@ -1,0 +1,221 @@
+"""Training on several replicas computes what one device computes on the same global batch: MirroredStrategy over
+two logical CPUs, and MultiWorkerMirroredStrategy with two workers on 127.0.0.1 (free ports), each in its own
+process (logical devices and the cluster are fixed before TensorFlow's first op), every process with a timeout.
+
+Weights are compared as a whole, |w_a - w_b| / |w_a| over all of them: Adam's first steps move a weight by about
+the learning rate times the sign of its gradient, so a weight whose gradient is within rounding of zero can move
+either way on two devices, while the network as a whole agrees to a few 1e-5. The step itself is compared with
+plain SGD, whose update is proportional to the gradient, so that a gradient summed instead of averaged over
+replicas (the bug of Keras's fit with a scalar loss) would show.
+"""
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+
+import model  # noqa: F401  registers DepthOutput
+import nyu_layouts as L
+import train as train_main
+from conftest import ROOT
+
+TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--tb-images", "0", "--no-augment",
+        "--bs", "4"]
+TIMEOUT_S = 240  # per process; a normal run takes a few seconds plus TensorFlow's start-up
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
+    return str(L.write_zip(tmp_path_factory.mktemp("data") / "nyu_data.zip", files))
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def weights(path):
+    return np.concatenate([w.ravel() for w in keras.models.load_model(path).get_weights()])
+
+
+def relative_distance(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def train_py(*flags, env=None):
+    return subprocess.Popen([sys.executable, "train.py", *map(str, flags)], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def workers(*flags, outs):
+    """Two train.py workers on 127.0.0.1, worker i writing to outs[i]; returns the processes."""
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    procs = []
+    for index, out in enumerate(outs):
+        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(config)}
+        procs.append(train_py(*flags, "--strategy", "multiworker", "--out", out, env=env))
+    return procs
+
+
+def finish(*procs):
+    """(exit code, stderr) of each process, waiting at most TIMEOUT_S."""
+    errs = [p.communicate(timeout=TIMEOUT_S)[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errs)]
+
+
+STEP_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np
+    import loop, train
+    from depth import DepthScale
+    from layouts import open_source
+
+    args = train.parse_args(["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "4",
+                             "--no-augment", "--data", sys.argv[1]])
+    split, scale = open_source(args.data).split("train"), DepthScale()
+
+    def plain_net():  # no BatchNormalization: the loss and gradient arithmetic alone
+        image = keras.Input((32, 48, 3))
+        x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(image)
+        return keras.Model(image, keras.layers.Conv2D(1, 3, padding="same", bias_initializer="ones")(x))
+
+    out, two = {}, tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # one: a second would reuse collective keys
+    for kind, steps in [("unet", 1), ("plain", 3)]:
+        for name, strategy in [("one", tf.distribute.get_strategy()), ("two", two)]:
+            keras.utils.set_random_seed(0)
+            with strategy.scope():
+                net = train.build_net(args, scale, synchronized_bn=name == "two") if kind == "unet" else plain_net()
+                net.compile(optimizer=keras.optimizers.SGD(0.05))
+            step = loop.Steps(net, strategy, scale, theta=0.1)
+            iterator = iter(loop.distributed_dataset(strategy, split, 4, True, input_hw=(32, 48), target_hw=(32, 48),
+                                                     depth_scale=scale, augmentation=None))
+            losses = [loop.logs_from_totals(step.train(iterator, 1, False), 0.1)["loss"] for _ in range(steps)]
+            out[f"{kind} {name}"] = {"replicas": strategy.num_replicas_in_sync, "losses": losses,
+                                     "weights": np.concatenate([w.ravel() for w in net.get_weights()]).tolist()}
+    print(json.dumps(out))
+""")
+
+
+def test_mirrored_step_on_two_replicas_equals_one_device(tiny_data):
+    """SGD steps of loop.Steps on one and two replicas of the same global batch: the UNet's first step (synchronized
+    BatchNormalization) gives the same loss and weights to 1e-4, and three steps of a network without
+    BatchNormalization agree to 1e-6. (Further UNet steps drift apart by ~1e-4 per step at this learning rate: Keras's
+    synchronized BatchNormalization takes the variance as E[x^2] - E[x]^2, whose float32 rounding depends on the
+    order of the sums; one device's two-pass variance differs from it by as much.)"""
+    run = subprocess.run([sys.executable, "-c", STEP_SCRIPT, tiny_data], cwd=ROOT, capture_output=True, text=True,
+                         timeout=TIMEOUT_S)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert [out[f"unet {name}"]["replicas"] for name in ("one", "two")] == [1, 2]
+    for kind, tolerance in (("unet", 1e-4), ("plain", 1e-6)):
+        one, two = out[f"{kind} one"], out[f"{kind} two"]
+        np.testing.assert_allclose(two["losses"], one["losses"], rtol=tolerance)
+        np.testing.assert_allclose(two["weights"], one["weights"], rtol=tolerance, atol=tolerance)
+    assert out["plain one"]["losses"][2] != out["plain one"]["losses"][0]  # the steps did train
+
+
+@pytest.fixture(scope="module")
+def mirrored_run(tiny_data, tmp_path_factory):
+    """An uninterrupted train.py run on two logical CPUs (3 epochs of 6 steps), the workers' reference."""
+    run_dir = tmp_path_factory.mktemp("mirrored") / "run"
+    proc = train_py(*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6", "--out", run_dir,
+                    "--strategy", "mirrored", "--logical-devices", "2")
+    [(code, err)] = finish(proc)
+    assert code == 0, err[-3000:]
+    return run_dir
+
+
+def test_command_line_mirrored_equals_one_device(tiny_data, mirrored_run, tmp_path):
+    """train.py on one device (in this process) and on two logical CPUs: the same first loss and final weights."""
+    assert train_main.run([*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6",
+                           "--out", str(tmp_path / "one")]) == 0
+    first = [float(history(run)[0]["loss"]) for run in (tmp_path / "one", mirrored_run)]
+    assert first[1] == pytest.approx(first[0], rel=1e-4)
+    assert relative_distance(weights(tmp_path / "one" / "model.keras"), weights(mirrored_run / "model.keras")) < 1e-4
+
+
+def test_two_workers_train_as_two_local_replicas_and_only_the_chief_writes(tiny_data, mirrored_run, tmp_path):
+    chief, other = tmp_path / "chief", tmp_path / "worker1"
+    procs = workers(*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6", outs=[chief, other])
+    (code0, err0), (code1, err1) = finish(*procs)
+    assert (code0, code1) == (0, 0), (err0[-2000:], err1[-2000:])
+    assert "2 replica(s), worker 0" in err0 and "2 replica(s), worker 1" in err1
+    assert [r["loss"] for r in history(chief)] == [r["loss"] for r in history(mirrored_run)]
+    assert relative_distance(weights(mirrored_run / "model.keras"), weights(chief / "model.keras")) < 1e-5
+    for name in ("model.keras", "args.json", "history.csv", "checkpoints/best.keras", "backup/checkpoint"):
+        assert (chief / name).exists(), name
+    assert not other.exists() or not list(other.glob("*.keras")) and not (other / "history.csv").exists()
+    assert not (tmp_path / "worker1.worker1-backup").exists()  # the worker's backup is gone once the run is done
+
+
+def test_lost_worker_stops_the_chief_and_both_resume_to_the_uninterrupted_weights(tiny_data, mirrored_run, tmp_path):
+    chief, other = tmp_path / "chief", tmp_path / "worker1"
+    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6", "--collective-timeout", "20"]
+    procs = workers(*flags, outs=[chief, other])
+    deadline = time.time() + TIMEOUT_S
+    while time.time() < deadline and procs[0].poll() is None and not (chief / "history.csv").exists():
+        time.sleep(0.02)
+    assert procs[0].poll() is None, "the chief ended before a worker could be lost"
+    procs[1].send_signal(signal.SIGKILL)
+    start = time.time()
+    (code0, err0), _ = finish(*procs)
+    lines = [line for line in err0.splitlines() if line.startswith("error:")]
+    assert code0 == 2 and len(lines) == 1 and "lost contact with another worker" in lines[0], err0[-2000:]
+    assert "Traceback" not in err0 and time.time() - start < TIMEOUT_S
+
+    (code0, err0), (code1, err1) = finish(*workers(*flags, "--resume", outs=[chief, other]))
+    assert (code0, code1) == (0, 0), (err0[-2000:], err1[-2000:])
+    assert [int(r["epoch"]) for r in history(chief)] == [0, 1, 2]
+    assert relative_distance(weights(mirrored_run / "model.keras"), weights(chief / "model.keras")) < 1e-5
+
+
+def test_a_worker_with_another_batch_size_is_one_sentence(tiny_data, tmp_path):
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    procs = []
+    for index, bs in enumerate(["4", "2"]):
+        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+        flags = [*TINY, "--bs", bs, "--data", tiny_data, "--epochs", "1", "--steps-per-epoch", "2"]
+        procs.append(train_py(*flags, "--strategy", "multiworker", "--out", tmp_path / f"w{index}",
+                              env={**os.environ, "TF_CONFIG": json.dumps(config)}))
+    for code, err in finish(*procs):
+        assert code == 2 and "error: the workers disagree on --bs" in err and "Traceback" not in err, err[-2000:]
+    assert not (tmp_path / "w0" / "args.json").exists()
+
+
+def test_the_overhead_benchmark_reads_the_epoch_lines_train_py_prints(capsys, monkeypatch):
+    """benchmarks/multiworker.py times train.py by the steps/s of its last epoch line (stdout not a terminal)."""
+    import loop
+    from benchmarks.multiworker import last_epoch_steps_per_s
+
+    clock = iter([100.0, 100.0, 104.0])  # begin (start, last), then end: 10 steps in 4 s
+    monkeypatch.setattr(loop.time, "monotonic", lambda: next(clock))
+    progress = loop.Progress(steps=10, epochs=2, every_s=30.0)
+    progress.tty = False
+    progress.begin(1)
+    progress.end(10, {"loss": 0.5})
+    out = capsys.readouterr().out
+    assert "epoch 2/2: 10 steps in 00:00:04 (2.50 steps/s), loss: 0.5000" in out
+    assert last_epoch_steps_per_s("epoch 1/2: 10 steps in 00:00:09 (1.11 steps/s), loss: 1\n" + out) == 2.5

@@ -1,0 +1,171 @@
+"""train.py survives every interruption (issue 12): each test stops a run one way (a full disk, Ctrl-C, a second
+process, a non-finite loss, a stale half-written file, new flags), then checks the state a --resume finds: every
+epoch logged once, model.keras and both checkpoints loading. Failures that cannot be caused without root are
+injected where the real one would happen (an OSError(ENOSPC) from the history's write, a KeyboardInterrupt from a
+training step); the real SIGKILL is in test_train.py."""
+import csv
+import errno
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import callbacks
+import loop
+import model  # noqa: F401  registers DepthOutput
+import nyu_layouts as L
+import rundir
+import train as train_py
+
+TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "0",
+        "--steps-per-epoch", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
+    return str(L.write_zip(tmp_path_factory.mktemp("data") / "nyu_data.zip", files))
+
+
+def train(capsys, *flags):
+    """train.run(flags) in this process: (exit code, stdout, stderr)."""
+    code = train_py.run([str(f) for f in flags])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def epochs(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def assert_whole(run_dir):
+    """model.keras and both checkpoints load and predict the same finite depth."""
+    x = np.random.default_rng(0).random((1, 32, 48, 3), dtype=np.float32)
+    final = keras.models.load_model(run_dir / "model.keras").predict(x, verbose=0)
+    assert np.isfinite(final).all()
+    np.testing.assert_array_equal(final, keras.models.load_model(run_dir / "checkpoints" / "last.keras").predict(x, verbose=0))
+    keras.models.load_model(run_dir / "checkpoints" / "best.keras")
+    assert not list(run_dir.rglob("*.partial*"))
+
+
+def test_resume_applies_safe_flags_refuses_the_others_and_knows_a_finished_run(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")[0] == 0
+    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2", "--lr", "5e-4")
+    assert code == 0 and "resume: --epochs 2 (was 1)" in err and "resume: --lr 0.0005 (was 0.0001)" in err
+    assert epochs(run_dir) == [0, 1]
+    assert json.loads((run_dir / "args.json").read_text())["epochs"] == 2
+    assert_whole(run_dir)
+
+    code, _, err = train(capsys, "--out", run_dir, "--resume", "--bs", "4", "--model", "unet", "--seed", "3")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: --resume cannot change --bs, --seed")
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 0 and f"{run_dir} is complete (2 of 2 epochs)" in err and epochs(run_dir) == [0, 1]
+
+
+def test_a_full_disk_is_one_sentence_and_the_run_resumes_with_each_epoch_once(tiny_data, tmp_path, capsys,
+                                                                              monkeypatch):
+    run_dir = tmp_path / "run"
+    real = callbacks.write_history
+
+    def full_at_epoch_2(path, rows):
+        if len(rows) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(rundir.partial_path(path)))
+        real(path, rows)
+
+    monkeypatch.setattr(callbacks, "write_history", full_at_epoch_2)
+    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "2")
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"error: could not write {run_dir}/history.partial.csv: No space left on device; epochs 1-1 are saved: free "
+        f"space (or make {run_dir} writable), then continue with python train.py --out {run_dir} --resume")
+    monkeypatch.setattr(callbacks, "write_history", real)
+    assert train(capsys, "--out", run_dir, "--resume")[0] == 0
+    assert epochs(run_dir) == [0, 1]
+    assert_whole(run_dir)
+
+
+def test_a_run_started_on_a_full_disk_leaves_no_args_json(tiny_data, tmp_path, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(rundir.partial_path(path)))
+
+    monkeypatch.setattr(rundir, "write_text_whole", full)
+    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")
+    assert code == 2 and "args.partial.json: No space left on device; no epoch is saved yet" in err
+    assert not (run_dir / "args.json").exists()
+    monkeypatch.undo()
+    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")[0] == 0  # the same command
+
+
+def test_ctrl_c_says_what_is_saved_and_resume_finishes(tiny_data, tmp_path, capsys, monkeypatch):
+    run_dir = tmp_path / "run"
+    real, calls = loop.Steps.train, []
+
+    def interrupted_in_epoch_2(self, iterator, steps, stop):
+        calls.append(steps)
+        if len(calls) == 3:  # epoch 2's first step
+            raise KeyboardInterrupt
+        return real(self, iterator, steps, stop)
+
+    monkeypatch.setattr(loop.Steps, "train", interrupted_in_epoch_2)
+    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "2")
+    assert code == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"interrupted: epochs 1-1 are saved in {run_dir}; continue with "
+                                            f"python train.py --out {run_dir} --resume")
+    monkeypatch.undo()
+    assert train(capsys, "--out", run_dir, "--resume")[0] == 0
+    assert epochs(run_dir) == [0, 1]
+
+
+def test_a_second_process_stops_at_once_naming_the_first(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")[0] == 0
+    with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
+        code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {run_dir} is in use by process {os.getpid()} (it holds {run_dir}/train.lock); wait for it to end "
+        "or stop it, then --resume")
+    assert epochs(run_dir) == [0]
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "3", "--lr", "1e12",
+                         "--steps-per-epoch", "4")
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("error: the training loss became ") and "lower --lr (now 1e+12)" in last
+    assert "at epoch 1, step " in last  # Adam moves every weight by ~lr at once: the first epoch fails
+    assert not (run_dir / "model.keras").exists() and not (run_dir / "checkpoints" / "last.keras").exists()
+
+
+def test_progress_lines_when_output_is_not_a_terminal(tiny_data, tmp_path, capsys):
+    code, out, _ = train(capsys, *TINY, "--data", tiny_data, "--out", tmp_path / "run", "--epochs", "1",
+                         "--log-every", "0.001", "--steps-per-epoch", "3")
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("epoch 1/1 step ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/1 step 1/3", "epoch 1/1 step 2/3", "epoch 1/1 step 3/3"]
+    assert all(" steps/s, ETA " in line and "loss: " in line for line in lines)
+
+
+def test_a_run_without_validation_resumes_and_stale_partial_files_are_removed(tiny_data, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1", "--val-split", "none")[0] == 0
+    (run_dir / "checkpoints" / "best.partial.keras").write_bytes(b"")  # what a kill while saving leaves
+    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
+    assert code == 0 and f"removed {run_dir}/checkpoints/best.partial.keras" in err
+    assert epochs(run_dir) == [0, 1]
+    with open(run_dir / "history.csv") as f:
+        assert not [column for column in next(csv.reader(f)) if column.startswith("val_")]
+    assert_whole(run_dir)
+
+
+def test_a_damaged_args_json_is_one_sentence(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "args.json").write_text("")
+    code, _, err = train(capsys, "--out", tmp_path / "run", "--resume")
+    assert code == 2 and f"error: {tmp_path}/run/args.json is damaged" in err
