@@ -320,13 +320,15 @@ def test_depth_units_flag_on_written_files_and_inspect_advice(tmp_path, capsys, 
 
 def test_one_depth_unit_flag_in_every_script_recorded_in_args_json(tmp_path):
     import evaluate
+    import rundir
     import train
 
     common = ["--depth-units-per-metre", "5000"]
     assert data.parse_args(["inspect", "x", *common]).depth_units_per_metre == 5000
     assert evaluate.parse_args(["--model", "m.keras", "--data", "x", *common]).depth_units_per_metre == 5000
     args = train.parse_args(["--out", str(tmp_path / "run"), *common])
-    train.save_run_arguments(train.run_arguments(args))
+    (tmp_path / "run").mkdir()
+    rundir.save_run_arguments(rundir.run_arguments(args, train.SAFE_ON_RESUME))
     assert json.loads((tmp_path / "run" / "args.json").read_text())["depth_units_per_metre"] == 5000
     with pytest.raises(SystemExit):
         data.parse_args(["inspect", "x", "--depth-units-per-metre", "0"])
