@@ -12,13 +12,18 @@ DEMO_MINUTES := 6
 DEMO_RUN := runs/demo
 DEMO_OUT := outputs/demo
 NYU_EXAMPLES := ../shared/nyu_examples
+# Nine real RGB-D frames with sensor depth (NYU, TUM, SUN RGB-D, Kinect v2; its README gives their units and
+# provenance): demo and compare also score their models there, the synthetic-to-real gap in one table.
+REAL_RGBD := ../shared/real_rgbd/pairs
 
 # The seed's comparison, here: UNet from scratch against a VGG16 transfer model from HED's pretrained
-# weights and from random weights, each with the same wall-clock budget on this machine.
+# weights and from random weights, each with the same wall-clock budget on this machine, scored on the
+# synthetic test split and on the real frames.
 COMPARE_MINUTES := 6
 COMPARE_RUNS := runs/compare
 COMPARE_OUT := outputs/compare
 COMPARE_TRAIN := $(PY) train.py --data $(DEMO_DATA) --epochs 1000 --steps-per-epoch 25 --time-budget $(COMPARE_MINUTES)
+COMPARE_MODELS := $(foreach run,unet vgg16-hed vgg16-random,--model $(COMPARE_RUNS)/$(run)/model.keras)
 
 .PHONY: setup test demo compare notebook clean
 
@@ -47,16 +52,20 @@ demo: setup $(DEMO_DATA)/nyu_data.zip
 	@if [ -d $(NYU_EXAMPLES) ]; then \
 		$(PY) predict.py --model $(DEMO_RUN)/model.keras $(NYU_EXAMPLES) --out $(DEMO_OUT)/nyu_examples; \
 	else echo "no $(NYU_EXAMPLES): skipping the real-photograph predictions"; fi
-	@echo "demo done: table in $(DEMO_OUT)/table.md, figures in $(DEMO_OUT)/, model in $(DEMO_RUN)/model.keras"
+	@if [ -d $(REAL_RGBD) ]; then \
+		$(PY) evaluate.py --model $(DEMO_RUN)/model.keras --data $(REAL_RGBD) --out $(DEMO_OUT)/real_rgbd; \
+	else echo "no $(REAL_RGBD): skipping the evaluation on real RGB-D frames"; fi
+	@echo "demo done: table in $(DEMO_OUT)/table.md (real frames: $(DEMO_OUT)/real_rgbd/table.md), figures in $(DEMO_OUT)/, model in $(DEMO_RUN)/model.keras"
 
 compare: setup $(DEMO_DATA)/nyu_data.zip
 	rm -rf $(COMPARE_RUNS)
 	$(COMPARE_TRAIN) --model unet --base-filters 16 --lr 1e-3 --out $(COMPARE_RUNS)/unet
 	$(COMPARE_TRAIN) --model transfer --encoder vgg16 --encoder-weights hed --out $(COMPARE_RUNS)/vgg16-hed
 	$(COMPARE_TRAIN) --model transfer --encoder vgg16 --encoder-weights none --out $(COMPARE_RUNS)/vgg16-random
-	$(PY) evaluate.py --data $(DEMO_DATA) --out $(COMPARE_OUT) $(if $(wildcard $(NYU_EXAMPLES)),--photos $(NYU_EXAMPLES)) \
-		--model $(COMPARE_RUNS)/unet/model.keras --model $(COMPARE_RUNS)/vgg16-hed/model.keras \
-		--model $(COMPARE_RUNS)/vgg16-random/model.keras
+	$(PY) evaluate.py --data $(DEMO_DATA) --out $(COMPARE_OUT) $(if $(wildcard $(NYU_EXAMPLES)),--photos $(NYU_EXAMPLES)) $(COMPARE_MODELS)
+	@if [ -d $(REAL_RGBD) ]; then \
+		$(PY) evaluate.py --data $(REAL_RGBD) --out $(COMPARE_OUT)/real_rgbd $(COMPARE_MODELS); \
+	else echo "no $(REAL_RGBD): skipping the evaluation on real RGB-D frames"; fi
 
 notebook: setup
 	$(PY) -m pip install --quiet jupyterlab
