@@ -36,3 +36,11 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
             build(folder)
             done.touch()
     return folder
+
+
+FIRST = ("test_distributed.py",)  # minutes of multi-process runs: started first, so no worker ends the session alone
+
+
+def pytest_collection_modifyitems(items):
+    """Run FIRST's modules before the rest (a stable sort: the same order on every pytest-xdist worker)."""
+    items.sort(key=lambda item: item.path.name not in FIRST)
