@@ -19,3 +19,28 @@ def real_rgbd(*parts) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent (the real RGB-D frames live in ../shared/real_rgbd)")
     return path
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder `name`, filled by build(folder) once per test session: pytest-xdist's workers share it (a file
+    lock; the first to come builds, the others wait and reuse), so an expensive reference run is paid once."""
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, holding each worker's own basetemp
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            build(folder)
+            done.touch()
+    return folder
+
+
+FIRST = ("test_distributed.py",)  # minutes of multi-process runs: started first, so no worker ends the session alone
+
+
+def pytest_collection_modifyitems(items):
+    """Run FIRST's modules before the rest (a stable sort: the same order on every pytest-xdist worker)."""
+    items.sort(key=lambda item: item.path.name not in FIRST)

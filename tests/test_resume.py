@@ -122,17 +122,6 @@ def test_ctrl_c_says_what_is_saved_and_resume_finishes(tiny_data, tmp_path, caps
     assert epochs(run_dir) == [0, 1]
 
 
-def test_a_second_process_stops_at_once_naming_the_first(tiny_data, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")[0] == 0
-    with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
-        code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 2 and err.strip().splitlines()[-1] == (
-        f"error: {run_dir} is in use by process {os.getpid()} (it holds {run_dir}/train.lock); wait for it to end "
-        "or stop it, then --resume")
-    assert epochs(run_dir) == [0]
-
-
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tiny_data, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "3", "--lr", "1e12",
@@ -152,9 +141,19 @@ def test_progress_lines_when_output_is_not_a_terminal(tiny_data, tmp_path, capsy
     assert all(" steps/s, ETA " in line and "loss: " in line for line in lines)
 
 
-def test_a_run_without_validation_resumes_and_stale_partial_files_are_removed(tiny_data, tmp_path, capsys):
+def test_a_second_process_is_refused_and_a_run_without_validation_resumes_removing_stale_partial_files(
+        tiny_data, tmp_path, capsys):
+    """One finished epoch (no validation split) serves both: a second process stops at once naming the first; then
+    a kill's stale half-written checkpoint is removed by --resume, which finishes without val_ columns."""
     run_dir = tmp_path / "run"
     assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1", "--val-split", "none")[0] == 0
+    with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
+        code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {run_dir} is in use by process {os.getpid()} (it holds {run_dir}/train.lock); wait for it to end "
+        "or stop it, then --resume")
+    assert epochs(run_dir) == [0]
+
     (run_dir / "checkpoints" / "best.partial.keras").write_bytes(b"")  # what a kill while saving leaves
     code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
     assert code == 0 and f"removed {run_dir}/checkpoints/best.partial.keras" in err
