@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ import pytest
 import model  # noqa: F401  registers DepthOutput
 import nyu_layouts as L
 import train as train_main
+from benchmarks.multiworker import free_ports
 from conftest import ROOT, built_once
 
 TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--tb-images", "0", "--no-augment",
@@ -49,16 +49,6 @@ def weights(path):
 
 def relative_distance(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def train_py(*flags, env=None):
