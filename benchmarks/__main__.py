@@ -18,7 +18,7 @@ from depth import DepthScale
 from layouts import DataError, open_source
 
 from . import __doc__ as PACKAGE_DOC
-from .common import KERAS_DEFAULTS, MODEL_KINDS, SIZES, say, stopwatch, synthetic_dir, train_split
+from .common import KERAS_DEFAULTS, benchmark_parser, MODEL_KINDS, SIZES, say, stopwatch, synthetic_dir, train_split
 from .inference import forward_flops, measure_inference, measure_peak, photographs
 from .multiworker import measure_multiworker
 from .pipeline import measure_memory, measure_pipeline, measure_pipeline_profile
@@ -28,21 +28,14 @@ from .training import measure_stall, measure_training
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=PACKAGE_DOC,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes, few repeats, a 0.1-minute quality run: every code path in a few minutes")
+    parser = benchmark_parser("python -m benchmarks", PACKAGE_DOC,
+                              "tiny sizes, few repeats, a 0.1-minute quality run: every code path in a few minutes",
+                              "benchmarks/results.json", "folder for the quality runs' models and evaluations")
     parser.add_argument("--skip-quality", action="store_true",
                         help="leave out the quality-per-minute runs (about 18 minutes of the full run)")
-    parser.add_argument("--json", default="benchmarks/results.json",
-                        help="where to write the results (default: benchmarks/results.json)")
-    parser.add_argument("--cache", default="data/bench",
-                        help="folder of the cached synthetic sets, written on first use (default: data/bench)")
     parser.add_argument("--quality-data", default=None,
                         help=f"the set the quality runs train and evaluate on (default: the demo's, {train.DEFAULT_DATA}, "
                              "written on first use; with --quick, the cached 64-frame set)")
-    parser.add_argument("--work", default="runs/benchmark",
-                        help="folder for the quality runs' models and evaluations (default: runs/benchmark)")
     return parser.parse_args(argv)
 
 

@@ -1,6 +1,7 @@
 """What every measure shares: the sizes of a run, the goals, taking turns, summaries and clocks."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import operator
 import sys
@@ -186,3 +187,16 @@ def synthetic_dir(cache: Path, frames: int) -> Path:
 def train_split(dataset_dir) -> Split:
     """The training split of the dataset at dataset_dir."""
     return open_source(dataset_dir).split("train")
+
+
+def benchmark_parser(prog: str, description: str, quick_help: str, json_path: str, work_help: str) -> argparse.ArgumentParser:
+    """The flags every benchmark command line shares: --quick, --json (default json_path), --cache and --work
+    (default runs/benchmark)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", default=json_path, help=f"where to write the results (default: {json_path})")
+    parser.add_argument("--cache", default="data/bench",
+                        help="folder of the cached synthetic sets, written on first use (default: data/bench)")
+    parser.add_argument("--work", default="runs/benchmark", help=f"{work_help} (default: runs/benchmark)")
+    return parser

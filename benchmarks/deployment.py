@@ -35,7 +35,7 @@ from layouts import open_source
 from model import build_model, depth_scale_of
 from predict import predict_depth_m
 
-from .common import PLAIN_PREDICT, interleaved, ratio_summary, say, summary
+from .common import PLAIN_PREDICT, benchmark_parser, interleaved, ratio_summary, say, summary
 from .inference import in_batches, keras_depth_m, photographs
 from .quality import DEMO_RECIPE, run_script
 from .report import machine
@@ -206,15 +206,9 @@ def markdown(results: dict) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.deployment", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and a 6-second training run: every code path")
-    parser.add_argument("--json", default="benchmarks/deployment.json",
-                        help="where to write the results (default: benchmarks/deployment.json)")
-    parser.add_argument("--cache", default="data/bench",
-                        help="folder of the cached synthetic sets, written on first use (default: data/bench)")
-    parser.add_argument("--work", default="runs/benchmark",
-                        help="folder for the trained UNet (default: runs/benchmark)")
+    parser = benchmark_parser("python -m benchmarks.deployment", __doc__,
+                              "tiny sizes and a 6-second training run: every code path", "benchmarks/deployment.json",
+                              "folder for the trained UNet")
     return parser.parse_args(argv)
 
 
