@@ -4,26 +4,34 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-# The demo: synthetic NYU-format data, a UNet trained for a few minutes on the CPU (recipes/demo.txt, which
-# the benchmark's quality runs also train with), its evaluation, and its depth maps of the real NYU
-# photographs in ../shared/nyu_examples (when that folder exists).
+# The demo: synthetic NYU-format data, a SqueezeNet v1.1 transfer model from ImageNet weights trained for 1000
+# steps on the CPU (recipes/demo.txt, which the benchmark's quality runs also train with; DEMO_MINUTES caps it
+# on a slower machine), its evaluation, and its depth maps of the real NYU photographs in ../shared/nyu_examples
+# (when that folder exists).
 DEMO_DATA := data/synth
-DEMO_MINUTES := 6
+DEMO_MINUTES := 20
 DEMO_RUN := runs/demo
 DEMO_OUT := outputs/demo
+# SqueezeNet v1.1's ImageNet weights (keras-squeezenet's file; ../shared/weights/README.md says where it comes
+# from). Without it the demo trains the same model from random weights, and says so.
+SQUEEZENET_H5 := ../shared/weights/squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5
+DEMO_WEIGHTS := $(if $(wildcard $(SQUEEZENET_H5)),,--encoder-weights none)
 NYU_EXAMPLES := ../shared/nyu_examples
 # Nine real RGB-D frames with sensor depth (NYU, TUM, SUN RGB-D, Kinect v2; its README gives their units and
 # provenance): demo and compare also score their models there, the synthetic-to-real gap in one table.
 REAL_RGBD := ../shared/real_rgbd/pairs
 
-# The seed's comparison, here: UNet from scratch against a VGG16 transfer model from HED's pretrained
-# weights and from random weights, each with the same wall-clock budget on this machine, scored on the
-# synthetic test split and on the real frames.
+# The seed's comparison, here: the UNet from scratch against transfer models (SqueezeNet v1.1 from ImageNet
+# weights and from random weights, VGG16 from HED's weights), each with the same wall-clock budget on this
+# machine, scored on the synthetic test split and on the real frames. SqueezeNet's ImageNet weights are the
+# keras-squeezenet file in ../shared/weights (its README says where it comes from); without it that run is skipped.
 COMPARE_MINUTES := 6
 COMPARE_RUNS := runs/compare
 COMPARE_OUT := outputs/compare
 COMPARE_TRAIN := $(PY) train.py --data $(DEMO_DATA) --epochs 1000 --steps-per-epoch 25 --time-budget $(COMPARE_MINUTES)
-COMPARE_MODELS := $(foreach run,unet vgg16-hed vgg16-random,--model $(COMPARE_RUNS)/$(run)/model.keras)
+# --model flags for the compare runs that finished (a shell expression: the runs exist only once trained)
+COMPARE_MODELS := $$(for run in unet squeezenet-imagenet squeezenet-random vgg16-hed; do \
+	[ -f $(COMPARE_RUNS)/$$run/model.keras ] && echo --model $(COMPARE_RUNS)/$$run/model.keras; done)
 
 .PHONY: setup test demo compare notebook clean
 
@@ -42,12 +50,14 @@ TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
-$(DEMO_DATA)/nyu_data.zip:
+# Rendered again whenever the renderer changed since, so a demo never trains on a stale set.
+$(DEMO_DATA)/nyu_data.zip: $(wildcard synth/*.py)
 	$(PY) -m synth --out $(DEMO_DATA)
 
 demo: setup $(DEMO_DATA)/nyu_data.zip
 	rm -rf $(DEMO_RUN)
-	$(PY) train.py @recipes/demo.txt --data $(DEMO_DATA) --time-budget $(DEMO_MINUTES) --out $(DEMO_RUN)
+	@$(if $(DEMO_WEIGHTS),echo "no $(SQUEEZENET_H5): training SqueezeNet from random weights instead of ImageNet's")
+	$(PY) train.py @recipes/demo.txt $(DEMO_WEIGHTS) --data $(DEMO_DATA) --time-budget $(DEMO_MINUTES) --out $(DEMO_RUN)
 	$(PY) evaluate.py --model $(DEMO_RUN)/model.keras --data $(DEMO_DATA) --out $(DEMO_OUT)
 	@if [ -d $(NYU_EXAMPLES) ]; then \
 		$(PY) predict.py --model $(DEMO_RUN)/model.keras $(NYU_EXAMPLES) --out $(DEMO_OUT)/nyu_examples; \
@@ -60,8 +70,11 @@ demo: setup $(DEMO_DATA)/nyu_data.zip
 compare: setup $(DEMO_DATA)/nyu_data.zip
 	rm -rf $(COMPARE_RUNS)
 	$(COMPARE_TRAIN) --model unet --base-filters 16 --lr 1e-3 --out $(COMPARE_RUNS)/unet
+	@if [ -f $(SQUEEZENET_H5) ]; then \
+		$(COMPARE_TRAIN) --model transfer --encoder squeezenet --encoder-weights $(SQUEEZENET_H5) --out $(COMPARE_RUNS)/squeezenet-imagenet; \
+	else echo "no $(SQUEEZENET_H5): skipping SqueezeNet from ImageNet weights"; fi
+	$(COMPARE_TRAIN) --model transfer --encoder squeezenet --encoder-weights none --out $(COMPARE_RUNS)/squeezenet-random
 	$(COMPARE_TRAIN) --model transfer --encoder vgg16 --encoder-weights hed --out $(COMPARE_RUNS)/vgg16-hed
-	$(COMPARE_TRAIN) --model transfer --encoder vgg16 --encoder-weights none --out $(COMPARE_RUNS)/vgg16-random
 	$(PY) evaluate.py --data $(DEMO_DATA) --out $(COMPARE_OUT) $(if $(wildcard $(NYU_EXAMPLES)),--photos $(NYU_EXAMPLES)) $(COMPARE_MODELS)
 	@if [ -d $(REAL_RGBD) ]; then \
 		$(PY) evaluate.py --data $(REAL_RGBD) --out $(COMPARE_OUT)/real_rgbd $(COMPARE_MODELS); \

@@ -19,7 +19,7 @@ def sample_furniture(rng: np.random.Generator, size, camera_position) -> list:
     0.5 m of the camera. Each piece gets a few tries at a free spot before it is dropped."""
     width, length, _ = size
     placed, primitives = [], []
-    for _ in range(rng.integers(3, 9)):
+    for _ in range(rng.integers(4, 11)):
         half, parts = _WALL_PIECES[rng.choice(len(_WALL_PIECES), p=_WALL_WEIGHTS)](rng)
         for _ in range(4):
             wall = rng.choice([WALL_X0, WALL_X1, WALL_Y1], p=[0.3, 0.3, 0.4])
@@ -35,8 +35,8 @@ def sample_furniture(rng: np.random.Generator, size, camera_position) -> list:
             yaw += np.radians(rng.uniform(-2, 2))
             if _place(parts, half, centre, yaw, size, camera_position, placed, primitives):
                 break
-    y_near = camera_position[1] + 1.0
-    for _ in range(rng.integers(2, 9) if y_near < length - 0.4 else 0):
+    y_near = camera_position[1] + 0.8
+    for _ in range(rng.integers(3, 11) if y_near < length - 0.4 else 0):
         half, parts = _FREE_PIECES[rng.choice(len(_FREE_PIECES), p=_FREE_WEIGHTS)](rng)
         for _ in range(4):
             centre = (rng.uniform(0.4, width - 0.4), rng.uniform(y_near, length - 0.4))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from synth.camera import camera_effects
 from synth.kinect import kinect_depth
 from synth.raycast import nyu_pixel_grid, trace
 from synth.rooms import sample_scene
@@ -27,4 +28,4 @@ def render_frame(seed: int) -> tuple[np.ndarray, np.ndarray]:
     looks = appearance(scene, surfaces, grid)
     rgb = shade(scene, hits, surfaces, looks, grid, rng)
     depth = kinect_depth(hits.depth_m, surfaces.to_image(looks.no_return, grid.frame_hw), grid, rng)
-    return rgb, depth
+    return camera_effects(rgb, rng), depth

@@ -16,7 +16,7 @@ from synth.scene import (
 
 def sample_scene(rng: np.random.Generator) -> Scene:
     """A random room, camera, furniture and lighting."""
-    size = (rng.uniform(3.0, 8.0), rng.uniform(4.0, 9.0), rng.uniform(2.4, 3.2))
+    size = (rng.uniform(2.5, 5.5), rng.uniform(3.0, 7.0), rng.uniform(2.4, 3.0))
     camera = sample_camera(rng, size)
     room = sample_room(rng, size)
     lighting, pendant = sample_lighting(rng, size, camera.position_m)
@@ -30,7 +30,7 @@ def sample_camera(rng: np.random.Generator, size) -> Camera:
     x, y, height = rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, min(1.5, 0.3 * length)), rng.uniform(1.0, 1.8)
     position = np.array([x, y, height])
     rotation = camera_rotation(
-        np.radians(rng.uniform(-35, 35)), np.radians(rng.uniform(2, 16)), np.radians(np.clip(rng.normal(0, 1.0), -3, 3))
+        np.radians(rng.uniform(-50, 50)), np.radians(rng.uniform(2, 16)), np.radians(np.clip(rng.normal(0, 1.0), -3, 3))
     )
     return Camera(position, rotation)
 

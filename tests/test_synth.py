@@ -12,7 +12,7 @@ import nyu
 import synth
 from conftest import ROOT
 from nyu import DEPTH_CODECS
-from synth import cli, kinect, raycast, scene
+from synth import camera, cli, kinect, raycast, scene
 from synth.dataset import frame_seed
 
 ROOM_M = (10.0, 20.0, 3.0)  # wide and long enough that the walls only appear where a test expects them
@@ -69,8 +69,22 @@ def test_some_but_not_many_pixels_invalid(frames):
 
 def test_rgb_is_a_complete_exposed_image(frames):
     for rgb, _ in frames.values():
-        assert 40 < rgb.mean() < 220  # neither black nor blown out
+        # neither black nor blown out: camera_effects' +0.7 stops can make a white room bright, not white
+        assert 40 < rgb.mean() < 240 and np.mean(rgb == 255) < 0.5
         assert rgb.std() > 15  # there is structure, not a flat fill
+
+
+def test_camera_effects_gain_a_grey_frame_in_linear_light():
+    """A uniform grey frame stays uniform through blur and JPEG, each channel at (grey^2.2 x 2^stops x its white-balance
+    gain)^(1/2.2): the draws are replayed from a twin generator, in camera_effects' order."""
+    grey = np.full((48, 64, 3), 100, np.uint8)
+    out = camera.camera_effects(grey, np.random.default_rng(3)).astype(float)
+    twin = np.random.default_rng(3)
+    gains = 2.0 ** twin.uniform(*camera.EXPOSURE_STOPS) * np.exp(twin.normal(0.0, camera.WHITE_BALANCE_SIGMA, 3))
+    want = np.clip((100 / 255) ** 2.2 * gains, 0, 1) ** (1 / 2.2) * 255
+    # JPEG stores a flat colour as YCbCr with its chroma quantised: a level or three off in RGB
+    assert np.abs(out - want).max() <= 3.0, (out.mean(axis=(0, 1)), want)
+    assert np.abs(want - 100).max() > 20  # this draw darkened the frame: the gains did act
 
 
 # --- geometry against hand-computed answers ---
