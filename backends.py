@@ -3,9 +3,10 @@
 export.py writes a SavedModel folder, a LiteRT flat buffer (.tflite) or an ONNX file, each mapping float32 RGB
 [B, h, w, 3] in [0, 1] at the model's input size straight to depth in metres [B, h', w', 1] (the DepthScale's
 decoding, and optionally the flip average, inside the graph), with a sidecar `<file>.json` (`ExportInfo`)
-recording the input size, depth range and units. `load_depth_model(path)` picks the loader by extension
-(a folder holding saved_model.pb is a SavedModel) and returns the model with its DepthScale; an exported
-model is an `ExportedModel`, which predict.predict_depth_m runs like a Keras model's forward pass.
+recording the input size, depth range, units and the model's training mean depth. `load_depth_model(path)` picks
+the loader by extension (a folder holding saved_model.pb is a SavedModel) and returns the model with its
+DepthScale; an exported model is an `ExportedModel`, which predict.predict_depth_m runs like a Keras model's
+forward pass. `recorded_mean_depth_m(model)` reads either kind's training mean depth back.
 The runtimes of .tflite (`ai-edge-litert`) and .onnx (`onnxruntime`) are imported only when such a file is loaded.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from depth import DepthScale
 from quiet import native_logging_silenced
-from model import depth_scale_of, load_model
+from model import depth_scale_of, load_model, train_mean_depth_of
 
 UNITS = "metres"
 INPUT_DESCRIPTION = "float32 RGB in [0, 1], [B, H, W, 3] at input_hw (resize first, as data.resize_rgb does)"
@@ -42,7 +43,9 @@ class ExportInfo:
 
     input_hw / output_hw: (height, width) in pixels of the network input and of the depth it returns;
     min_depth_m / max_depth_m: the range every output lies in; flip: the flip test-time average is inside
-    the graph; quantize: none, float16 or int8; source: the .keras file it was exported from.
+    the graph; quantize: none, float16 or int8; source: the .keras file it was exported from;
+    train_mean_depth_m: the mean depth in metres of the model's training frames as train.py recorded it (None
+    when the model recorded none, and in sidecars written before export.py carried it).
     """
 
     format: str
@@ -53,6 +56,7 @@ class ExportInfo:
     flip: bool
     quantize: str = "none"
     source: str = ""
+    train_mean_depth_m: float | None = None
     units: str = UNITS
     input: str = INPUT_DESCRIPTION
 
@@ -211,3 +215,11 @@ def load_depth_model(path):
         return net, depth_scale_of(net)
     exported = load_exported(path)
     return exported, exported.depth_scale
+
+
+def recorded_mean_depth_m(model) -> float | None:
+    """The mean training depth in metres recorded with a model load_depth_model returned: a Keras model's
+    DepthOutput config (model.train_mean_depth_of) or an export's sidecar; None when it recorded none."""
+    if isinstance(model, ExportedModel):
+        return model.info.train_mean_depth_m
+    return train_mean_depth_of(model)

@@ -5,11 +5,13 @@
 
 Per test image: predict at the ground truth's size (flip test-time augmentation on by default), clip to the
 model's depth range, and score inside a crop over the pixels whose ground truth lies in that range; the
-table reports the mean over images. It is printed and written to --out as table.md and table.csv, with
-metrics.json, per_image_<model>.csv and examples_<model>.png (best, median and worst images by abs_rel).
-With two or more models it also writes comparison.png: --compare-frames test images, evenly spaced over the
-evaluated ones, as RGB | ground truth | each model's prediction with its abs_rel there. --photos (photographs
-without ground truth) adds photos.png: RGB | each model's prediction for up to --max-photos of them.
+table reports the mean over images. Beside the models it scores two kinds of constant depth: the fair baseline,
+the mean training depth each model recorded (train.py), and the evaluated frames' own mean, known only in
+hindsight. The table is printed and written to --out as table.md and table.csv, with metrics.json,
+per_image_<model>.csv and examples_<model>.png (best, median and worst images by abs_rel). With two or more
+models it also writes comparison.png: --compare-frames test images, evenly spaced over the evaluated ones, as
+RGB | ground truth | each model's prediction with its abs_rel there. --photos (photographs without ground truth)
+adds photos.png: RGB | each model's prediction for up to --max-photos of them.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from data import frames
 from depth import DepthScale
 from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import depth_errors
-from backends import load_depth_model
+from backends import load_depth_model, recorded_mean_depth_m
 from predict import NonFiniteDepth, predict_depth_m, read_photos
 
 NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
@@ -42,7 +44,7 @@ CROP_CHOICES = {
     **{name: f"{crop.whose}, {nyu.box_text(crop.box)} ({NYU_FRAME_TEXT} frames only)" for name, crop in nyu.CROPS.items()},
     "none": "the whole frame",
 }
-BASELINE_FRAMES = 200  # training frames (evenly spaced) whose mean depth the baseline predicts everywhere
+BASELINE_FRAMES = 200  # train-split frames (evenly spaced) averaged for models that recorded no training mean
 MAX_PHOTOS = 6  # photographs without ground truth in photos.png (and the notebook's figure)
 
 
@@ -100,12 +102,14 @@ def median_scaled(gt_m: np.ndarray, pred_m: np.ndarray, valid: np.ndarray) -> np
 
 @dataclasses.dataclass
 class Candidate:
-    """A model under evaluation: its label in the table, file-name slug, and per-image results."""
+    """A model under evaluation: its label in the table, file-name slug, the mean training depth in metres it
+    recorded (backends.recorded_mean_depth_m; None if none), and per-image results."""
 
     label: str
     slug: str
     model: keras.Model
     depth_scale: DepthScale
+    train_mean_depth_m: float | None = None
     rows: list = dataclasses.field(default_factory=list)  # per image: frame, index, ms, ERROR_METRICS[, median_*]
 
     @property
@@ -146,22 +150,13 @@ def mean_depth_m(split: Split, max_frames: int) -> float:
     return total / count
 
 
-def score_split(
-    split: Split, candidates: list[Candidate], *, crop: str, flip: bool, median_scaling: bool,
-    baseline_m: float,
-) -> tuple[list[dict], set[str]]:
-    """Stream the split's frames once, scoring every candidate on each; candidates' rows are filled in.
-
-    Returns the rows of the constant baseline (baseline_m metres everywhere, scored on the first candidate's
-    valid pixels) and the labels of the crops used. Frames whose crop holds no valid ground truth are left out.
-    Raises NonFiniteDepth, after the whole split, if a model predicted NaN or inf anywhere.
-    """
-    baseline_rows, crops_used = [], set()
-    nonfinite = {c.label: 0 for c in candidates}  # images each model predicted non-finite depth for
-    for frame in tqdm(frames(split), total=len(split), desc="evaluate", unit="image", file=sys.stderr):
+def scored_frames(split: Split, candidates: list[Candidate], crop: str, crops_used: set[str], desc: str):
+    """Yield (name, index, RGB uint8 [H, W, 3], ground truth [H, W] metres, [valid mask [H, W] per candidate])
+    for each frame of split, adding its crop's label to crops_used. Frames whose crop holds no valid ground truth
+    for some candidate are skipped by name (split.skip)."""
+    for frame in tqdm(frames(split), total=len(split), desc=desc, unit="image", file=sys.stderr):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
         index = int(frame["index"])
-        name = split.frame_name(index)
         box, crop_label = frame_crop(crop, gt.shape, split.crop)
         crops_used.add(crop_label)
         valid = [valid_mask(gt, c.depth_scale, box) for c in candidates]
@@ -169,6 +164,34 @@ def score_split(
             scale = candidates[0].depth_scale
             split.skip(index, f"no ground truth in {scale.min_depth_m:g}-{scale.max_depth_m:g} m inside the crop")
             continue
+        yield split.frame_name(index), index, rgb, gt, valid
+
+
+def scored_mean_depth_m(split: Split, candidates: list[Candidate], crop: str) -> float:
+    """Mean ground truth in metres over the pixels score_split scores the constants on (the first candidate's valid
+    pixels of every frame it scores): the best constant in hindsight. DataError when no frame can be scored."""
+    total, count, crops = 0.0, 0, set()
+    for *_, gt, valid in scored_frames(split, candidates, crop, crops, f"{split.name} mean depth"):
+        total, count = total + float(gt[valid[0]].sum(dtype=np.float64)), count + int(valid[0].sum())
+    if count == 0:  # crops holds a label for every frame read, scored or not
+        raise split.nothing_usable(len(split), "could be scored" if crops else "is readable")
+    split.take_skipped()  # score_split skips the same frames again
+    return total / count
+
+
+def score_split(
+    split: Split, candidates: list[Candidate], *, crop: str, flip: bool, median_scaling: bool,
+    constants: list[table.Constant],
+) -> set[str]:
+    """Stream the split's frames once, scoring every candidate and constant on each; their rows are filled in.
+
+    Returns the labels of the crops used. Each constant (its depth_m everywhere) is scored on the first
+    candidate's valid pixels. Frames whose crop holds no valid ground truth are left out.
+    Raises NonFiniteDepth, after the whole split, if a model predicted NaN or inf anywhere.
+    """
+    crops_used = set()
+    nonfinite = {c.label: 0 for c in candidates}  # images each model predicted non-finite depth for
+    for name, index, rgb, gt, valid in scored_frames(split, candidates, crop, crops_used, "evaluate"):
         for candidate, scored in zip(candidates, valid):
             start = time.perf_counter()
             pred = predict_depth_m(candidate.model, rgb, candidate.depth_scale, flip=flip)  # [H, W] metres
@@ -179,11 +202,39 @@ def score_split(
                 scaled = compute_errors(gt, median_scaled(gt, pred, scored), scored)
                 row.update({f"median_{k}": v for k, v in scaled.items()})
             candidate.rows.append(row)
-        baseline_rows.append({"frame": name, "index": index, **compute_errors(gt, np.full_like(gt, baseline_m), valid[0])})
+        for constant in constants:
+            constant.rows.append({"frame": name, "index": index,
+                                  **compute_errors(gt, np.full_like(gt, constant.depth_m), valid[0])})
     for label, bad in nonfinite.items():
         if bad:
-            raise NonFiniteDepth(label, bad, len(baseline_rows))
-    return baseline_rows, crops_used
+            raise NonFiniteDepth(label, bad, len(candidates[0].rows))
+    return crops_used
+
+
+def fair_baselines(candidates: list[Candidate], source, max_frames: int) -> tuple[list[table.Constant], str | None]:
+    """(the fair constant baselines, a notice or None): one Constant per distinct training mean the candidates
+    recorded, naming them; for candidates that recorded none, the mean depth of at most max_frames frames of the
+    data's train split if it has one, else no row and a one-line notice saying so."""
+    by_depth = {}
+    for c in candidates:
+        by_depth.setdefault(c.train_mean_depth_m, []).append(c.label)
+    unrecorded = by_depth.pop(None, [])
+    constants = [table.Constant("training_mean", depth_m, labels) for depth_m, labels in by_depth.items()]
+    if unrecorded and "train" in source.splits:
+        train_mean_m = mean_depth_m(source.split("train"), max_frames)
+        constants.append(table.Constant("train_split_mean", train_mean_m, unrecorded))
+    elif unrecorded:
+        return constants, (f"note: no fair-baseline row for {table.names_text(unrecorded)}: no training mean depth "
+                           "recorded in the model (saved before train.py recorded it) and no train split in the data")
+    return constants, None
+
+
+def constants_to_score(candidates: list[Candidate], source, split: Split, *, crop: str,
+                       max_frames: int) -> tuple[list[table.Constant], str | None]:
+    """(the constants score_split scores on split, a notice or None): fair_baselines, then the best constant in
+    hindsight, split's own mean depth over the pixels scored (scored_mean_depth_m)."""
+    constants, notice = fair_baselines(candidates, source, max_frames)
+    return constants + [table.Constant("frames_mean", scored_mean_depth_m(split, candidates, crop))], notice
 
 
 # ---------------------------------------------------------------------------
@@ -260,8 +311,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     protocol.add_argument("--median-scaling", action="store_true",
                           help="add a row per model with per-image median scaling (DenseDepth's second row)")
     protocol.add_argument("--baseline-frames", type=int, default=BASELINE_FRAMES,
-                          help=f"training frames (evenly spaced) averaged for the mean-depth baseline "
-                               f"(default: {BASELINE_FRAMES})")
+                          help="train-split frames (evenly spaced) averaged for the fair baseline of a model "
+                               f"that recorded no training mean depth (default: {BASELINE_FRAMES})")
     output = parser.add_argument_group("output")
     output.add_argument("--out", default="outputs/evaluate",
                         help="folder for table.md, table.csv, metrics.json, per-image CSVs and figures "
@@ -288,18 +339,9 @@ def load_candidates(paths) -> list[Candidate]:
     """Load each model with its DepthScale; raises FileNotFoundError or ValueError naming a bad file."""
     candidates = []
     for path, slug in zip(paths, model_slugs(paths)):
-        candidates.append(Candidate(path, slug, *load_depth_model(path)))
+        model, depth_scale = load_depth_model(path)
+        candidates.append(Candidate(path, slug, model, depth_scale, recorded_mean_depth_m(model)))
     return candidates
-
-
-def baseline_depth(source, split_name: str, max_frames: int) -> tuple[float, str]:
-    """(the training split's mean depth in metres, the baseline's row label); the evaluated split's mean
-    when the source has no train split, as the label then says."""
-    if "train" in source.splits:
-        mean = mean_depth_m(source.split("train"), max_frames)
-        return mean, f"baseline: training-set mean depth ({mean:.2f} m) everywhere"
-    mean = mean_depth_m(source.split(split_name), max_frames)
-    return mean, f"baseline: {split_name}-set mean depth ({mean:.2f} m) everywhere (no train split in the data)"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -320,14 +362,10 @@ def main(args: argparse.Namespace) -> int:
         photos = read_photos(args.photos, args.max_photos) if args.photos else []
         if args.photos and not photos:
             raise DataError(f"--photos {' '.join(args.photos)} holds no readable image; give image files, folders or globs")
-        baseline_m, baseline_label = baseline_depth(source, args.split, args.baseline_frames)
-        split.take_skipped()  # forget any skips from the baseline's frames
-        baseline_rows, crops_used = score_split(
-            split, candidates, crop=args.crop, flip=not args.no_flip, median_scaling=args.median_scaling,
-            baseline_m=baseline_m,
-        )
-        if not baseline_rows:
-            raise split.nothing_usable(len(split), "could be scored")
+        constants, notice = constants_to_score(candidates, source, split, crop=args.crop,
+                                               max_frames=args.baseline_frames)
+        crops_used = score_split(split, candidates, crop=args.crop, flip=not args.no_flip,
+                                 median_scaling=args.median_scaling, constants=constants)
         skipped = split.take_skipped()
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)
@@ -339,8 +377,7 @@ def main(args: argparse.Namespace) -> int:
         if photos:
             written.append(out / "photos.png")
             photo_figure(written[-1], photos, candidates, flip=not args.no_flip)
-        baseline = {"label": baseline_label, "depth_m": baseline_m, "rows": baseline_rows}
-        print(table.write_report(out, args, candidates, baseline, crops_used, skipped))
+        print(table.write_report(out, args, candidates, constants, crops_used, skipped))
     except (DataError, NonFiniteDepth) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -349,6 +386,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if skipped:
         print(f"skipped {len(skipped)} frames:\n  " + "\n  ".join(skipped), file=sys.stderr)
+    if notice:
+        print(notice, file=sys.stderr)
     print(f"wrote {out}/table.md, table.csv, metrics.json and per_image_*.csv", file=sys.stderr)
     print("wrote figures: " + ", ".join(str(f) for f in written), file=sys.stderr)
     return 0

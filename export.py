@@ -5,10 +5,11 @@
 The exported graph maps float32 RGB [B, h, w, 3] in [0, 1] at the model's input size straight to depth in metres
 [B, h', w', 1] at its output size: the model's DepthScale decoding and, unless --no-flip, DenseDepth's flip
 average are inside it. Beside it, <file>.json (backends.ExportInfo) records the input and output sizes, the depth
-range and the units. How each is made, with the ecosystem's tools: SavedModel by Keras's model.export; .tflite by
-TensorFlow's LiteRT converter from that SavedModel (--quantize float16: float16 weights; int8: int8 weights and
-activations, calibrated on --calibration-frames training images, of the data the run's args.json names or
---data; inputs and outputs stay float32); ONNX by tf2onnx from that SavedModel.
+range, the units and the mean training depth train.py recorded in the model (evaluate.py's fair baseline).
+How each is made, with the ecosystem's tools: SavedModel by Keras's model.export; .tflite by TensorFlow's LiteRT
+converter from that SavedModel (--quantize float16: float16 weights; int8: int8 weights and activations,
+calibrated on --calibration-frames training images, of the data the run's args.json names or --data; inputs and
+outputs stay float32); ONNX by tf2onnx from that SavedModel.
 predict.py and evaluate.py take any of them as --model; ai-edge-litert runs .tflite, onnxruntime .onnx.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from data import frames, resize_rgb
 from depth import DepthScale
 from evaluate import evenly_spaced
 from layouts import DataError, Split
-from model import depth_scale_of, load_model
+from model import depth_scale_of, load_model, train_mean_depth_of
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -146,7 +147,8 @@ WRITERS = {"savedmodel": write_saved_model, "tflite": write_tflite, "onnx": writ
 
 def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, quantize: str = "none",
                  flip: bool = True, calibration=None, source: str = "") -> Path:
-    """Write net as `fmt` (a key of WRITERS) to `out`, with its ExportInfo sidecar; returns out.
+    """Write net as `fmt` (a key of WRITERS) to `out`, with its ExportInfo sidecar (carrying the training mean
+    depth net's DepthOutput recorded, if any); returns out.
 
     calibration: for quantize "int8", a no-argument generator of [float32 [1, h, w, 3] in [0, 1]] lists (LiteRT's
     representative dataset). The export is made in a temporary folder beside out and moved into place, so a
@@ -167,7 +169,7 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
             shutil.rmtree(out)
         staged.replace(out)
     info = ExportInfo(fmt, tuple(net.input_shape[1:3]), tuple(net.output_shape[1:3]), depth_scale.min_depth_m,
-                      depth_scale.max_depth_m, flip, quantize, str(source))
+                      depth_scale.max_depth_m, flip, quantize, str(source), train_mean_depth_of(net))
     write_info(out, info)
     return out
 

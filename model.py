@@ -1,7 +1,8 @@
 """The depth networks: a small UNet and DenseDepth's transfer model on an ImageNet encoder.
 
 Every model takes RGB float32 in [0, 1], shape [B, H, W, 3], and ends in a `DepthOutput` layer that
-carries the model's `DepthScale`, so a saved `.keras` file knows how its output maps to metres.
+carries the model's `DepthScale`, so a saved `.keras` file knows how its output maps to metres (and, once
+train.py has trained it, the mean depth of its training frames).
 The UNet predicts at full resolution [B, H, W, 1]; the transfer model at half, [B, H/2, W/2, 1].
 The encoders and their preprocessing are in encoders.py, their pretrained weights in weights.py.
 
@@ -31,29 +32,48 @@ from weights import assign_keras2_weights, bundled_weights, is_keras2_model, loa
 
 @keras.saving.register_keras_serializable(package="depth")
 class DepthOutput(keras.layers.Identity):
-    """Identity on the predicted depth [B, h, w, 1]; its config holds the model's DepthScale.
+    """Identity on the predicted depth [B, h, w, 1]; its config holds the model's DepthScale and the mean depth
+    in metres of its training frames (`train_mean_depth_m`, recorded by train.py; None for a model not trained
+    by it, or saved before train.py recorded it), so a saved model knows its fair constant baseline.
 
     Registered with Keras, so `keras.models.load_model(path)` restores it once this module is imported.
     """
 
-    def __init__(self, mode, min_depth_m, max_depth_m, **kwargs):
+    def __init__(self, mode, min_depth_m, max_depth_m, train_mean_depth_m=None, **kwargs):
         kwargs.setdefault("dtype", "float32")  # under mixed precision the model still outputs float32
         super().__init__(**kwargs)
         self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)
+        self.train_mean_depth_m = train_mean_depth_m
 
     def get_config(self):
-        return {**super().get_config(), **self.depth_scale.to_config()}
+        return {**super().get_config(), **self.depth_scale.to_config(), "train_mean_depth_m": self.train_mean_depth_m}
 
 
-def depth_scale_of(model: keras.Model) -> DepthScale:
-    """The DepthScale stored in the model's final `DepthOutput` layer."""
+def depth_output(model: keras.Model) -> DepthOutput:
+    """The model's final `DepthOutput` layer; ValueError for a model that does not end in one."""
     final = model.layers[-1]
     if not isinstance(final, DepthOutput):
         raise ValueError(
             f"model {model.name!r} ends in {type(final).__name__} {final.name!r}, not a DepthOutput, "
             "so it does not record its depth scale; build it with this model.py"
         )
-    return final.depth_scale
+    return final
+
+
+def depth_scale_of(model: keras.Model) -> DepthScale:
+    """The DepthScale stored in the model's final `DepthOutput` layer."""
+    return depth_output(model).depth_scale
+
+
+def train_mean_depth_of(model: keras.Model) -> float | None:
+    """The mean depth in metres of the model's training frames, as train.py recorded it in its DepthOutput
+    (record_train_mean_depth); None when nothing recorded it."""
+    return depth_output(model).train_mean_depth_m
+
+
+def record_train_mean_depth(model: keras.Model, depth_m: float) -> None:
+    """Store depth_m (metres) in the model's DepthOutput config, saved with every .keras file written after."""
+    depth_output(model).train_mean_depth_m = float(depth_m)
 
 
 # ---------------------------------------------------------------------------

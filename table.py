@@ -1,5 +1,5 @@
 """The benchmark table of evaluate.py: the published NYU Depth V2 results (nyu.PUBLISHED) beside each evaluated
-model and the mean-depth baseline, written as table.md, table.csv and metrics.json.
+model and two kinds of constant depth (`Constant`), written as table.md, table.csv and metrics.json.
 
 A candidate is evaluate.Candidate: label, slug, depth_scale, rows (one dict of ERROR_METRICS per image) and
 ms_per_image. Every number is a mean over images of per-image errors.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,36 @@ from loss import ERROR_METRICS
 
 TABLE_METRICS = nyu.PUBLISHED_METRICS  # the metrics the published rows report
 TABLE_COLUMNS = ("method", "evaluated on", *TABLE_METRICS, "ms/image")
+# Constant.kind -> its row label. A fair baseline is a depth a model could know: the mean of the frames it trained
+# on, as train.py recorded it in the model, or, for a model that recorded none, the data's train split mean. The
+# evaluated frames' own mean is the best single depth only in hindsight: no model can know it.
+CONSTANT_LABELS = {
+    "training_mean": "constant: training-set mean depth of {models} ({depth_m:.2f} m), the fair baseline",
+    "train_split_mean": "constant: this data's train-split mean depth ({depth_m:.2f} m), the fair baseline if "
+                        "{models} trained on it (no training mean recorded in the model)",
+    "frames_mean": "constant: these frames' own mean depth ({depth_m:.2f} m), known only in hindsight",
+}
+
+
+def names_text(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
+@dataclasses.dataclass
+class Constant:
+    """One depth in metres predicted everywhere, scored like a model (evaluate.score_split fills rows, one dict of
+    ERROR_METRICS per image). kind: a key of CONSTANT_LABELS; models: the labels of the models whose fair
+    baseline it is (none for the hindsight constant)."""
+
+    kind: str
+    depth_m: float
+    models: list[str] = dataclasses.field(default_factory=list)
+    rows: list = dataclasses.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return CONSTANT_LABELS[self.kind].format(depth_m=self.depth_m, models=names_text(self.models))
 
 
 def mean_over_images(rows: list[dict], prefix: str = "") -> dict[str, float]:
@@ -34,8 +65,8 @@ def _cell(column: str, value) -> str:
     return str(value)
 
 
-def table_rows(candidates, *, data_label, baseline_label, baseline_rows, median_scaling) -> list[dict]:
-    """The benchmark table as dicts keyed by TABLE_COLUMNS: published rows, this run's, then the baseline."""
+def table_rows(candidates, *, data_label, constants: list[Constant], median_scaling) -> list[dict]:
+    """The benchmark table as dicts keyed by TABLE_COLUMNS: published rows, this run's, then the constants."""
     rows = [{**row, "evaluated on": nyu.PUBLISHED_ON, "ms/image": None} for row in nyu.PUBLISHED]
     for c in candidates:
         ms = c.ms_per_image
@@ -43,7 +74,7 @@ def table_rows(candidates, *, data_label, baseline_label, baseline_rows, median_
         if median_scaling:
             rows.append({"method": f"{c.label}, per-image median scaling", "evaluated on": data_label,
                          **mean_over_images(c.rows, "median_"), "ms/image": ms})
-    rows.append({"method": baseline_label, "evaluated on": data_label, **mean_over_images(baseline_rows), "ms/image": None})
+    rows += [{"method": c.label, "evaluated on": data_label, **mean_over_images(c.rows)} for c in constants]
     return [{column: row.get(column) for column in TABLE_COLUMNS} for row in rows]
 
 
@@ -62,16 +93,13 @@ def write_csv(path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def write_report(out: Path, args: argparse.Namespace, candidates: list, baseline: dict,
+def write_report(out: Path, args: argparse.Namespace, candidates: list, constants: list[Constant],
                  crops_used: set[str], skipped: list[str]) -> str:
-    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown.
-
-    baseline: {"label", "depth_m", "rows"} of the mean-depth baseline.
-    """
+    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown."""
     flip = not args.no_flip
-    data_label = f"{args.data} [{args.split}], {len(baseline['rows'])} images"
-    rows = table_rows(candidates, data_label=data_label, baseline_label=baseline["label"],
-                      baseline_rows=baseline["rows"], median_scaling=args.median_scaling)
+    images = len(candidates[0].rows)
+    data_label = f"{args.data} [{args.split}], {images} images"
+    rows = table_rows(candidates, data_label=data_label, constants=constants, median_scaling=args.median_scaling)
     scale = candidates[0].depth_scale
     notes = [
         f"Rows marked '{nyu.PUBLISHED_ON}' are numbers as published by each paper on the official NYU Depth V2 test "
@@ -80,6 +108,9 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, baseline
         f"the model's depth range ({scale.min_depth_m:g}-{scale.max_depth_m:g} m for the first model); "
         f"aggregation: mean over images of per-image errors; flip test-time augmentation: {'on' if flip else 'off'}; "
         "ms/image: median wall time of predict_depth_m per image at batch 1.",
+        "Constant rows predict one depth everywhere, scored on the first model's pixels: a fair baseline is the mean "
+        "depth of a model's training frames (recorded by train.py), what a model could know; the evaluated frames' "
+        "own mean is known only in hindsight.",
     ]
     if skipped:
         notes.append(f"Skipped {len(skipped)} frames: " + "; ".join(skipped))
@@ -87,7 +118,7 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, baseline
     (out / "table.md").write_text(markdown)
     write_csv(out / "table.csv", rows)
     metrics = {
-        "data": args.data, "split": args.split, "images": len(baseline["rows"]), "crop": sorted(crops_used),
+        "data": args.data, "split": args.split, "images": images, "crop": sorted(crops_used),
         "aggregation": "mean over images", "flip": flip, "skipped": skipped,
         "models": {
             c.slug: {
@@ -97,8 +128,8 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, baseline
             }
             for c in candidates
         },
-        "baseline": {"label": baseline["label"], "depth_m": baseline["depth_m"],
-                     "metrics": mean_over_images(baseline["rows"])},
+        "constants": [{"kind": c.kind, "label": c.label, "depth_m": c.depth_m, "models": c.models,
+                       "metrics": mean_over_images(c.rows)} for c in constants],
         "published": {"evaluated_on": nyu.PUBLISHED_ON, "rows": nyu.PUBLISHED},
     }
     for path in [out / "metrics.json"] + ([Path(args.json)] if args.json else []):

@@ -263,14 +263,18 @@ def set_encoder_trainable(net: keras.Model, trainable: bool) -> None:
         net.get_layer(name).trainable = trainable
 
 
-def target_statistics(dataset: tf.data.Dataset, batches: int = 8) -> tuple[int, float, float]:
-    """(batches read, valid target pixels, their mean encoded target) over the first `batches` batches of the
-    training dataset; 0 batches means a whole pass over the split gave none."""
-    seen, total, count = 0, 0.0, 0.0
+def target_statistics(dataset: tf.data.Dataset, depth_scale: DepthScale,
+                      batches: int = 8) -> tuple[int, float, float, float]:
+    """(batches read, valid target pixels, their mean encoded target, their mean depth in metres) over the first
+    `batches` batches of the training dataset, whose targets depth_scale encodes (so depths are clipped to its
+    range); 0 batches means a whole pass over the split gave none."""
+    seen, total, total_m, count = 0, 0.0, 0.0, 0.0
     for _, y_true in dataset.take(batches):
         target, mask = unpack_target(y_true)
-        seen, total, count = seen + 1, total + float(tf.reduce_sum(target * mask)), count + float(tf.reduce_sum(mask))
-    return seen, count, total / max(count, 1.0)
+        seen, count = seen + 1, count + float(tf.reduce_sum(mask))
+        total += float(tf.reduce_sum(target * mask))
+        total_m += float(tf.reduce_sum(depth_scale.decode(target) * mask))
+    return seen, count, total / max(count, 1.0), total_m / max(count, 1.0)
 
 
 def check_training_data(split: Split, batches_seen: int, valid_pixels: float, batch_size: int) -> None:
@@ -297,7 +301,7 @@ def set_output_bias(net: keras.Model, value: float) -> None:
 
 def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
     """set_output_bias to the mean encoded target over `batches` training batches; returns it."""
-    mean = target_statistics(dataset, batches)[2]
+    mean = target_statistics(dataset, models.depth_scale_of(net), batches)[2]
     set_output_bias(net, mean)
     return mean
 
@@ -346,7 +350,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
     target_hw = tuple(net.output_shape[1:3])
     train_plain, val_plain = datasets(args, train_split, val_split, target_hw, depth_scale)
-    batches_seen, valid_pixels, mean_target = target_statistics(train_plain)
+    batches_seen, valid_pixels, mean_target, mean_depth_m = target_statistics(train_plain, depth_scale)
     check_training_data(train_split, batches_seen, valid_pixels, args.bs)
     if val_split is not None:
         readable_frames(val_split)  # a validation split with no readable frame is an error, not a loss of 0
@@ -365,6 +369,9 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         print(f"{run_dir} is complete ({position[0]} of {args.epochs} epochs); --resume --epochs N trains it further",
               file=sys.stderr)
         return run_dir / "model.keras"
+    models.record_train_mean_depth(net, mean_depth_m)  # saved in every .keras file of the run
+    print(f"training frames' mean depth {mean_depth_m:.3f} m, recorded in the model (evaluate.py's fair baseline)",
+          file=sys.stderr)
     if not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
         set_output_bias(net, mean_target)
         print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",

@@ -18,7 +18,7 @@ import nyu_layouts as L
 from depth import DepthScale
 from layouts import DataError
 from loss import ERROR_METRICS
-from model import build_unet
+from model import build_unet, record_train_mean_depth
 from nyu import EIGEN_CROP
 from conftest import real_rgbd
 
@@ -96,13 +96,15 @@ def test_evenly_spaced_positions_include_both_ends_without_repeats():
     assert evaluate.evenly_spaced(5, 1).tolist() == [0]
 
 
-def save_unet(path, seed):
+def save_unet(path, seed, train_mean_depth_m=None):
     """A 48x64 UNet predicting about 3 m in the default depth range (its output conv scaled up and shifted),
-    saved to path."""
+    recording train_mean_depth_m as train.py would (nothing for None, as models saved before it did), saved to path."""
     keras.utils.set_random_seed(seed)
     model = build_unet((48, 64), base_filters=4, depth_scale=DepthScale("metres"))
     kernel, bias = model.get_layer("output_conv").get_weights()
     model.get_layer("output_conv").set_weights([kernel * 10.0, bias + 3.0])
+    if train_mean_depth_m is not None:
+        record_train_mean_depth(model, train_mean_depth_m)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return str(path)
@@ -140,9 +142,14 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path):
     assert table in printed + "\n"
     for row in nyu.PUBLISHED:
         assert f"| {row['method']} | published, NYU Depth V2 test (654) |" in table
-    # No train split in nyu_test.zip: the baseline is the test frames' mean over valid pixels, and says so.
-    mean_m = np.mean(np.concatenate([depth[depth > 0] for _, depth in test]))
-    assert f"baseline: test-set mean depth ({mean_m:.2f} m) everywhere (no train split in the data)" in table
+    # The model records no training mean and nyu_test.zip has no train split: no fair row, and one line says so.
+    # The constant in hindsight is the test frames' mean over the scored pixels (valid, inside the data's crop).
+    mean_m = np.mean(np.concatenate([depth[20:460, 24:616][depth[20:460, 24:616] > 0] for _, depth in test]))
+    assert f"| constant: these frames' own mean depth ({mean_m:.2f} m), known only in hindsight |" in table
+    assert "the fair baseline" not in table
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: no fair-baseline row for {model}: no training mean depth recorded in the model "
+                     "(saved before train.py recorded it) and no train split in the data"]
     assert f"| {model} | {data} [test], 3 images |" in table
     assert f"| {model}, per-image median scaling |" in table
     assert "crop: the data's own (rows 20-459, columns 24-615)" in table and "mean over images" in table
@@ -152,7 +159,9 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path):
     assert json.loads(json_path.read_text()) == metrics
     result = metrics["models"]["run_model"]
     assert set(result["metrics"]) == set(ERROR_METRICS) and set(result["median_scaled"]) == set(ERROR_METRICS)
-    assert metrics["baseline"]["depth_m"] == pytest.approx(mean_m, rel=1e-5)
+    [hindsight] = metrics["constants"]
+    assert hindsight["kind"] == "frames_mean" and hindsight["models"] == []
+    assert hindsight["depth_m"] == pytest.approx(mean_m, rel=1e-5) and set(hindsight["metrics"]) == set(ERROR_METRICS)
     assert metrics["images"] == 3 and metrics["skipped"] == []
 
     per_image = read_csv(out / "per_image_run_model.csv")
@@ -167,7 +176,7 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path):
     assert photo_figure.format == "PNG" and 600 < photo_figure.width < photo_figure.height
 
 
-def test_cli_two_models_baseline_from_train_split_and_skipped_frames(tmp_path, capsys):
+def test_cli_two_models_without_a_recorded_mean_get_the_train_split_mean_and_skipped_frames(tmp_path, capsys):
     train = L.make_frames(4, hw=(48, 64), seed=3)
     test = L.make_frames(3, hw=(480, 640), seed=4)
     files = L.densedepth_files(train, test)
@@ -184,10 +193,13 @@ def test_cli_two_models_baseline_from_train_split_and_skipped_frames(tmp_path, c
     table = (out / "table.md").read_text()
     for model in models:
         assert f"| {model} | {data} [test], 2 images |" in table
-    # The baseline averages 2 of the 4 training frames, evenly spaced (the first and the last), as 8-bit PNGs.
+    # Neither model recorded its training mean: the fair row averages 2 of the data's 4 training frames, evenly
+    # spaced (the first and the last), as 8-bit PNGs, and says whose it is.
     sampled = [np.round(train[i][1] * 25.5) / 25.5 for i in (0, 3)]
     mean_m = np.mean(np.concatenate([depth[depth > 0] for depth in sampled]))
-    assert f"baseline: training-set mean depth ({mean_m:.2f} m) everywhere" in table
+    assert (f"| constant: this data's train-split mean depth ({mean_m:.2f} m), the fair baseline if {models[0]} and "
+            f"{models[1]} trained on it (no training mean recorded in the model) |") in table
+    assert "known only in hindsight" in table and "note:" not in err
     assert "crop: bts: BTS / AdaBins' (rows 45-470, columns 41-600)" in table
     assert "flip test-time augmentation: off" in table
     metrics = json.loads((out / "metrics.json").read_text())
@@ -197,6 +209,51 @@ def test_cli_two_models_baseline_from_train_split_and_skipped_frames(tmp_path, c
         assert len(read_csv(out / f"per_image_{slug}.csv")) == 2
         assert (out / f"examples_{slug}.png").is_file()
     assert (out / "comparison.png").is_file()  # --compare-frames 3 by default, of the 2 images evaluated
+
+
+def known_depth_frames():
+    """Two 48x64 frames of known depth in metres: 2 m with its top two rows missing (2944 valid pixels), and 4 m
+    on the left half, 5 m on the right but 12 m (beyond the 10 m range, so not scored) in the last column."""
+    near = np.full((48, 64), 2.0, np.float32)
+    near[:2] = 0.0
+    far = np.full((48, 64), 4.0, np.float32)
+    far[:, 32:], far[:, 63] = 5.0, 12.0
+    rgb = np.full((48, 64, 3), 128, np.uint8)
+    return [(rgb, near), (rgb, far)]
+
+
+def test_constants_are_the_recorded_training_mean_and_the_frames_own_mean(tmp_path, capsys):
+    """A pairs folder without a train split, models a and b recording 2.4 m, c recording nothing: one fair row for a
+    and b at exactly 2.4 m, scored as compute_errors scores that constant; the hindsight row at the frames' own
+    mean over the scored pixels; c gets no fair row, said in one line."""
+    frames = known_depth_frames()
+    L.write_pairs(tmp_path / "known" / "test", frames, "npy")
+    models = [save_unet(tmp_path / name / "model.keras", seed, mean)
+              for seed, (name, mean) in enumerate([("a", 2.4), ("b", 2.4), ("c", None)])]
+    args = evaluate.parse_args(sum([["--model", m] for m in models], []) + [
+        "--data", str(tmp_path / "known"), "--no-flip", "--out", str(tmp_path / "eval")])
+    assert evaluate.main(args) == 0
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("note:")] == [
+        f"note: no fair-baseline row for {models[2]}: no training mean depth recorded in the model (saved before "
+        "train.py recorded it) and no train split in the data"]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    fair, hindsight = metrics["constants"]
+    assert (fair["kind"], fair["depth_m"], fair["models"]) == ("training_mean", 2.4, models[:2])
+    scored = [(depth > 0) & (depth <= 10.0) for _, depth in frames]  # no crop on 48x64 frames
+    by_hand = [evaluate.compute_errors(depth, np.full_like(depth, 2.4), valid) for (_, depth), valid in zip(frames, scored)]
+    assert fair["metrics"] == pytest.approx({k: np.mean([e[k] for e in by_hand]) for k in ERROR_METRICS})
+    # 2 / 2.4 is within 1.25, 4 and 5 are not; |gt - 2.4| / gt: 0.2 on the first frame, 1.6 / 4 and 2.6 / 5 on the second.
+    assert fair["metrics"]["delta1"] == 0.5
+    assert fair["metrics"]["abs_rel"] == pytest.approx((0.2 + (1536 * 0.4 + 1488 * 0.52) / 3024) / 2)
+    # The frames' own mean: 2944 pixels of 2 m, 1536 of 4 m, 1488 of 5 m (the 12 m column is not scored).
+    assert hindsight["kind"] == "frames_mean" and hindsight["models"] == []
+    assert hindsight["depth_m"] == pytest.approx((2944 * 2 + 1536 * 4 + 1488 * 5) / (2944 + 1536 + 1488), rel=1e-12)
+    table = (tmp_path / "eval" / "table.md").read_text()
+    assert (f"| constant: training-set mean depth of {models[0]} and {models[1]} (2.40 m), the fair baseline | "
+            f"{tmp_path / 'known'} [test], 2 images | 0.500 |") in table
+    assert "| constant: these frames' own mean depth (3.26 m), known only in hindsight |" in table
+    assert [row["method"] for row in read_csv(tmp_path / "eval" / "table.csv")][-2:] == [fair["label"], hindsight["label"]]
 
 
 def test_bad_data_path_is_one_sentence_and_exit_2(tmp_path, capsys):
@@ -294,13 +351,16 @@ def test_exif_portrait_is_scored_upright_and_a_size_mismatch_is_skipped_by_name(
 
 
 def test_the_real_mixed_size_pairs_folder_is_evaluated(tmp_path, capsys):
-    """../shared/real_rgbd/pairs: nine real frames from five sensors at five sizes, every one scored; the baseline
-    is the mean of their valid depth, computed here from the PNGs (16-bit mm) independently of the readers."""
+    """../shared/real_rgbd/pairs: nine real frames from five sensors at five sizes, every one scored; the constant in
+    hindsight is the mean of their scored depth (0.1-10 m, inside the Eigen crop on 480x640 frames), computed here
+    from the PNGs (16-bit mm) independently of the readers."""
     pairs = real_rgbd("pairs")
     depths = [np.asarray(Image.open(p), np.float64) / 1000 for p in sorted((pairs / "test").glob("*_depth.png"))]
-    mean_m = np.concatenate([d[d > 0] for d in depths]).mean()
+    scored = [d[20:460, 24:616] if d.shape == (480, 640) else d for d in depths]
+    mean_m = np.concatenate([d[(d >= 0.1) & (d <= 10.0)] for d in scored]).mean()
     code, err, _ = evaluate_files(tmp_path, capsys, "--data", str(pairs), "--no-flip")
     assert code == 0, err
     assert "skipped" not in err
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["images"] == 9 and metrics["baseline"]["depth_m"] == pytest.approx(mean_m, rel=1e-5)
+    assert metrics["images"] == 9 and [c["kind"] for c in metrics["constants"]] == ["frames_mean"]
+    assert metrics["constants"][0]["depth_m"] == pytest.approx(mean_m, rel=1e-5)

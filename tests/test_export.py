@@ -17,10 +17,11 @@ import export
 import nyu_layouts as L
 import predict
 from depth import DepthScale
-from model import build_model, build_unet
+from model import build_model, build_unet, record_train_mean_depth
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT_HW = (48, 64)
+TRAIN_MEAN_DEPTH_M = 3.25  # what the run's model records as its training frames' mean depth, as train.py would
 FLOAT_TOLERANCE_M = 1e-3  # the issue's bound for float32 exports against the Keras model
 # (format, quantize) -> the file export.py writes beside model.keras by default
 EXPORTS = {("savedmodel", "none"): "model_savedmodel", ("tflite", "none"): "model.tflite",
@@ -50,7 +51,9 @@ def run_dir(tmp_path_factory):
     data = L.write_zip(root / "nyu_data.zip", files)
     run = root / "run"
     run.mkdir()
-    tiny_inverse_unet().save(run / "model.keras")
+    net = tiny_inverse_unet()
+    record_train_mean_depth(net, TRAIN_MEAN_DEPTH_M)
+    net.save(run / "model.keras")
     (run / "args.json").write_text(json.dumps({"data": str(data), "train_split": "auto", "model": "unet"}))
     return run
 
@@ -73,14 +76,26 @@ def net(run_dir):
     return keras.models.load_model(run_dir / "model.keras")
 
 
-def test_every_export_records_its_sizes_range_and_units(exported):
+def test_every_export_records_its_sizes_range_units_and_training_mean(exported, run_dir, tmp_path):
+    model, _ = backends.load_depth_model(run_dir / "model.keras")
+    assert backends.recorded_mean_depth_m(model) == TRAIN_MEAN_DEPTH_M  # through the .keras file's save and load
     for (fmt, quantize), path in exported.items():
         info = json.loads(backends.sidecar_path(path).read_text())
         assert info["format"] == fmt and info["quantize"] == quantize and info["flip"] is True
         assert info["input_hw"] == [48, 64] and info["output_hw"] == [48, 64]  # the UNet predicts at full size
         assert (info["min_depth_m"], info["max_depth_m"], info["units"]) == (0.1, 10.0, "metres")
+        assert info["train_mean_depth_m"] == TRAIN_MEAN_DEPTH_M
         model, depth_scale = backends.load_depth_model(path)
         assert model.input_shape == (None, 48, 64, 3) and depth_scale == DepthScale("metres", 0.1, 10.0)
+        assert backends.recorded_mean_depth_m(model) == TRAIN_MEAN_DEPTH_M
+    # A sidecar written before export.py carried the training mean still loads, recording none.
+    old = tmp_path / "old.onnx"
+    old.write_bytes(exported["onnx", "none"].read_bytes())
+    info = json.loads(backends.sidecar_path(exported["onnx", "none"]).read_text())
+    del info["train_mean_depth_m"]
+    backends.sidecar_path(old).write_text(json.dumps(info))
+    model, _ = backends.load_depth_model(old)
+    assert backends.recorded_mean_depth_m(model) is None
 
 
 def test_float_exports_predict_the_keras_models_metres_through_predict_py(exported, net, tmp_path):
@@ -132,11 +147,13 @@ def test_int8_runs_and_evaluate_reports_its_delta1_beside_the_keras_models(run_d
     int8 = str(exported["tflite", "int8"])
     keras_path = str(run_dir / "model.keras")
     data = json.loads((run_dir / "args.json").read_text())["data"]
-    args = evaluate.parse_args(["--model", keras_path, "--model", int8, "--data", data, "--out", str(tmp_path),
-                                "--baseline-frames", "2"])
+    args = evaluate.parse_args(["--model", keras_path, "--model", int8, "--data", data, "--out", str(tmp_path)])
     assert evaluate.main(args) == 0
     table = (tmp_path / "table.md").read_text()
     assert f"| {int8} | {data} [test], 3 images |" in table
+    # Both carry the same recorded training mean (the .keras file's config, the export's sidecar): one fair row.
+    assert (f"| constant: training-set mean depth of {keras_path} and {int8} ({TRAIN_MEAN_DEPTH_M:.2f} m), the fair "
+            f"baseline | {data} [test], 3 images |") in table
     metrics = json.loads((tmp_path / "metrics.json").read_text())["models"]
     int8_delta1 = metrics["run_model_int8"]["metrics"]["delta1"]
     print(f"int8 delta1 {int8_delta1:.4f}, Keras {metrics['run_model']['metrics']['delta1']:.4f}")

@@ -13,6 +13,7 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import loss  # noqa: F401  registers DepthLoss and DepthMetric for compiled checkpoints
 import model as models
@@ -67,6 +68,28 @@ def test_tiny_unet_learns_saves_and_reloads(tiny_data, tmp_path):
     x = np.random.default_rng(0).random((2, 32, 48, 3), dtype=np.float32)
     np.testing.assert_array_equal(final.predict(x, verbose=0), last.predict(x, verbose=0))
     assert models.depth_scale_of(final).to_config() == {"mode": "inverse", "min_depth_m": 0.1, "max_depth_m": 10.0}
+    # The training frames' mean depth in metres, recorded in every model file: 8 batches of 2 are each of the 8
+    # training frames twice, read as the 8-bit PNGs nyu_data.zip holds, area-resized to 32x48 (which keeps the mean
+    # up to the holes' weighting).
+    recorded = models.train_mean_depth_of(final)
+    assert recorded == models.train_mean_depth_of(last) == models.train_mean_depth_of(models.load_model(
+        run_dir / "checkpoints" / "best.keras"))
+    stored = [np.round(depth * 25.5) / 25.5 for _, depth in L.make_frames(8, seed=1)]
+    assert recorded == pytest.approx(np.mean(np.concatenate([d[d > 0] for d in stored])), rel=1e-3)
+
+
+def test_target_statistics_mean_depth_is_in_metres_not_inverse_depth():
+    """The mean target is in the network's units (here DenseDepth's 10 m / depth, the output bias's start); the mean
+    depth, the fair baseline the model records, is in metres; both over the valid pixels only."""
+    scale = DepthScale("inverse", 0.1, 10.0)
+    depth = np.array([[1.0, 2.0], [4.0, 0.0]], np.float32)[None, ..., None]  # [1, 2, 2, 1], one hole
+    mask = depth > 0
+    y_true = pack_target(np.where(mask, scale.encode(depth), 0.0), mask)
+    dataset = tf.data.Dataset.from_tensors((np.zeros((1, 2, 2, 3), np.float32), y_true)).repeat()
+    batches, pixels, mean_target, mean_depth_m = train_py.target_statistics(dataset, scale, batches=3)
+    assert (batches, pixels) == (3, 9.0)
+    assert mean_target == pytest.approx((10 / 1 + 10 / 2 + 10 / 4) / 3)
+    assert mean_depth_m == pytest.approx((1 + 2 + 4) / 3)
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path, capsys):
