@@ -141,7 +141,7 @@ def measure_accuracy(model_path: Path, data_dir: str, folder: Path, settings: Se
     candidates += [evaluate.Candidate(backend, backend, *backends.load_depth_model(path))
                    for backend, path in paths.items()]
     split = source.split("test")
-    evaluate.score_split(split, candidates, crop="auto", flip=True, median_scaling=False, baseline_m=1.0)
+    evaluate.score_split(split, candidates, crop="auto", flip=True, median_scaling=False, constants=[])
     photos = np.stack([frame["rgb"].numpy() for frame in data.frames(split)])
     reference = predict_depth_m(net, photos)
     keras_metrics = table_means(candidates[0].rows)
