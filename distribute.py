@@ -61,7 +61,9 @@ def make_strategy(name: str, logical_devices: int = 0, resolver=None,
 def gather_rows(strategy: tf.distribute.Strategy, row: list[int]):
     """Every replica's `row` of integers, as a numpy array [replicas, len(row)] (in a tf.function: collectives run
     eagerly are slow, and TensorFlow warns so)."""
-    return tf.function(lambda: strategy.gather(strategy.run(lambda: tf.constant([row], tf.int64)), axis=0))().numpy()
+    # autograph=False: nothing to convert, and AutoGraph cannot read these nested lambdas' source (it warns so)
+    return tf.function(lambda: strategy.gather(strategy.run(lambda: tf.constant([row], tf.int64)), axis=0),
+                       autograph=False)().numpy()
 
 
 def check_same_everywhere(strategy: tf.distribute.Strategy, fields: dict) -> None:
@@ -88,10 +90,9 @@ def common_epoch(strategy: tf.distribute.Strategy, epochs: list[int]) -> int:
     return max(common, default=0)
 
 
-def worker_fields(args, names, splits, position) -> dict:
-    """What every worker must agree on (check_same_everywhere's fields): the flags `names` of `args`, the data
-    (frame counts, first and last frames of each of `splits`, None skipped) and the backup's position."""
+def worker_fields(args, names, splits) -> dict:
+    """What every worker must agree on before anything is built or read (check_same_everywhere's fields): the
+    flags `names` of `args` and the data (frame counts, first and last frames of each of `splits`, None skipped)."""
     splits = [s for s in splits if s is not None]
     return {**{f"--{k.replace('_', '-')}": vars(args).get(k) for k in names if k != "data"},
-            "the data": [[len(s), s.frame_name(0), s.frame_name(len(s) - 1)] for s in splits],
-            "the backup's epoch": list(position)}
+            "the data": [[len(s), s.frame_name(0), s.frame_name(len(s) - 1)] for s in splits]}

@@ -345,6 +345,8 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     policy = set_precision(args.mixed_precision)
     depth_scale = DepthScale(args.depth_mode, args.min_depth_m, args.max_depth_m)
     train_split, val_split = open_splits(args)
+    # Before the model is built or a frame read: a worker launched with other flags or data stops every worker now.
+    check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split)))
 
     with strategy.scope():
         net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
@@ -360,7 +362,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     kept = backup.available() if args.resume else {}
     resumed = common_epoch(strategy, list(kept))
     position = (resumed, kept[resumed][0] if resumed else 0)  # (completed epochs, trained steps)
-    check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split), position))
+    check_same_everywhere(strategy, {"the backup's epoch": list(position)})
     if chief:  # only now: a run whose data cannot train leaves no run directory behind
         for stale in rundir.remove_partials(run_dir):
             print(f"removed {stale}, half-written when the run was stopped", file=sys.stderr)

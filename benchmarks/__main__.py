@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> dict:
     for kind in MODEL_KINDS:
         say(f"3/6 training speed: {kind}")
         results["training"][kind], built = measure_training(kind, split, sizes, depth_scale)
-        nets[kind] = built[KERAS_DEFAULTS.name][0]
+        nets[kind] = built[KERAS_DEFAULTS.name][0].net
         if kind == "unet":
             say("3/6 does training wait for data? (the UNet in its fastest configuration)")
             results["stall"] = measure_stall(*built[results["training"][kind]["fastest"]], split, sizes, depth_scale)

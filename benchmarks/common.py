@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]  # the project root: the scripts the 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """One way to compile a model for training (train.py's speed flags)."""
+    """One way to compile train.py's step (its speed flags: --jit-compile, --steps-per-execution, --mixed-precision)."""
 
     name: str
     jit_compile: bool = False
@@ -38,6 +38,7 @@ class TrainConfig:
                 *(["--mixed-precision"] if self.mixed_precision else [])]
 
 
+# train.py's defaults, which are Keras's compile defaults (no XLA, one step per call); the name keys the results
 KERAS_DEFAULTS = TrainConfig("keras defaults")
 MIXED_PRECISION = TrainConfig("mixed precision", mixed_precision=True)  # a candidate only where a GPU exists
 

@@ -19,8 +19,9 @@ DEFINITIONS = {
                       "in memory, in the UNet's fastest configuration (1 = training never waits)",
     "pipeline_memory_growth": "peak RSS while Keras reads one tf.data epoch over the large synthetic set over that "
                               "over the small one (VmHWM reset at the epoch's start, a fresh process each)",
-    **{f"train_speedup_{kind}": f"{kind} training images/s in the fastest correct configuration over Keras's "
-                                "defaults (train.py's defaults)" for kind in MODEL_KINDS},
+    **{f"train_speedup_{kind}": f"{kind} images/s of train.py's step (loop.Steps.train) in the fastest correct "
+                                "configuration over its defaults (Keras's compile defaults: no XLA, one step per call)"
+       for kind in MODEL_KINDS},
     **{f"infer_speedup_{kind}": f"{kind} ms per photo of a plain model.predict at batch 1 (photo to metres at the "
                                 "network's output size) over the fastest correct path at its best batch size"
        for kind in MODEL_KINDS},

@@ -1,22 +1,26 @@
-"""Training speed against Keras's defaults, and whether training waits for data. Models are built and
-compiled by train.py's own functions, so the figures are those of `python train.py` with the same flags."""
+"""Training speed of train.py's own step against its defaults, and whether training waits for data.
+
+What is timed is the step train.py runs: loop.Steps.train (one compiled call of --steps-per-execution steps) on
+the default strategy, with the model built and compiled by train.py's own functions and the input from its own
+distributed pipeline (train.distributed_datasets), so the figures are those of `python train.py` with the same
+flags. Keras's Model.fit is not timed: train.py does not use it (loop.py says why)."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-import data
+import loop
 import train
 from depth import DepthScale
 from layouts import Split
+from loss import logs_from_totals
 
-from .common import (KERAS_DEFAULTS, MIXED_PRECISION, BatchClock, Sizes, TrainConfig, interleaved, ratio_summary,
-                     say, summary)
+from .common import (KERAS_DEFAULTS, MIXED_PRECISION, Sizes, TrainConfig, interleaved, ratio_summary, say,
+                     summary)
 
 SAME_LOSS_RTOL = 1e-3  # a configuration is correct when its warm-up loss matches the defaults' to this (relative)
 
@@ -27,76 +31,94 @@ def train_args(kind: str, sizes: Sizes, config: TrainConfig) -> argparse.Namespa
                              "--input-size", *map(str, sizes.input_hw), "--bs", str(sizes.batch_size), *config.flags()])
 
 
-def compiled_net(args: argparse.Namespace, depth_scale: DepthScale) -> keras.Model:
-    """The model train.py trains for `args`, compiled as train.py compiles it."""
+def train_steps(args: argparse.Namespace, depth_scale: DepthScale) -> loop.Steps:
+    """The steps train.py trains `args`'s model with on one device: built and compiled by train.py's functions
+    under the default strategy, stepped by loop.Steps (XLA as --jit-compile says); the model is its `.net`."""
+    strategy = tf.distribute.get_strategy()
     train.set_precision(args.mixed_precision)
-    net = train.compile_net(train.build_net(args, depth_scale), args, depth_scale)
+    with strategy.scope():
+        net = train.compile_net(train.build_net(args, depth_scale), args, depth_scale)
+    steps = loop.Steps(net, strategy, depth_scale, args.theta, args.jit_compile)
     train.set_precision(False)
-    return net
+    return steps
 
 
-def train_images_per_s(net: keras.Model, dataset: tf.data.Dataset, steps: int, steps_per_execution: int,
-                       batch_size: int) -> float:
-    """Images per second of `steps` training steps of net.fit on `dataset`, after one warm-up execution."""
-    clock = BatchClock(warmup_batches=steps_per_execution)
-    timed = -(-steps // steps_per_execution) * steps_per_execution  # whole executions
-    net.fit(dataset, epochs=1, steps_per_epoch=steps_per_execution + timed, verbose=0, callbacks=[clock])
-    return clock.batches_per_s() * batch_size
+def in_memory(steps: loop.Steps, batch):
+    """One batch (x, y_true) repeated for ever, distributed as train.py's input is: the step without the pipeline."""
+    return steps.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat())
 
 
-def warmup_loss(net: keras.Model, dataset: tf.data.Dataset, steps: int) -> float:
-    """Mean training loss over the first `steps` steps (this also traces and compiles the step)."""
-    return float(net.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0).history["loss"][-1])
+def train_images_per_s(steps: loop.Steps, dataset, timed_steps: int, steps_per_call: int, batch_size: int) -> float:
+    """Images per second of loop.Steps.train on a fresh iterator over the distributed `dataset`: one warm-up call
+    (untimed: the pipeline's first reads), then whole calls of steps_per_call steps, at least timed_steps steps."""
+    iterator = iter(dataset)
+    steps.train(iterator, steps_per_call, False)
+    calls = -(-timed_steps // steps_per_call)
+    start = time.perf_counter()
+    for _ in range(calls):
+        steps.train(iterator, steps_per_call, False)  # returns numpy values: the call has finished
+    return calls * steps_per_call * batch_size / (time.perf_counter() - start)
+
+
+def warmup_loss(steps: loop.Steps, dataset, n_steps: int, steps_per_call: int) -> float:
+    """The training loss train.py would log over the first n_steps steps (their totals pooled,
+    loss.logs_from_totals), trained in calls of steps_per_call steps; this also traces and compiles the step."""
+    iterator, totals = iter(dataset), {}
+    for _ in range(n_steps // steps_per_call):
+        totals = loop.add(totals, steps.train(iterator, steps_per_call, False))
+    totals.pop(loop.STOP)
+    return logs_from_totals(totals, steps.theta)["loss"]
 
 
 def train_candidates(sizes: Sizes) -> tuple[TrainConfig, ...]:
-    """The configurations tried against Keras's defaults; mixed precision only where a GPU exists."""
+    """The configurations tried against the defaults; mixed precision only where a GPU exists."""
     return sizes.train_candidates + ((MIXED_PRECISION,) if tf.config.list_physical_devices("GPU") else ())
 
 
 def build_configs(kind: str, configs, sizes: Sizes, depth_scale: DepthScale) -> dict:
-    """{config name: (net, args, config)} for each configuration, every net starting from the same weights."""
+    """{config name: (steps, args, config)} for each configuration, every model starting from the same weights."""
     built = {}
     for config in configs:
         say(f"training {kind}: building with {config.name}")
         args = train_args(kind, sizes, config)
-        built[config.name] = (compiled_net(args, depth_scale), args, config)
-    initial = built[KERAS_DEFAULTS.name][0].get_weights()
-    for net, _, _ in built.values():
-        net.set_weights(initial)
+        built[config.name] = (train_steps(args, depth_scale), args, config)
+    initial = built[KERAS_DEFAULTS.name][0].net.get_weights()
+    for steps, _, _ in built.values():
+        steps.net.set_weights(initial)
     return built
 
 
 def measure_training(kind: str, split: Split, sizes: Sizes, depth_scale: DepthScale) -> tuple[dict, dict]:
-    """Images per second of a training step, Keras defaults against each candidate configuration, all from the
+    """Images per second of train.py's step, its defaults against each candidate configuration, all from the
     same weights on the same in-memory batch. A candidate counts as correct when its loss over the warm-up steps
-    matches the defaults' to SAME_LOSS_RTOL. Returns (results, {config name: (net, args)})."""
+    matches the defaults' to SAME_LOSS_RTOL. Returns (results, {config name: (steps, args)})."""
     configs = (KERAS_DEFAULTS, *train_candidates(sizes))
     built = build_configs(kind, configs, sizes, depth_scale)
-    defaults = built[KERAS_DEFAULTS.name][0]
-    batch = next(iter(data.make_dataset(split, batch_size=sizes.batch_size, input_hw=sizes.input_hw,
-                                        target_hw=defaults.output_shape[1:3], depth_scale=depth_scale, training=True)))
-    in_memory = tf.data.Dataset.from_tensors(batch).repeat()
+    defaults, args = built[KERAS_DEFAULTS.name][:2]
+    real, _ = train.distributed_datasets(defaults.strategy, args, split, None, defaults.net.output_shape[1:3],
+                                         depth_scale, skip_steps=0)
+    memory = in_memory(defaults, next(iter(real)))
     check_steps = int(np.lcm.reduce([config.steps_per_execution for config in configs]))
     losses = {}
-    for name, (net, _, _) in built.items():
+    for name, (steps, _, config) in built.items():
         start = time.perf_counter()
-        losses[name] = warmup_loss(net, in_memory, check_steps)
+        losses[name] = warmup_loss(steps, memory, check_steps, config.steps_per_execution)
         say(f"training {kind}: {name}: warm-up loss {losses[name]:.5f} in {time.perf_counter() - start:.1f} s")
     correct = {name: bool(np.isclose(loss, losses[KERAS_DEFAULTS.name], rtol=SAME_LOSS_RTOL))
                for name, loss in losses.items()}
     runs = interleaved({
-        name: lambda net=net, config=config: train_images_per_s(net, in_memory, sizes.train_steps,
-                                                                 config.steps_per_execution, sizes.batch_size)
-        for name, (net, _, config) in built.items()
+        name: lambda steps=steps, config=config: train_images_per_s(steps, memory, sizes.train_steps,
+                                                                   config.steps_per_execution, sizes.batch_size)
+        for name, (steps, _, config) in built.items()
     }, sizes.repeats, warmups=0)  # the warm-up loss runs were the warm-up
     speedups = {name: ratio_summary(runs[name], runs[KERAS_DEFAULTS.name]) for name in built}
     fastest = max((name for name in built if correct[name]), key=lambda name: speedups[name]["median"])
     say(f"training {kind}: fastest correct configuration: {fastest} ({speedups[fastest]['median']:.2f}x)")
     results = {
-        "model": defaults.name,
-        "parameters": defaults.count_params(),
+        "model": defaults.net.name,
+        "parameters": defaults.net.count_params(),
         "input_hw": list(sizes.input_hw), "batch_size": sizes.batch_size,
+        "step": "loop.Steps.train",  # what was timed: train.py's step, not Keras's Model.fit
         "images_per_s": {name: summary(values, "images/s") for name, values in runs.items()},
         "speedup_vs_defaults": speedups,
         "warmup_loss": losses, "correct": correct,
@@ -104,22 +126,25 @@ def measure_training(kind: str, split: Split, sizes: Sizes, depth_scale: DepthSc
         "speedup": speedups[fastest],
         "configs": {name: dataclasses.asdict(config) for name, (_, _, config) in built.items()},
     }
-    return results, {name: (net, args) for name, (net, args, _) in built.items()}
+    return results, {name: (steps, args) for name, (steps, args, _) in built.items()}
 
 
-def measure_stall(net: keras.Model, args: argparse.Namespace, split: Split, sizes: Sizes,
+def measure_stall(steps: loop.Steps, args: argparse.Namespace, split: Split, sizes: Sizes,
                   depth_scale: DepthScale) -> dict:
-    """Training-step time with train.py's real input pipeline over the time with one batch already in memory
-    (> 1: training waits for data or the pipeline slows the step). net: the configuration being trained."""
-    real, _ = train.datasets(args, split, None, net.output_shape[1:3], depth_scale)
-    in_memory = tf.data.Dataset.from_tensors(next(iter(real))).repeat()
-    spe = args.steps_per_execution
+    """Training-step time with train.py's real input pipeline (train.distributed_datasets) over the time with one
+    of its batches already in memory (> 1: training waits for data or the pipeline slows the step). steps: the
+    configuration being trained (measure_training's), args its train.py arguments."""
+    real, _ = train.distributed_datasets(steps.strategy, args, split, None, steps.net.output_shape[1:3], depth_scale,
+                                         skip_steps=0)
+    datasets = {"real pipeline": real, "batch in memory": in_memory(steps, next(iter(real)))}
     runs = interleaved({
-        name: lambda dataset=dataset: train_images_per_s(net, dataset, sizes.train_steps, spe, sizes.batch_size)
-        for name, dataset in (("real pipeline", real), ("batch in memory", in_memory))
+        name: lambda dataset=dataset: train_images_per_s(steps, dataset, sizes.train_steps, args.steps_per_execution,
+                                                         sizes.batch_size)
+        for name, dataset in datasets.items()
     }, sizes.repeats)
     return {
-        "model": net.name,
+        "model": steps.net.name,
+        "step": "loop.Steps.train",
         "images_per_s": {name: summary(values, "images/s") for name, values in runs.items()},
         # step time with the pipeline / step time in memory = images/s in memory / images/s with the pipeline
         "stall": ratio_summary(runs["batch in memory"], runs["real pipeline"]),

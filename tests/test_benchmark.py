@@ -3,7 +3,7 @@ and its measures run on tiny sizes in-process.
 
 Never a timing assertion: the numbers depend on the machine and its load. The whole `python -m benchmarks
 --quick` takes about 3 minutes (training, spawned processes, a train.py run), too long for the suite, so
-its measures are run here one by one, in-process, on tiny sizes.
+its measures are run here one by one, in-process, on tiny sizes (training's: the step it times is train.py's).
 """
 import copy
 import dataclasses
@@ -17,12 +17,15 @@ import data
 import synth
 from benchmarks import report
 from benchmarks.baseline import DenseDepthLoader
-from benchmarks.common import BASELINE_LOADER, MODEL_KINDS, SIZES, TFDATA, BatchClock
+import train
+from benchmarks.common import BASELINE_LOADER, MODEL_KINDS, SIZES, TFDATA, BatchClock, TrainConfig
 from benchmarks.inference import measure_inference
 from benchmarks.pipeline import measure_pipeline, sink_model
+from benchmarks.training import in_memory, train_args, train_images_per_s, train_steps, warmup_loss
 from conftest import ROOT
 from depth import DepthScale
 from layouts import open_source
+from loss import DepthLoss
 from model import build_unet
 
 # A 480x640 frame shrunk 5x to the input, the target half the input: sizes are not mixed up.
@@ -239,6 +242,29 @@ def test_pipeline_measure_runs_both_loaders_through_keras(synthetic):
     pipeline = measure_pipeline(synthetic.split("train"), TINY, DepthScale())
     assert set(pipeline["samples_per_s"]) == {TFDATA, BASELINE_LOADER}
     assert pipeline["samples_per_run"] == TINY.pipeline_batches * TINY.batch_size
+
+
+def test_the_training_measure_times_train_py_step(synthetic):
+    """benchmarks.training times loop.Steps.train, the step train.py runs: the loss of its first step is the
+    DenseDepth loss (loss.DepthLoss) of that batch under the weights before the step, and a timed run trains one
+    warm-up call, then whole calls of steps_per_call steps covering the timed steps, from train.py's own input
+    pipeline; the optimizer counts every one."""
+    scale = DepthScale()
+    args = train_args("unet", TINY, TrainConfig("steps_per_execution=2", steps_per_execution=2))
+    args.base_filters = 4  # the smallest UNet: what is tested is the step, not the model
+    keras.utils.set_random_seed(0)
+    steps = train_steps(args, scale)
+    real, _ = train.distributed_datasets(steps.strategy, args, synthetic.split("train"), None,
+                                         steps.net.output_shape[1:3], scale, skip_steps=0)
+    x, y_true = next(iter(real))
+    before = steps.net.get_weights()
+    expected = float(DepthLoss(theta=args.theta, max_val=scale.value_range[1])(y_true, steps.net(x, training=True)))
+    assert warmup_loss(steps, in_memory(steps, (x, y_true)), n_steps=1, steps_per_call=1) == pytest.approx(expected,
+                                                                                                            rel=1e-5)
+    assert int(steps.optimizer.iterations) == 1
+    assert any(not np.array_equal(a, b) for a, b in zip(before, steps.net.get_weights()))  # the step trained
+    train_images_per_s(steps, real, timed_steps=3, steps_per_call=args.steps_per_execution, batch_size=TINY.batch_size)
+    assert int(steps.optimizer.iterations) == 1 + 2 + 4  # a warm-up call of 2 steps, then 2 calls of 2 to cover 3
 
 
 def test_inference_paths_agree_with_their_reference():

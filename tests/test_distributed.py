@@ -23,6 +23,7 @@ import pytest
 
 import model  # noqa: F401  registers DepthOutput
 import nyu_layouts as L
+import rundir
 import train as train_main
 from benchmarks.multiworker import free_ports
 from conftest import ROOT, built_once
@@ -152,15 +153,20 @@ def test_command_line_mirrored_equals_one_device(tiny_data, mirrored_run, tmp_pa
 
 def test_two_workers_lose_one_resume_to_the_mirrored_weights_and_only_the_chief_writes(tiny_data, mirrored_run,
                                                                                          tmp_path):
-    """Two workers train; worker 1 is killed after epoch 0, so the chief stops with one `error:` line; both resume
-    and end with the history and weights of the uninterrupted run on two local replicas, written by the chief only.
-    (One scenario for both: every launch of a worker pair pays TensorFlow's start-up twice.)"""
+    """Two workers train; worker 1 is killed once both have backed up epoch 0, so the chief stops with one `error:`
+    line; both resume from that backup and end with the history and weights of the uninterrupted run on two local
+    replicas, written by the chief only. (One scenario for both: every launch of a worker pair pays TensorFlow's
+    start-up twice.)"""
     chief, other = tmp_path / "chief", tmp_path / "worker1"
-    # A short collective timeout keeps the chief's wait for the lost worker short; 10 s still spans a slow start-up.
-    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6", "--collective-timeout", "10"]
+    # A killed worker's heartbeats stop, and the coordination service tells the chief within its 10 s heartbeat
+    # timeout, after which the chief ends at once. A collective timeout shorter than that raced it, and when the
+    # timeout won, TensorFlow held the chief ~25 s longer before it could end; 30 s lets the heartbeats win.
+    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6", "--collective-timeout", "30"]
     procs = workers(*flags, outs=[chief, other])
+    # CheckpointManager writes its "checkpoint" list last: once both exist, both backups hold epoch 0 whole
+    backups = [rundir.backup_dir(chief, 0) / "checkpoint", rundir.backup_dir(other, 1) / "checkpoint"]
     deadline = time.time() + TIMEOUT_S
-    while time.time() < deadline and procs[0].poll() is None and not (chief / "history.csv").exists():
+    while time.time() < deadline and procs[0].poll() is None and not all(path.exists() for path in backups):
         time.sleep(0.02)
     assert procs[0].poll() is None, "the chief ended before a worker could be lost"
     procs[1].send_signal(signal.SIGKILL)
@@ -173,6 +179,7 @@ def test_two_workers_lose_one_resume_to_the_mirrored_weights_and_only_the_chief_
     (code0, err0), (code1, err1) = finish(*workers(*flags, "--resume", outs=[chief, other]))
     assert (code0, code1) == (0, 0), (err0[-2000:], err1[-2000:])
     assert "2 replica(s), worker 0" in err0 and "2 replica(s), worker 1" in err1
+    assert "output bias set" not in err0  # the weights came from the backup of epoch 0, not a fresh start
     assert [int(r["epoch"]) for r in history(chief)] == [0, 1, 2]
     assert [r["loss"] for r in history(chief)] == [r["loss"] for r in history(mirrored_run)]
     assert relative_distance(weights(mirrored_run / "model.keras"), weights(chief / "model.keras")) < 1e-5
