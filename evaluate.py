@@ -212,14 +212,19 @@ def score_split(
 
 
 def fair_baselines(candidates: list[Candidate], source, max_frames: int) -> tuple[list[table.Constant], str | None]:
-    """(the fair constant baselines, a notice or None): one Constant per distinct training mean the candidates
-    recorded, naming them; for candidates that recorded none, the mean depth of at most max_frames frames of the
+    """(the fair constant baselines, a notice or None): one Constant per distinct training mean (to the
+    centimetre) the candidates recorded, naming them; for candidates that recorded none, the mean depth of at most max_frames frames of the
     data's train split if it has one, else no row and a one-line notice saying so."""
-    by_depth = {}
+    # Grouped to the centimetre the label shows: models trained on the same frames record means that differ in
+    # the last digits (a UNet's full-resolution targets against a transfer model's half-resolution ones), and
+    # two rows labelled alike would read as a bug. Each row scores its first model's recorded value.
+    by_cm, unrecorded = {}, []
     for c in candidates:
-        by_depth.setdefault(c.train_mean_depth_m, []).append(c.label)
-    unrecorded = by_depth.pop(None, [])
-    constants = [table.Constant("training_mean", depth_m, labels) for depth_m, labels in by_depth.items()]
+        if c.train_mean_depth_m is None:
+            unrecorded.append(c.label)
+        else:
+            by_cm.setdefault(round(c.train_mean_depth_m, 2), (c.train_mean_depth_m, []))[1].append(c.label)
+    constants = [table.Constant("training_mean", depth_m, labels) for depth_m, labels in by_cm.values()]
     if unrecorded and "train" in source.splits:
         train_mean_m = mean_depth_m(source.split("train"), max_frames)
         constants.append(table.Constant("train_split_mean", train_mean_m, unrecorded))

@@ -223,13 +223,14 @@ def known_depth_frames():
 
 
 def test_constants_are_the_recorded_training_mean_and_the_frames_own_mean(tmp_path, capsys):
-    """A pairs folder without a train split, models a and b recording 2.4 m, c recording nothing: one fair row for a
-    and b at exactly 2.4 m, scored as compute_errors scores that constant; the hindsight row at the frames' own
+    """A pairs folder without a train split, models a and b recording 2.4 m and 2.401 m (the same centimetre, as a
+    UNet and a transfer model trained on the same frames record), c recording nothing: one fair row for a and b at
+    a's exactly 2.4 m, scored as compute_errors scores that constant; the hindsight row at the frames' own
     mean over the scored pixels; c gets no fair row, said in one line."""
     frames = known_depth_frames()
     L.write_pairs(tmp_path / "known" / "test", frames, "npy")
     models = [save_unet(tmp_path / name / "model.keras", seed, mean)
-              for seed, (name, mean) in enumerate([("a", 2.4), ("b", 2.4), ("c", None)])]
+              for seed, (name, mean) in enumerate([("a", 2.4), ("b", 2.401), ("c", None)])]
     args = evaluate.parse_args(sum([["--model", m] for m in models], []) + [
         "--data", str(tmp_path / "known"), "--no-flip", "--out", str(tmp_path / "eval")])
     assert evaluate.main(args) == 0
