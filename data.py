@@ -312,16 +312,31 @@ def make_dataset(
     augments and drops the last partial batch; the same seed gives the same batches. select: a function of the
     frame-index dataset giving the frames to read (a worker's shard), see `blobs`.
     """
-    examples = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw,
-                      select=select).map(
-        lambda frame: to_example(frame, input_hw, target_hw, depth_scale), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    read = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw, select=select)
     if training and augmentation is not None:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        examples = tf.data.Dataset.zip(examples, seeds).map(
-            lambda example, s: augment(*example, s, augmentation), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        examples = tf.data.Dataset.zip(read, pass_keys(seed)).map(
+            lambda frame, key: augment(*to_example(frame, input_hw, target_hw, depth_scale),
+                                       frame_seed(key, frame["index"]), augmentation),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        examples = read.map(lambda frame: to_example(frame, input_hw, target_hw, depth_scale),
+                            num_parallel_calls=tf.data.AUTOTUNE)
     return examples.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def pass_keys(seed: int) -> tf.data.Dataset:
+    """int64 [2] for every element of one pass over the data, the same within a pass and new for each pass (each
+    iteration of the pipeline, i.e. each epoch of a repeated one); the same sequence for the same seed in every
+    process, so every worker's pass e has pass e's key."""
+    key = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+    return key.flat_map(lambda k: tf.data.Dataset.from_tensors(k).repeat())  # repeating `key` would redraw it
+
+
+def frame_seed(pass_key, index):
+    """The stateless augmentation seed (int64 [2]) of frame `index` in the pass of `pass_key`: a function of the
+    frame, not of its position in a worker's shard, so one device and any number of workers augment a frame
+    alike (multi-worker training then equals one-device training with augmentation on)."""
+    return tf.random.experimental.stateless_fold_in(pass_key, index)
 
 
 # ---------------------------------------------------------------------------

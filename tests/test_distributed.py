@@ -20,7 +20,10 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
+import data
+import loop
 import model  # noqa: F401  registers DepthOutput
 import nyu_layouts as L
 import rundir
@@ -216,3 +219,24 @@ def test_the_overhead_benchmark_reads_the_epoch_lines_train_py_prints(capsys, mo
     out = capsys.readouterr().out
     assert "epoch 2/2: 10 steps in 00:00:04 (2.50 steps/s), loss: 0.5000" in out
     assert last_epoch_steps_per_s("epoch 1/2: 10 steps in 00:00:09 (1.11 steps/s), loss: 1\n" + out) == 2.5
+
+
+def test_two_workers_shards_are_augmented_as_one_device(tiny_data):
+    """With augmentation on, the two input pipelines of two workers (shard_select, per-replica batch 2) give, side by
+    side, exactly one device's batches of 4, over two passes: a frame's augmentation depends on the frame and the
+    pass, not on which worker reads it (data.frame_seed)."""
+    from layouts import open_source
+
+    split = open_source(tiny_data).split("train")
+    options = {"input_hw": (32, 48), "target_hw": (32, 48), "training": True, "seed": 3}
+    one = list(data.make_dataset(split, batch_size=4, **options).repeat(2))
+    shards = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        select = loop.shard_select(context, per_replica_batch=2, training=True)
+        shards.append(list(data.make_dataset(split, batch_size=2, select=select, **options).repeat(2)))
+    assert len(one) == len(shards[0]) == len(shards[1]) == 4  # 8 frames: two batches of 4 per pass, two passes
+    for k, (rgb, y_true) in enumerate(one):
+        np.testing.assert_array_equal(rgb, np.concatenate([shards[0][k][0], shards[1][k][0]]))
+        np.testing.assert_array_equal(y_true, np.concatenate([shards[0][k][1], shards[1][k][1]]))
+    assert not np.array_equal(one[0][0], one[2][0])  # the second pass reshuffles and augments anew
