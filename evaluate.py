@@ -213,8 +213,8 @@ def score_split(
 
 def fair_baselines(candidates: list[Candidate], source, max_frames: int) -> tuple[list[table.Constant], str | None]:
     """(the fair constant baselines, a notice or None): one Constant per distinct training mean (to the
-    centimetre) the candidates recorded, naming them; for candidates that recorded none, the mean depth of at most max_frames frames of the
-    data's train split if it has one, else no row and a one-line notice saying so."""
+    centimetre) the candidates recorded, naming them; for candidates that recorded none, the mean depth of at
+    most max_frames frames of the data's train split if it has one, else no row and a one-line notice saying so."""
     # Grouped to the centimetre the label shows: models trained on the same frames record means that differ in
     # the last digits (a UNet's full-resolution targets against a transfer model's half-resolution ones), and
     # two rows labelled alike would read as a bug. Each row scores its first model's recorded value.

@@ -4,7 +4,6 @@ from __future__ import annotations
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -18,7 +17,8 @@ from depth import DepthScale
 from layouts import DataError, open_source
 
 from . import __doc__ as PACKAGE_DOC
-from .common import KERAS_DEFAULTS, benchmark_parser, MODEL_KINDS, SIZES, say, stopwatch, synthetic_dir, train_split
+from .common import (KERAS_DEFAULTS, MODEL_KINDS, SIZES, benchmark_parser, say, stopwatch, synthetic_dir, train_split,
+                     write_results)
 from .inference import forward_flops, measure_inference, measure_peak, photographs
 from .multiworker import measure_multiworker
 from .pipeline import measure_memory, measure_pipeline, measure_pipeline_profile
@@ -116,10 +116,7 @@ def main(args: argparse.Namespace) -> dict:
     report["goals"] = goals(report)
     report["duration_s"] = {"total": time.perf_counter() - started, **seconds}
     report["markdown"] = markdown(report)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(report["markdown"])
+    out = write_results(report, args.json)
     say(f"wrote {out} in {report['duration_s']['total'] / 60:.1f} min")
     return report
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import operator
 import sys
 import time
@@ -110,6 +111,16 @@ COMPARISONS = {">=": operator.ge, "<=": operator.le}
 def say(message: str) -> None:
     """A time-stamped progress line on stderr (stdout carries only the Markdown table)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write_results(report: dict, path) -> Path:
+    """Write `report` to `path` as indented JSON (its folder made if missing) and print its "markdown" entry on
+    stdout; returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(report["markdown"])
+    return out
 
 
 def interleaved(measures: dict, repeats: int, warmups: int = 1) -> dict[str, list[float]]:

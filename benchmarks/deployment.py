@@ -35,7 +35,7 @@ from layouts import open_source
 from model import build_model, depth_scale_of
 from predict import predict_depth_m
 
-from .common import PLAIN_PREDICT, benchmark_parser, interleaved, ratio_summary, say, summary
+from .common import PLAIN_PREDICT, benchmark_parser, interleaved, ratio_summary, say, summary, write_results
 from .inference import in_batches, keras_depth_m, photographs
 from .quality import DEMO_RECIPE, run_script
 from .report import machine
@@ -241,10 +241,7 @@ def main(args: argparse.Namespace) -> dict:
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
     results["duration_s"] = time.perf_counter() - started
     results["markdown"] = markdown(results)
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(results["markdown"])
+    out = write_results(results, args.json)
     say(f"goals: {json.dumps(results['goals'])}")
     say(f"wrote {out} in {results['duration_s'] / 60:.1f} min")
     return results
