@@ -10,6 +10,7 @@ model.build_model(synchronized_bn=True)). Logged values are the epoch's totals o
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -128,6 +129,21 @@ class Steps:
             step = {k: self.strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
             totals = step if totals is None else {k: totals[k] + v for k, v in step.items()}
         return totals
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Inside, the model holds the optimizer's moving average of its weights (Keras's use_ema, Polyak
+        averaging), swapped in and back out by keras.callbacks.SwapEMAWeights; without use_ema, nothing changes."""
+        if not self.optimizer.use_ema:
+            yield
+            return
+        swap = keras.callbacks.SwapEMAWeights()
+        swap.set_model(self.net)
+        swap.on_test_begin()
+        try:
+            yield
+        finally:
+            swap.on_test_end()
 
     @tf.function
     def _validate(self, batch):
@@ -252,12 +268,15 @@ class Loop:
             self.callbacks.on_train_batch_end(step - 1)
             self.progress.update(step, logs_from_totals(totals, self.steps.theta))
         logs = logs_from_totals(totals, self.steps.theta)
-        if self.val is not None:
-            logs.update({f"val_{k}": v for k, v in self.steps.validate(self.val).items()})
-        self.progress.end(step, logs)
-        if stopped and self.progress.enabled:
-            print(f"time budget of {self.deadline.minutes:g} min reached: epoch {epoch + 1} ended after {step} "
-                  "steps", file=sys.stderr)
-        self.callbacks.on_epoch_end(epoch, logs)  # history.csv and checkpoints first,
-        self.backup.save(epoch + 1, self.global_step)  # then the backup: an epoch counts as done only once all of it is written
+        with self.steps.averaged_weights():  # validated and saved: the weights a user gets (the average, if kept)
+            if self.val is not None:
+                logs.update({f"val_{k}": v for k, v in self.steps.validate(self.val).items()})
+            self.progress.end(step, logs)
+            if stopped and self.progress.enabled:
+                print(f"time budget of {self.deadline.minutes:g} min reached: epoch {epoch + 1} ended after {step} "
+                      "steps", file=sys.stderr)
+            self.callbacks.on_epoch_end(epoch, logs)  # history.csv and checkpoints first,
+        # then the backup, of the trained weights and the optimizer (its average included): an epoch counts as done
+        # only once all of it is written
+        self.backup.save(epoch + 1, self.global_step)
         return not stopped

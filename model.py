@@ -19,6 +19,7 @@ import zipfile
 
 import h5py
 import keras
+import numpy as np
 
 import nyu
 from depth import DepthScale
@@ -160,6 +161,22 @@ def encoder_layer_names(model: keras.Model) -> list[str]:
         layer.name for layer in upstream.layers
         if not isinstance(layer, keras.layers.InputLayer) and not layer.name.startswith(f"{PREPROCESS_PREFIX}_")
     ]
+
+
+def set_encoder_trainable(model: keras.Model, trainable: bool) -> None:
+    """Freeze (False) or unfreeze the transfer model's encoder layers (encoder_layer_names); takes effect at the
+    next compile."""
+    for name in encoder_layer_names(model):
+        model.get_layer(name).trainable = trainable
+
+
+def set_output_bias(model: keras.Model, value: float) -> None:
+    """Set the bias of the layer feeding DepthOutput (the final 1-channel convolution of every model here) to
+    `value`, the mean encoded target, so training starts from the trivial mean-depth prediction instead of an
+    arbitrary one (a near-zero inverse-depth output decodes to the far limit)."""
+    head = model.layers[-2]
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, np.full_like(bias, value)])
 
 
 # ---------------------------------------------------------------------------

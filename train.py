@@ -44,7 +44,7 @@ SAFE_ON_RESUME = ("epochs", "time_budget", "lr", "val_steps", "tb_images", "log_
 SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_split", "input_size", "min_depth_m", "max_depth_m", "depth_mode",
                         "no_augment", "model", "encoder", "encoder_weights", "decoder_width", "base_filters",
                         "freeze_encoder_epochs", "epochs", "bs", "lr", "theta", "steps_per_epoch", "val_steps", "seed",
-                        "no_bias_init", "mixed_precision", "steps_per_execution")
+                        "no_bias_init", "mixed_precision", "steps_per_execution", "ema_momentum")
 WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)  # a full or read-only disk
 
 
@@ -95,6 +95,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     g.add_argument("--bs", type=int, default=4, help="global batch size (default 4, as DenseDepth)")
     g.add_argument("--lr", type=float, default=1e-4, help="Adam (amsgrad) learning rate (default 1e-4)")
+    g.add_argument("--ema-momentum", type=float, default=0.0, metavar="M",
+                   help="validate and save an exponential moving average of the weights, average = M * average + "
+                        "(1 - M) * weights after every step (Keras's use_ema); 0.99 averages about the last 100 "
+                        "steps; default 0: off, the last step's weights, as DenseDepth")
     g.add_argument("--theta", type=float, default=DEFAULT_THETA,
                    help=f"weight of the L1 term in the loss (default {DEFAULT_THETA:g}, DenseDepth's)")
     g.add_argument("--steps-per-epoch", type=int, default=None,
@@ -150,6 +154,8 @@ def _check(parser, args) -> None:
     if min(args.lr, args.decoder_width, args.time_budget or 1, args.log_every, args.collective_timeout) <= 0 or args.theta < 0:
         parser.error("--lr, --decoder-width, --time-budget, --log-every and --collective-timeout must be positive "
                      "and --theta not negative")
+    if not 0 <= args.ema_momentum < 1:
+        parser.error(f"--ema-momentum must be in [0, 1), got {args.ema_momentum}")
     if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer"):
         parser.error("--freeze-encoder-epochs takes N >= 0 and needs --model transfer (the UNet has no encoder)")
     if args.resume and args.out is None:
@@ -237,11 +243,12 @@ def build_net(args, depth_scale: DepthScale, synchronized_bn: bool = False) -> k
 
 
 def compile_net(net: keras.Model, args, depth_scale: DepthScale) -> keras.Model:
-    """Compile with a fresh Adam (amsgrad), the DenseDepth loss, its terms and delta1 / abs_rel as metrics.
+    """Compile with a fresh Adam (amsgrad; keeping a moving average of the weights if --ema-momentum), the
+    DenseDepth loss, its terms and delta1 / abs_rel as metrics.
     train.py's loop (loop.Steps) uses the optimizer; the loss and metrics are the checkpoints' compile state, for
     Model.evaluate / Model.fit on one device (Keras's fit would sum DepthLoss's scalar over replicas)."""
     net.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=args.lr, amsgrad=True),
+        optimizer=keras.optimizers.Adam(learning_rate=args.lr, amsgrad=True, **moving_average(args)),
         loss=DepthLoss(theta=args.theta, max_val=depth_scale.value_range[1]),
         metrics=loss_metrics(depth_scale),
         jit_compile=args.jit_compile,
@@ -250,17 +257,17 @@ def compile_net(net: keras.Model, args, depth_scale: DepthScale) -> keras.Model:
     return net
 
 
+def moving_average(args) -> dict:
+    """The optimizer's arguments for --ema-momentum (runs saved before the flag have none: off)."""
+    momentum = getattr(args, "ema_momentum", 0.0)
+    return {"use_ema": True, "ema_momentum": momentum} if momentum else {}
+
+
 def training_phases(args) -> list[tuple[int, int, bool]]:
     """[(first epoch, end epoch, encoder frozen)]: the decoder warm-up, if any, then everything."""
     frozen_until = min(args.freeze_encoder_epochs, args.epochs)
     phases = [(0, frozen_until, True), (frozen_until, args.epochs, False)]
     return [phase for phase in phases if phase[1] > phase[0]]
-
-
-def set_encoder_trainable(net: keras.Model, trainable: bool) -> None:
-    """Freeze (False) or unfreeze the transfer model's encoder layers; takes effect at the next compile."""
-    for name in models.encoder_layer_names(net):
-        net.get_layer(name).trainable = trainable
 
 
 def target_statistics(dataset: tf.data.Dataset, depth_scale: DepthScale,
@@ -290,19 +297,10 @@ def check_training_data(split: Split, batches_seen: int, valid_pixels: float, ba
                         "depth there is 0, NaN, negative or outside the depth range; check the depth files")
 
 
-def set_output_bias(net: keras.Model, value: float) -> None:
-    """Set the bias of the layer feeding DepthOutput (the final 1-channel convolution of every model.py
-    model) to `value`, the mean encoded target, so training starts from the trivial mean-depth prediction
-    instead of an arbitrary one (a near-zero inverse-depth output decodes to the far limit)."""
-    head = net.layers[-2]
-    kernel, bias = head.get_weights()
-    head.set_weights([kernel, np.full_like(bias, value)])
-
-
 def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
     """set_output_bias to the mean encoded target over `batches` training batches; returns it."""
     mean = target_statistics(dataset, models.depth_scale_of(net), batches)[2]
-    set_output_bias(net, mean)
+    models.set_output_bias(net, mean)
     return mean
 
 
@@ -375,7 +373,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     print(f"training frames' mean depth {mean_depth_m:.3f} m, recorded in the model (evaluate.py's fair baseline)",
           file=sys.stderr)
     if not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
-        set_output_bias(net, mean_target)
+        models.set_output_bias(net, mean_target)
         print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",
               file=sys.stderr)
     steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
@@ -400,7 +398,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         if end_epoch <= position[0]:
             continue
         if frozen or args.freeze_encoder_epochs:
-            set_encoder_trainable(net, not frozen)
+            models.set_encoder_trainable(net, not frozen)
             print(f"epochs {first_epoch + 1}-{end_epoch}: encoder {'frozen' if frozen else 'trainable'}", file=sys.stderr)
         with strategy.scope():
             compile_net(net, args, depth_scale)
@@ -412,6 +410,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         if not all(loop.epoch(epoch) for epoch in range(max(first_epoch, position[0]), end_epoch)):
             break  # the time budget ran out
         position = (0, 0)
+    net.optimizer.finalize_variable_values(net.trainable_variables)  # model.keras: the average, if kept
     if not chief:
         shutil.rmtree(rundir.backup_dir(run_dir, worker), ignore_errors=True)  # a finished run needs no backup
         return run_dir / "model.keras"

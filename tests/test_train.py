@@ -96,7 +96,8 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path, ca
     """A real SIGKILL during epoch 2, then --resume: each epoch logged once, every model file loads, and the weights
     are those of the same run uninterrupted (the backup holds the optimizer and the data position)."""
     run_dir = tmp_path / "run"
-    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "25"]
+    # --ema-momentum: the moving average too must come back from the backup (the optimizer's variables)
+    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "25", "--ema-momentum", "0.9"]
     proc = subprocess.Popen([sys.executable, "train.py", *flags, "--out", str(run_dir)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -122,6 +123,35 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path, ca
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     code, err = train("--out", run_dir, capsys=capsys)
     assert code == 2 and "already holds a run" in err  # a finished run is not overwritten
+
+
+def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on():
+    """--ema-momentum M: after steps with weights w1, w2, w3 the average is w1, then M * average + (1 - M) * w;
+    loop.Steps.averaged_weights holds it in the model (what validation and the saved files see) and gives the
+    trained weights back, which the next step goes on from."""
+    args = train_py.parse_args([*TINY, "--ema-momentum", "0.5", "--lr", "1e-2"])
+    net = train_py.compile_net(train_py.build_net(args, DepthScale()), args, DepthScale())
+    steps = train_py.Steps(net, tf.distribute.get_strategy(), DepthScale(), args.theta)
+    rng = np.random.default_rng(0)
+    batch = (rng.random((2, 32, 48, 3), dtype=np.float32),
+             pack_target(rng.uniform(1.0, 100.0, (2, 32, 48, 1)), np.ones((2, 32, 48, 1))))
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    trained = []
+    for _ in range(3):
+        steps.train(iterator, 1, stop=False)
+        trained.append([v.numpy() for v in net.trainable_variables])
+    average = trained[0]
+    for weights in trained[1:]:
+        average = [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
+    assert not np.allclose(average[0], trained[-1][0])  # the test can tell the two apart
+    with steps.averaged_weights():
+        for got, want in zip(net.trainable_variables, average):
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(net.trainable_variables, trained[-1]):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    net.optimizer.finalize_variable_values(net.trainable_variables)  # what train.py does before model.keras
+    for got, want in zip(net.trainable_variables, average):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_command_line_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tiny_data, tmp_path):
@@ -200,7 +230,7 @@ def test_frozen_encoder_keeps_its_initial_weights():
                                 "--input-size", "32", "48", "--lr", "1e-2"])
     net = train_py.build_net(args, DepthScale())
     initial = {layer.name: layer.get_weights() for layer in net.layers}
-    train_py.set_encoder_trainable(net, False)
+    models.set_encoder_trainable(net, False)
     train_py.compile_net(net, args, DepthScale())
     rng = np.random.default_rng(0)
     y_true = pack_target(rng.uniform(1.0, 100.0, (4, 16, 24, 1)), np.ones((4, 16, 24, 1)))
