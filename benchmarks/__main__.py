@@ -14,10 +14,10 @@ import keras
 import data
 import train
 from depth import DepthScale
-from layouts import DataError, open_source
+from layouts import DataError
 
 from . import __doc__ as PACKAGE_DOC
-from .common import (KERAS_DEFAULTS, MODEL_KINDS, SIZES, benchmark_parser, say, stopwatch, synthetic_dir, train_split,
+from .common import (KERAS_DEFAULTS, MODEL_KINDS, SIZES, benchmark_parser, check_paths, say, stopwatch, synthetic_dir, train_split,
                      write_results)
 from .inference import forward_flops, measure_inference, measure_peak, photographs
 from .multiworker import measure_multiworker
@@ -37,20 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"the set the quality runs train and evaluate on (default: the demo's, {train.DEFAULT_DATA}, "
                              "written on first use; with --quick, the cached 64-frame set)")
     return parser.parse_args(argv)
-
-
-def check_paths(args: argparse.Namespace) -> None:
-    """DataError, before an hour of measuring, for a --json, --cache or --work folder that cannot be written or
-    a --quality-data that cannot be read."""
-    for flag, folder in (("--json", Path(args.json).parent), ("--cache", Path(args.cache)), ("--work", Path(args.work))):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise DataError(f"{flag}: cannot create {folder} ({err.strerror}); choose another") from err
-        if not os.access(folder, os.W_OK):
-            raise DataError(f"{flag}: {folder} is not writable; choose another")
-    if args.quality_data is not None:
-        open_source(args.quality_data)
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -125,4 +111,5 @@ if __name__ == "__main__":
     try:
         main(parse_args())
     except DataError as err:  # check_paths' one sentence
-        sys.exit(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

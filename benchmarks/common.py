@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import operator
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import model
 import nyu
 import synth
-from layouts import Split, open_source
+from layouts import DataError, Split, open_source
 
 ROOT = Path(__file__).resolve().parents[1]  # the project root: the scripts the quality runs start live there
 
@@ -199,6 +200,20 @@ def synthetic_dir(cache: Path, frames: int) -> Path:
 def train_split(dataset_dir) -> Split:
     """The training split of the dataset at dataset_dir."""
     return open_source(dataset_dir).split("train")
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """DataError, before any measuring, for a --json, --cache or --work folder that cannot be written or a
+    --quality-data (python -m benchmarks) that cannot be read."""
+    for flag, folder in (("--json", Path(args.json).parent), ("--cache", Path(args.cache)), ("--work", Path(args.work))):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataError(f"{flag}: cannot create {folder} ({err.strerror}); choose another") from err
+        if not os.access(folder, os.W_OK):
+            raise DataError(f"{flag}: {folder} is not writable; choose another")
+    if getattr(args, "quality_data", None) is not None:
+        open_source(args.quality_data)
 
 
 def benchmark_parser(prog: str, description: str, quick_help: str, json_path: str, work_help: str) -> argparse.ArgumentParser:

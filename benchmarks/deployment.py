@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +32,11 @@ import evaluate
 import export
 import nyu
 import synth
-from layouts import open_source
+from layouts import DataError, open_source
 from model import build_model, depth_scale_of
 from predict import predict_depth_m
 
-from .common import PLAIN_PREDICT, benchmark_parser, interleaved, ratio_summary, say, summary, write_results
+from .common import PLAIN_PREDICT, benchmark_parser, check_paths, interleaved, ratio_summary, say, summary, write_results
 from .inference import in_batches, keras_depth_m, photographs
 from .quality import DEMO_RECIPE, run_script
 from .report import machine
@@ -214,6 +215,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> dict:
     """Measure, write the JSON, print the Markdown tables; returns the results."""
+    check_paths(args)
     mode = "quick" if args.quick else "full"
     settings = SETTINGS[mode]
     started = time.perf_counter()
@@ -248,4 +250,8 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except DataError as err:  # check_paths' one sentence
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -8,6 +8,8 @@ its measures are run here one by one, in-process, on tiny sizes (training's: the
 import copy
 import dataclasses
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -282,7 +284,9 @@ def test_inference_paths_agree_with_their_reference():
 
 
 def test_paths_that_cannot_be_used_stop_before_any_measuring(tmp_path):
-    from benchmarks.__main__ import check_paths, parse_args
+    from benchmarks.__main__ import parse_args
+    from benchmarks.common import check_paths
+    from benchmarks.deployment import parse_args as deployment_args
     from layouts import DataError
 
     (tmp_path / "a_file").write_text("not a folder")
@@ -292,3 +296,10 @@ def test_paths_that_cannot_be_used_stop_before_any_measuring(tmp_path):
     with pytest.raises(DataError, match="missing does not exist"):
         check_paths(parse_args(["--json", str(tmp_path / "r.json"), "--cache", str(tmp_path / "c"),
                                 "--work", str(tmp_path / "w"), "--quality-data", str(tmp_path / "missing")]))
+    with pytest.raises(DataError, match=r"^--work: cannot create .*a_file"):  # the deployment benchmark's too
+        check_paths(deployment_args(["--json", str(tmp_path / "d.json"), "--cache", str(tmp_path / "c"),
+                                     "--work", str(tmp_path / "a_file" / "w")]))
+    for module in ("benchmarks", "benchmarks.deployment"):  # on the command line: one sentence, exit 2
+        done = subprocess.run([sys.executable, "-m", module, "--json", str(tmp_path / "a_file" / "r.json")], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: --json: cannot create")
