@@ -74,17 +74,24 @@ def test_rgb_is_a_complete_exposed_image(frames):
         assert rgb.std() > 15  # there is structure, not a flat fill
 
 
-def test_camera_effects_gain_a_grey_frame_in_linear_light():
-    """A uniform grey frame stays uniform through blur and JPEG, each channel at (grey^2.2 x 2^stops x its white-balance
-    gain)^(1/2.2): the draws are replayed from a twin generator, in camera_effects' order."""
-    grey = np.full((48, 64, 3), 100, np.uint8)
-    out = camera.camera_effects(grey, np.random.default_rng(3)).astype(float)
-    twin = np.random.default_rng(3)
-    gains = 2.0 ** twin.uniform(*camera.EXPOSURE_STOPS) * np.exp(twin.normal(0.0, camera.WHITE_BALANCE_SIGMA, 3))
-    want = np.clip((100 / 255) ** 2.2 * gains, 0, 1) ** (1 / 2.2) * 255
-    # JPEG stores a flat colour as YCbCr with its chroma quantised: a level or three off in RGB
-    assert np.abs(out - want).max() <= 3.0, (out.mean(axis=(0, 1)), want)
-    assert np.abs(want - 100).max() > 20  # this draw darkened the frame: the gains did act
+def test_camera_effects_gain_a_grey_frame_in_linear_light_and_add_its_noise():
+    """A uniform grey frame comes out, averaged over the frame, at (grey^2.2 x 2^stops x its white-balance gain)^(1/2.2)
+    per channel, and grainy: the drawn sensor noise survives JPEG in part. The draws are replayed from a twin
+    generator, in camera_effects' order."""
+    for seed in (3, 4):
+        grey = np.full((96, 128, 3), 100, np.uint8)
+        out = camera.camera_effects(grey, np.random.default_rng(seed)).astype(float)
+        twin = np.random.default_rng(seed)
+        gains = 2.0 ** twin.uniform(*camera.EXPOSURE_STOPS) * np.exp(twin.normal(0.0, camera.WHITE_BALANCE_SIGMA, 3))
+        twin.uniform(*camera.BLUR_SIGMA_PX)
+        sigma = twin.uniform(*camera.NOISE_SIGMA)
+        want = np.clip((100 / 255) ** 2.2 * gains, 0, 1) ** (1 / 2.2) * 255
+        # zero-mean noise averages out over 12288 pixels; JPEG stores a flat colour with its chroma quantised: a level or three off in RGB
+        assert np.abs(out.mean(axis=(0, 1)) - want).max() <= 3.0, (out.mean(axis=(0, 1)), want)
+        # a flat frame through JPEG alone stays flat (std 0); JPEG quantises much of the noise away (most of it at
+        # quality 50), never adds more
+        assert 0.1 * sigma < out.std(axis=(0, 1)).mean() < 1.05 * sigma, (out.std(axis=(0, 1)), sigma)
+    assert np.abs(want - 100).max() > 20  # the last draw darkened the frame: the gains did act
 
 
 # --- geometry against hand-computed answers ---
