@@ -134,7 +134,8 @@ class Steps:
     def averaged_weights(self):
         """Inside, the model holds the optimizer's moving average of its weights (Keras's use_ema, Polyak
         averaging), swapped in and back out by keras.callbacks.SwapEMAWeights; without use_ema, nothing changes."""
-        if not self.optimizer.use_ema:
+        # under mixed_float16 a LossScaleOptimizer wraps the optimizer that keeps the average
+        if not getattr(self.optimizer, "inner_optimizer", self.optimizer).use_ema:
             yield
             return
         swap = keras.callbacks.SwapEMAWeights()

@@ -125,12 +125,16 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path, ca
     assert code == 2 and "already holds a run" in err  # a finished run is not overwritten
 
 
-def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on():
+@pytest.mark.parametrize("loss_scaled", [False, True])
+def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on(loss_scaled):
     """--ema-momentum M: after steps with weights w1, w2, w3 the average is w1, then M * average + (1 - M) * w;
     loop.Steps.averaged_weights holds it in the model (what validation and the saved files see) and gives the
-    trained weights back, which the next step goes on from."""
+    trained weights back, which the next step goes on from. Also inside the LossScaleOptimizer that Keras wraps
+    around the optimizer under mixed_float16 (GPUs)."""
     args = train_py.parse_args([*TINY, "--ema-momentum", "0.5", "--lr", "1e-2"])
     net = train_py.compile_net(train_py.build_net(args, DepthScale()), args, DepthScale())
+    if loss_scaled:
+        net.compile(optimizer=keras.optimizers.LossScaleOptimizer(net.optimizer), loss=net.loss)
     steps = train_py.Steps(net, tf.distribute.get_strategy(), DepthScale(), args.theta)
     rng = np.random.default_rng(0)
     batch = (rng.random((2, 32, 48, 3), dtype=np.float32),
