@@ -8,6 +8,7 @@ saves (`fig.savefig(path)`) or shows in a notebook. Depth is in metres; in groun
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import matplotlib
 import matplotlib.colors
@@ -19,6 +20,7 @@ DEPTH_CMAP = "plasma_r"  # near = bright yellow, far = dark purple
 ERROR_CMAP = "inferno"  # absolute error: 0 = black, the largest = pale yellow
 NO_DATA_GREY = "0.85"  # the axes' background, which NaN pixels (no ground truth, not scored) show through
 PREVIEW_SIDE = 600  # pixels: the longest side of depth_color_figure's map
+HEADING_CHARS = 30  # a column heading's longest line: about a 3.2-inch panel's width at 10 points
 
 
 # ---------------------------------------------------------------------------
@@ -68,6 +70,21 @@ def show_depth(ax, depth_m: np.ndarray, limits):
 def depth_colorbar(fig: Figure, image, axes) -> None:
     """One colour bar in metres for `image`'s scale, beside `axes` (the depth panels sharing it)."""
     fig.colorbar(image, ax=axes, label="depth (m)", shrink=0.8)
+
+
+def wrapped(label: str, width: int = HEADING_CHARS) -> str:
+    """`label` in lines of at most `width` characters, broken only after a '/' (a part longer than `width` keeps
+    its own line): model paths as column headings would otherwise run into the next column."""
+    lines = [""]
+    for part in re.split(r"(?<=/)", label):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return "\n".join(lines)
+
+
+def line_count(text: str) -> int:
+    return text.count("\n") + 1
 
 
 def column_titles(axes, headings) -> None:
@@ -159,14 +176,16 @@ def comparison_figure(rows: list[ComparisonRow], labels: list[str], title: str) 
     gts = [holes_as_nan(row.gt_m) for row in rows]
     limits = depth_limits(gts + [pred for row in rows for pred in row.preds_m])
 
-    fig, axes = panel_grid(len(rows), 2 + len(labels), rows[0].gt_m.shape, title_lines=2)
+    headings = [wrapped(label) for label in labels]
+    fig, axes = panel_grid(len(rows), 2 + len(labels), rows[0].gt_m.shape,
+                           title_lines=1 + max(map(line_count, headings), default=1))
     for i, (ax_row, row, gt) in enumerate(zip(axes, rows, gts)):
         ax_row[0].imshow(row.rgb)
         ax_row[0].set_ylabel(row.name, fontsize=9)
         depth_image = show_depth(ax_row[1], gt, limits)
-        for ax, label, pred, caption in zip(ax_row[2:], labels, row.preds_m, row.captions):
+        for ax, heading, pred, caption in zip(ax_row[2:], headings, row.preds_m, row.captions):
             show_depth(ax, pred, limits)
-            ax.set_title(f"{label}\n{caption}" if i == 0 else caption, fontsize=10)
+            ax.set_title(f"{heading}\n{caption}" if i == 0 else caption, fontsize=10)
     column_titles(axes, ("RGB", "ground truth"))
     depth_colorbar(fig, depth_image, axes[:, 1:])
     fig.suptitle(title, fontsize=11)
@@ -180,13 +199,14 @@ def photo_figure(photos: list[tuple[str, np.ndarray]], preds_m: list[list[np.nda
     limits = depth_limits([pred for row in preds_m for pred in row])
     tallest_hw = max((rgb.shape[:2] for _, rgb in photos), key=lambda hw: hw[0] / hw[1])  # sets the row height
 
-    fig, axes = panel_grid(len(photos), 1 + len(labels), tallest_hw)
+    headings = ["RGB", *map(wrapped, labels)]
+    fig, axes = panel_grid(len(photos), 1 + len(labels), tallest_hw, title_lines=max(map(line_count, headings)))
     for ax_row, (name, rgb), row_preds in zip(axes, photos, preds_m):
         ax_row[0].imshow(rgb)
         ax_row[0].set_ylabel(name, fontsize=9)
         for ax, pred in zip(ax_row[1:], row_preds):
             depth_image = show_depth(ax, pred, limits)
-    column_titles(axes, ["RGB", *labels])
+    column_titles(axes, headings)
     depth_colorbar(fig, depth_image, axes[:, 1:])
     fig.suptitle(title, fontsize=11)
     return fig

@@ -57,3 +57,12 @@ def test_imports_stay_light():
              "assert not outside, outside")
     run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_long_model_paths_are_headings_broken_after_a_slash():
+    """Column headings of at most figures.HEADING_CHARS characters per line, broken only after '/', nothing lost."""
+    label = "runs/compare/squeezenet-imagenet/model.keras"
+    assert figures.wrapped(label) == "runs/compare/\nsqueezenet-imagenet/\nmodel.keras"
+    assert figures.wrapped("runs/demo/model.keras") == "runs/demo/model.keras"  # short enough: one line
+    assert figures.wrapped("a_file_name_longer_than_thirty_characters.keras") == \
+        "a_file_name_longer_than_thirty_characters.keras"  # no '/': its own line, whole
