@@ -298,7 +298,7 @@ def check_training_data(split: Split, batches_seen: int, valid_pixels: float, ba
 
 
 def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
-    """set_output_bias to the mean encoded target over `batches` training batches; returns it."""
+    """model.set_output_bias to the mean encoded target over `batches` training batches; returns it."""
     mean = target_statistics(dataset, models.depth_scale_of(net), batches)[2]
     models.set_output_bias(net, mean)
     return mean

@@ -17,8 +17,8 @@ from depth import DepthScale
 from layouts import DataError
 
 from . import __doc__ as PACKAGE_DOC
-from .common import (KERAS_DEFAULTS, MODEL_KINDS, SIZES, benchmark_parser, check_paths, say, stopwatch, synthetic_dir, train_split,
-                     write_results)
+from .common import (KERAS_DEFAULTS, MODEL_KINDS, SIZES, benchmark_parser, check_paths, say, stopwatch, synthetic_dir,
+                     train_split, write_results)
 from .inference import forward_flops, measure_inference, measure_peak, photographs
 from .multiworker import measure_multiworker
 from .pipeline import measure_memory, measure_pipeline, measure_pipeline_profile

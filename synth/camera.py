@@ -4,7 +4,8 @@ noise and JPEG compression.
 Real RGB-D frames (NYU Depth V2's Kinect v1 colour camera, TUM, SUN RGB-D, Kinect v2) are often under- or
 over-exposed, tinted by the auto white balance, a little soft, grainy in dim rooms and stored as JPEG; a
 renderer's frames are none of these. Noise matters beyond looks: it is fine detail at every depth, where a
-renderer's fine detail is only that of far, small things. Each effect's range is a plain camera's, not fitted to any test frame.
+renderer's fine detail is only that of far, small things. Each effect's range is a plain camera's, not fitted to
+any test frame.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ DISPLAY_GAMMA = 2.2  # shading.sensor_image's encoding, undone to apply gains in
 
 def camera_effects(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """uint8 [h, w, 3] -> uint8 [h, w, 3]: gains in linear light (exposure x white balance), then defocus blur,
-    then Gaussian sensor noise, then a JPEG round trip at a random quality. Draws its randomness from rng after the scene's draws, so a frame
-    keeps its scene and depth."""
+    then Gaussian sensor noise, then a JPEG round trip at a random quality. Draws its randomness from rng after
+    the scene's draws, so a frame keeps its scene and depth."""
     stops = rng.uniform(*EXPOSURE_STOPS)
     gains = np.float32(2.0 ** stops) * np.exp(rng.normal(0.0, WHITE_BALANCE_SIGMA, 3)).astype(np.float32)
     linear = (rgb.astype(np.float32) / 255.0) ** DISPLAY_GAMMA * gains

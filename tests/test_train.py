@@ -20,6 +20,7 @@ import model as models
 import nyu_layouts as L
 import train as train_py
 from depth import DepthScale, pack_target
+from loop import Steps
 from conftest import ROOT
 
 TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "2"]
@@ -135,7 +136,7 @@ def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on(loss_
     net = train_py.compile_net(train_py.build_net(args, DepthScale()), args, DepthScale())
     if loss_scaled:
         net.compile(optimizer=keras.optimizers.LossScaleOptimizer(net.optimizer), loss=net.loss)
-    steps = train_py.Steps(net, tf.distribute.get_strategy(), DepthScale(), args.theta)
+    steps = Steps(net, tf.distribute.get_strategy(), DepthScale(), args.theta)
     rng = np.random.default_rng(0)
     batch = (rng.random((2, 32, 48, 3), dtype=np.float32),
              pack_target(rng.uniform(1.0, 100.0, (2, 32, 48, 1)), np.ones((2, 32, 48, 1))))
