@@ -71,11 +71,9 @@ def sidecar_path(path) -> Path:
     return Path(str(path).rstrip("/\\") + ".json")
 
 
-def write_info(path, info: ExportInfo) -> Path:
-    """Write info as the sidecar of `path`; returns the sidecar's path."""
-    sidecar = sidecar_path(path)
-    sidecar.write_text(json.dumps(dataclasses.asdict(info), indent=2) + "\n")
-    return sidecar
+def info_json(info: ExportInfo) -> str:
+    """The sidecar's text: info as indented JSON."""
+    return json.dumps(dataclasses.asdict(info), indent=2) + "\n"
 
 
 def read_info(path) -> ExportInfo:

@@ -19,7 +19,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import keras
@@ -27,12 +26,13 @@ import numpy as np
 import tensorflow as tf
 
 import train
-from backends import ExportInfo, import_runtime, sidecar_path, write_info
+from backends import ExportInfo, import_runtime, info_json, sidecar_path
 from data import frames, resize_rgb
 from depth import DepthScale
 from evaluate import evenly_spaced
 from layouts import DataError, Split
 from model import depth_scale_of, load_model, train_mean_depth_of
+from staging import check_replaceable, publish, staging_folder
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -151,26 +151,29 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     depth net's DepthOutput recorded, if any); returns out.
 
     calibration: for quantize "int8", a no-argument generator of [float32 [1, h, w, 3] in [0, 1]] lists (LiteRT's
-    representative dataset). The export is made in a temporary folder beside out and moved into place, so a
-    failed export leaves any earlier file at out as it was.
+    representative dataset). ValueError before any work when out (or its sidecar) exists and is not an export
+    of fmt export.py wrote (staging.check_replaceable): nothing else is ever replaced. The export is made in a
+    staging folder beside out and moved into place with its sidecar (staging.publish), so a failed export leaves
+    any earlier export at out as it was, and a killed one never a model beside another's sidecar.
     """
     out = Path(out)
     if quantize != "none" and fmt != "tflite":
         raise ValueError(f"--quantize {quantize} is for --format tflite; {fmt} exports float32")
     if quantize == "int8" and calibration is None:
         raise ValueError("int8 quantization needs calibration images")
+    check_replaceable(out, fmt)
     metres = MetresModel(net, depth_scale, flip)
     metres(tf.zeros([1, *net.input_shape[1:]]))  # built, so model.export knows its variables
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as work:
-        staged = Path(work) / (out.name or "export")
-        WRITERS[fmt](metres, staged, Path(work), quantize, calibration)
-        if out.is_dir():
-            shutil.rmtree(out)
-        staged.replace(out)
     info = ExportInfo(fmt, tuple(net.input_shape[1:3]), tuple(net.output_shape[1:3]), depth_scale.min_depth_m,
                       depth_scale.max_depth_m, flip, quantize, str(source), train_mean_depth_of(net))
-    write_info(out, info)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = staging_folder(out.parent)
+    try:
+        staged = work / "export"
+        WRITERS[fmt](metres, staged, work, quantize, calibration)
+        publish(staged, info_json(info), out, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return out
 
 
