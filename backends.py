@@ -6,7 +6,9 @@ decoding, and optionally the flip average, inside the graph), with a sidecar `<f
 recording the input size, depth range, units and the model's training mean depth. `load_depth_model(path)` picks
 the loader by extension (a folder holding saved_model.pb is a SavedModel) and returns the model with its
 DepthScale; an exported model is an `ExportedModel`, which predict.predict_depth_m runs like a Keras model's
-forward pass. `recorded_mean_depth_m(model)` reads either kind's training mean depth back.
+forward pass. `recorded_mean_depth_m(model)` reads either kind's training mean depth back. A SavedModel is a
+program: it is scanned for ops that touch files, print or run Python (opscan) before it runs, unless the
+script's --trust-saved-model (`add_trust_argument`) says otherwise.
 The runtimes of .tflite (`ai-edge-litert`) and .onnx (`onnxruntime`) are imported only when such a file is loaded.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tensorflow as tf
 from depth import DepthScale
 from quiet import native_logging_silenced
 from model import depth_scale_of, load_model, train_mean_depth_of
+from opscan import TRUST_FLAG, refuse_denied_ops
 
 UNITS = "metres"
 INPUT_DESCRIPTION = "float32 RGB in [0, 1], [B, H, W, 3] at input_hw (resize first, as data.resize_rgb does)"
@@ -193,26 +196,37 @@ def model_format(path) -> str:
     raise ValueError(f"{path}: unknown model format {suffix or '(no extension)'!r}; give {MODEL_KINDS_TEXT}")
 
 
-def load_exported(path) -> ExportedModel:
+def load_exported(path, *, trust_saved_model: bool = False) -> ExportedModel:
     """An exported file (EXPORTED_FORMATS) with its sidecar; ValueError (MissingRuntime for a runtime that is
-    not installed) naming the file for anything unusable."""
+    not installed) naming the file for anything unusable. A SavedModel is first scanned for ops that touch
+    files, print or run Python (opscan.DENIED_OPS; UntrustedSavedModel) unless trust_saved_model."""
     kind = model_format(path)
     if kind not in EXPORTED_FORMATS:
         raise ValueError(f"{path} is a Keras model, not an exported one; load it with model.load_model")
+    if kind == "savedmodel" and not trust_saved_model:
+        refuse_denied_ops(path)
     run = EXPORTED_FORMATS[kind][1](path)  # first: a file not of its format says so, not that its sidecar is missing
     return ExportedModel(path, read_info(path), run)
 
 
-def load_depth_model(path):
-    """(model, its DepthScale) for any --model: a Keras model from model.load_model, or an ExportedModel.
+def load_depth_model(path, *, trust_saved_model: bool = False):
+    """(model, its DepthScale) for any --model: a Keras model from model.load_model (Keras's safe mode: no
+    Lambda layers), or an ExportedModel (a SavedModel scanned first unless trust_saved_model: load_exported).
 
     Raises FileNotFoundError or ValueError with one sentence naming the file and the fix.
     """
     if model_format(path) == "keras":
         net = load_model(path)
         return net, depth_scale_of(net)
-    exported = load_exported(path)
+    exported = load_exported(path, trust_saved_model=trust_saved_model)
     return exported, exported.depth_scale
+
+
+def add_trust_argument(parser) -> None:
+    """The scripts' flag that runs a SavedModel --model whose graph holds opscan.DENIED_OPS."""
+    parser.add_argument(TRUST_FLAG, action="store_true",
+                        help="run a SavedModel --model even if its graph can write or read files, print or run "
+                             "Python (refused by default, as saved_model_cli scan flags them): for files you trust")
 
 
 def recorded_mean_depth_m(model) -> float | None:

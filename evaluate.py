@@ -34,7 +34,7 @@ from data import frames
 from depth import DepthScale
 from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import depth_errors
-from backends import load_depth_model, recorded_mean_depth_m
+from backends import add_trust_argument, load_depth_model, recorded_mean_depth_m
 from predict import NonFiniteDepth, predict_depth_m, read_photos
 
 NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
@@ -303,6 +303,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     what.add_argument("--model", action="append", required=True,
                       help="a trained model (.keras) or its export by export.py (SavedModel folder, .tflite, .onnx); "
                            "repeat to evaluate several into one table")
+    add_trust_argument(what)
     what.add_argument("--data", required=True, help="dataset path, in any layout layouts.py reads (e.g. data/synth)")
     what.add_argument("--tfds-data-dir", default=None,
                       help="where a --data tfds:NAME dataset is prepared (default: TensorFlow Datasets' own)")
@@ -340,11 +341,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_candidates(paths) -> list[Candidate]:
-    """Load each model with its DepthScale; raises FileNotFoundError or ValueError naming a bad file."""
+def load_candidates(paths, *, trust_saved_model: bool = False) -> list[Candidate]:
+    """Load each model with its DepthScale (backends.load_depth_model); raises FileNotFoundError or ValueError
+    naming a bad file."""
     candidates = []
     for path, slug in zip(paths, model_slugs(paths)):
-        model, depth_scale = load_depth_model(path)
+        model, depth_scale = load_depth_model(path, trust_saved_model=trust_saved_model)
         candidates.append(Candidate(path, slug, model, depth_scale, recorded_mean_depth_m(model)))
     return candidates
 
@@ -353,7 +355,7 @@ def main(args: argparse.Namespace) -> int:
     """Run the command line; returns the exit code (2 for a bad dataset, model, --photos or output path, with one
     sentence). The photographs are read before evaluating, so a bad --photos fails at once."""
     try:
-        candidates = load_candidates(args.model)
+        candidates = load_candidates(args.model, trust_saved_model=args.trust_saved_model)
     except (FileNotFoundError, ValueError) as err:  # load_model's and depth_scale_of's one-sentence errors
         print(f"error: {err}", file=sys.stderr)
         return 2

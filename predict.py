@@ -26,7 +26,7 @@ import figures
 import nyu
 from data import resize_rgb
 from depth import DepthScale
-from backends import ExportedModel, load_depth_model
+from backends import ExportedModel, add_trust_argument, load_depth_model
 from model import depth_scale_of
 from readers import EXIF_ORIENTATION, IMAGE_ERRORS, SWAPPED_ORIENTATIONS
 
@@ -311,6 +311,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", required=True,
                         help="a trained model saved by this project (.keras), or its export by export.py "
                              "(SavedModel folder, .tflite, .onnx)")
+    add_trust_argument(parser)
     parser.add_argument("--out", default="outputs/predict", help="output folder (default: outputs/predict)")
     parser.add_argument("--no-flip", action="store_true",
                         help="skip the flip test-time augmentation (twice as fast, slightly less accurate)")
@@ -336,7 +337,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     """Run the command line; returns the exit code: 0 all written, 1 some inputs failed, 2 usage error."""
     try:
-        model, depth_scale = load_depth_model(args.model)
+        model, depth_scale = load_depth_model(args.model, trust_saved_model=args.trust_saved_model)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

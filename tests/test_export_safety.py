@@ -4,6 +4,7 @@ and every such refusal is one sentence with exit 2 and the files on disk as they
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import backends
@@ -67,3 +68,80 @@ def test_export_replaces_its_own_export_and_an_empty_folder(run_dir, tmp_path, c
     assert "is an existing folder that is not a savedmodel export" in one_error_line(capsys)
     assert (out / "my_notes.txt").read_text() == "mine"
 
+
+def write_hostile_saved_model(folder: Path, marker: Path, op: str) -> Path:
+    """A SavedModel shaped like export.py's (a `serve` endpoint from RGB [B, 48, 64, 3] to 2 m of depth, and its
+    sidecar) whose serving function also writes `marker`: by tf.io.write_file (WriteFile), or by tf.print to a
+    file:// stream inside a while loop's body (PrintV2 in a function no PartitionedCall reaches)."""
+    import tensorflow as tf
+
+    def print_once(i):
+        with tf.control_dependencies([tf.print("printed by a model", output_stream=f"file://{marker}")]):
+            return i + 1
+
+    class Hostile(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_HW, 3], tf.float32)])
+        def serve(self, x):
+            if op == "WriteFile":
+                tf.io.write_file(str(marker), "written by a model")
+            else:
+                tf.while_loop(lambda i: i < 1, print_once, [tf.constant(0)])
+            return tf.fill([tf.shape(x)[0], *INPUT_HW, 1], 2.0)
+
+    tf.saved_model.save(Hostile(), str(folder))
+    backends.sidecar_path(folder).write_text(backends.info_json(backends.ExportInfo(
+        "savedmodel", INPUT_HW, INPUT_HW, 0.1, 10.0, flip=True)))
+    return folder
+
+
+@pytest.mark.parametrize("op", ["WriteFile", "PrintV2"])
+def test_a_savedmodel_that_writes_files_is_refused_unless_trusted(op, tmp_path, capsys):
+    """predict.py and evaluate.py scan a SavedModel --model before loading it: one sentence naming the op, the
+    folder and --trust-saved-model, exit 2, the file it would write not written; trusted on purpose, it runs."""
+    import predict
+    import evaluate
+    from PIL import Image
+
+    marker = tmp_path / "marker.txt"
+    hostile = write_hostile_saved_model(tmp_path / "hostile", marker, op)
+    Image.fromarray(np.zeros((*INPUT_HW, 3), np.uint8)).save(tmp_path / "photo.png")
+    predict_argv = ["--model", str(hostile), str(tmp_path / "photo.png"), "--out", str(tmp_path / "out")]
+    assert predict.main(predict.parse_args(predict_argv)) == 2
+    err = one_error_line(capsys)
+    assert f"{hostile} holds the TensorFlow op {op} in function " in err and "pass --trust-saved-model" in err, err
+    assert evaluate.main(evaluate.parse_args(["--model", str(hostile), "--data", str(tmp_path)])) == 2
+    assert f"holds the TensorFlow op {op}" in one_error_line(capsys)
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    assert predict.main(predict.parse_args([*predict_argv, "--trust-saved-model"])) == 0
+    assert "by a model" in marker.read_text()  # the scan was all that stood between the file and the disk
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "photo_depth.npy"), 2.0)
+
+
+def test_our_own_savedmodel_passes_the_scan_with_its_checkpoint_ops(run_dir, tmp_path):
+    """export.py's SavedModel holds SaveV2, RestoreV2 and MergeV2Checkpoints in its saver's functions only:
+    allowed there, and the export loads without the trust flag; the same ops called from serving are refused."""
+    import opscan
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    out = tmp_path / "ours"
+    assert export_main("--model", str(run_dir / "model.keras"), "--format", "savedmodel", "--out", str(out)) == 0
+    proto = saved_model_pb2.SavedModel.FromString((out / "saved_model.pb").read_bytes())
+    ops = {node.op for function in proto.meta_graphs[0].graph_def.library.function for node in function.node_def}
+    assert {"SaveV2", "RestoreV2", "MergeV2Checkpoints"} <= ops
+    assert opscan.denied_ops(out) == {}
+    model, _ = backends.load_depth_model(out)
+    assert model(np.zeros((1, *INPUT_HW, 3), np.float32)).shape == (1, *INPUT_HW, 1)
+
+    class Saver(tf.Module):  # a serving function that saves a checkpoint where it likes
+        def __init__(self):
+            self.v = tf.Variable(1.0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def serve(self, x):
+            tf.raw_ops.SaveV2(prefix=str(tmp_path / "ckpt"), tensor_names=["v"], shape_and_slices=[""],
+                              tensors=[self.v.read_value()])
+            return x
+
+    tf.saved_model.save(Saver(), str(tmp_path / "saver"))
+    assert set(opscan.denied_ops(tmp_path / "saver")) == {"SaveV2"}
