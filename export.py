@@ -17,6 +17,7 @@ from __future__ import annotations
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ from staging import check_replaceable, publish, staging_folder
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
 CALIBRATION_FRAMES = 100  # training images int8 calibration sees (TensorFlow's guide suggests ~100-500)
+MIN_CALIBRATION_SHARE = 0.5  # of those, the part that must be readable for int8 ranges to be trusted
 # format -> what --out must end with (a SavedModel is a folder, recognised by its saved_model.pb)
 OUT_SUFFIXES = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
 
@@ -87,7 +89,7 @@ def _quantize_float16(converter, calibration) -> None:
     converter.target_spec.supported_types = [tf.float16]
 
 
-def _quantize_int8(converter, calibration) -> None:
+def _quantize_int8(converter, calibration: CalibrationImages) -> None:
     """Int8 weights and activations, ranges measured on the calibration images; float32 input and output, and
     float32 kernels for any op without an int8 one."""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -103,7 +105,33 @@ def write_tflite(metres: MetresModel, path: Path, work: Path, quantize: str, cal
     write_saved_model(metres, saved, work, "none", None)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     CONVERTER_SETTINGS[quantize](converter, calibration)
-    path.write_bytes(converter.convert())
+    flat_buffer = converter.convert()
+    if quantize == "int8":
+        calibration.check_enough()
+    path.write_bytes(flat_buffer)
+    computes = tflite_quantization(path)
+    if computes != quantize:  # e.g. LiteRT falls back to float32 when the representative dataset yields nothing
+        raise ValueError(f"LiteRT's converter wrote a model computing in {QUANTIZATION_NAMES[computes]}, not the "
+                         f"{QUANTIZATION_NAMES[quantize]} --quantize {quantize} asks for; nothing was written")
+
+
+# what a .tflite computes in -> its description (the names --quantize gives them, and one it does not)
+QUANTIZATION_NAMES = {"none": "float32", "float16": "float16 weights", "int8": "int8 weights and activations",
+                      "int8 weights": "int8 weights and float32 activations"}
+
+
+def tflite_quantization(path: Path) -> str:
+    """What the LiteRT model at path computes in, from its own tensors (a key of QUANTIZATION_NAMES): "int8" when
+    a QUANTIZE op turns the float32 input into int8 activations, "int8 weights" for int8 tensors without one,
+    "float16" for float16 (weight) tensors, else "none"."""
+    litert = import_runtime(path, "ai_edge_litert.interpreter", "ai-edge-litert")
+    interpreter = litert.Interpreter(model_path=str(path))
+    dtypes = {tensor["index"]: tensor["dtype"] for tensor in interpreter.get_tensor_details()}
+    # _get_ops_details: the interpreter's op list (tf.lite.Interpreter's too since TF 2.5), there being no public one
+    if any(op["op_name"] == "QUANTIZE" and dtypes.get(index) == np.int8
+           for op in interpreter._get_ops_details() for index in op["outputs"]):
+        return "int8"
+    return "int8 weights" if np.int8 in dtypes.values() else "float16" if np.float16 in dtypes.values() else "none"
 
 
 def write_onnx(metres: MetresModel, path: Path, work: Path, quantize: str, calibration) -> None:
@@ -150,8 +178,9 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     """Write net as `fmt` (a key of WRITERS) to `out`, with its ExportInfo sidecar (carrying the training mean
     depth net's DepthOutput recorded, if any); returns out.
 
-    calibration: for quantize "int8", a no-argument generator of [float32 [1, h, w, 3] in [0, 1]] lists (LiteRT's
-    representative dataset). ValueError before any work when out (or its sidecar) exists and is not an export
+    calibration: for quantize "int8", the CalibrationImages (calibration_images) LiteRT's converter measures the
+    ranges on; ValueError, and nothing written, when too few of them are readable, or when the written .tflite
+    does not compute in what `quantize` says (tflite_quantization). ValueError before any work when out (or its sidecar) exists and is not an export
     of fmt export.py wrote (staging.check_replaceable): nothing else is ever replaced. The export is made in a
     staging folder beside out and moved into place with its sidecar (staging.publish), so a failed export leaves
     any earlier export at out as it was, and a killed one never a model beside another's sidecar.
@@ -195,16 +224,39 @@ def training_split(model_path, data_path: str | None) -> Split:
     return train.open_splits(argparse.Namespace(data=run.data, train_split=run.train_split, val_split="none"))[0]
 
 
-def calibration_images(split: Split, input_hw, count: int):
-    """LiteRT's representative dataset: a generator function yielding [RGB float32 [1, h, w, 3] in [0, 1]]
-    for `count` frames of split, evenly spaced, resized to input_hw as predict.py resizes."""
-    indices = evenly_spaced(len(split), count)
+class CalibrationImages:
+    """LiteRT's representative dataset: called, a generator yielding [RGB float32 [1, h, w, 3] in [0, 1]] for
+    `count` frames of split, evenly spaced, resized to input_hw as predict.py resizes. Unreadable frames are
+    skipped (data.frames); `check_enough` after a conversion refuses ranges measured on too few of them."""
 
-    def images():
-        for frame in frames(split.subset(indices)):
-            yield [resize_rgb(frame["rgb"][None], input_hw)]
+    def __init__(self, split: Split, input_hw, count: int):
+        self.frames = split.subset(evenly_spaced(len(split), count))
+        self.input_hw = tuple(input_hw)
+        self.read = 0  # frames the last pass yielded
 
-    return images
+    def __call__(self):
+        self.read = 0
+        for frame in frames(self.frames):
+            self.read += 1
+            yield [resize_rgb(frame["rgb"][None], self.input_hw)]
+
+    def check_enough(self) -> None:
+        """ValueError naming the split, the count read and the first unreadable frame when fewer than
+        MIN_CALIBRATION_SHARE of the frames asked for were read (ranges from a few images clip the rest)."""
+        asked = len(self.frames)
+        needed = max(1, math.ceil(MIN_CALIBRATION_SHARE * asked))
+        skipped = self.frames.take_skipped()
+        if self.read < needed:
+            first = f"; the first unreadable: {skipped[0]}" if skipped else ""
+            raise ValueError(f"int8 calibration read {self.read} of the {asked} training images it drew from "
+                             f"{self.frames.source} [{self.frames.name}] and needs at least {needed}{first}; give "
+                             "--data with readable training images (or --quantize float16, which needs none); "
+                             "nothing was written")
+
+
+def calibration_images(split: Split, input_hw, count: int) -> CalibrationImages:
+    """The int8 calibration set: `count` frames of split, evenly spaced, at input_hw (CalibrationImages)."""
+    return CalibrationImages(split, input_hw, count)
 
 
 # ---------------------------------------------------------------------------

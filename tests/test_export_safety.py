@@ -145,3 +145,57 @@ def test_our_own_savedmodel_passes_the_scan_with_its_checkpoint_ops(run_dir, tmp
 
     tf.saved_model.save(Saver(), str(tmp_path / "saver"))
     assert set(opscan.denied_ops(tmp_path / "saver")) == {"SaveV2"}
+
+
+def run_with_unreadable_training_images(run_dir, folder: Path, unreadable: int) -> Path:
+    """A copy of the run's model whose args.json names a nyu_data.zip of 6 training frames, the first
+    `unreadable` of them with RGB bytes no decoder reads."""
+    import nyu_layouts as L
+
+    files = L.densedepth_files(L.make_frames(6, hw=INPUT_HW, seed=1), L.make_frames(2, hw=INPUT_HW, seed=2))
+    for i in range(unreadable):
+        files[f"data/nyu2_train/room_{i % 2}_out/{i}.jpg"] = b"not a JPEG"
+    folder.mkdir()
+    data = L.write_zip(folder / "nyu_data.zip", files)
+    (folder / "model.keras").write_bytes((run_dir / "model.keras").read_bytes())
+    (folder / "args.json").write_text(json.dumps({"data": str(data), "train_split": "auto", "model": "unet"}))
+    return folder / "model.keras"
+
+
+@pytest.mark.parametrize("unreadable", [6, 4])
+def test_int8_with_too_few_readable_calibration_images_writes_nothing(unreadable, run_dir, tmp_path, capsys):
+    """No readable training image (LiteRT then quietly writes float32) or fewer than half of those asked for:
+    one sentence with the count and the first unreadable frame, exit 2, no file, sidecar or staging folder."""
+    model = run_with_unreadable_training_images(run_dir, tmp_path / "run", unreadable)
+    out = tmp_path / "run" / "model_int8.tflite"
+    before = snapshot(tmp_path)
+    assert export_main("--model", str(model), "--format", "tflite", "--quantize", "int8",
+                       "--calibration-frames", "6") == 2
+    err = one_error_line(capsys)
+    assert f"int8 calibration read {6 - unreadable} of the 6 training images" in err and "needs at least 3" in err
+    assert "the first unreadable: " in err and "0.jpg" in err and "nothing was written" in err, err
+    assert not out.exists() and not backends.sidecar_path(out).exists()
+    assert snapshot(tmp_path) == before
+
+
+def test_a_tflite_is_what_its_sidecar_says(run_dir, tmp_path, monkeypatch, capsys):
+    """With one of 6 images unreadable int8 is written and computes in int8 (LiteRT's own tensors say so, as its
+    sidecar does); a converter that leaves the model float32 while int8 was asked for writes nothing."""
+    model = run_with_unreadable_training_images(run_dir, tmp_path / "run", 1)
+    out = tmp_path / "run" / "model_int8.tflite"
+    assert export_main("--model", str(model), "--format", "tflite", "--quantize", "int8",
+                       "--calibration-frames", "6") == 0
+    assert json.loads(backends.sidecar_path(out).read_text())["quantize"] == "int8"
+    assert export.tflite_quantization(out) == "int8"
+    out.unlink()
+    backends.sidecar_path(out).unlink()
+
+    def read_but_keep_float32(converter, calibration):  # LiteRT's fall-back when calibration yields nothing
+        list(calibration())
+
+    monkeypatch.setitem(export.CONVERTER_SETTINGS, "int8", read_but_keep_float32)
+    assert export_main("--model", str(model), "--format", "tflite", "--quantize", "int8",
+                       "--calibration-frames", "6") == 2
+    assert ("computing in float32, not the int8 weights and activations --quantize int8 asks for; nothing was "
+            "written") in one_error_line(capsys)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["args.json", "model.keras", "nyu_data.zip"]
