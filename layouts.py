@@ -33,7 +33,7 @@ from readers import (  # DataError and FrameError are raised by both modules; ca
     folder_bytes,
     import_tfds,
 )
-from splits import Source, Split  # noqa: F401  (callers import Split from here too)
+from splits import Source, Split
 
 LOG = logging.getLogger("depth.layouts")
 

@@ -4,12 +4,14 @@ import logging
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import captures
 import data
 import layouts
 import nyu_layouts as L
 from conftest import ROOT
+from depth import DepthScale, unpack_target
 
 TUM_STEP_M = 1 / captures.TUM_UNITS_PER_METRE  # TUM's 16-bit depth quantum: 0.2 mm
 MM = 0.001
@@ -191,3 +193,92 @@ def test_the_real_captures_read_as_one_dataset():
     counts = {name: len(split) for name, split in source.splits.items()}
     assert counts["all"] == 339 and counts["val"] == 30 + 20 + 20 + 0  # 143, 105, 82 and 9 frames
     assert counts["all-but-hololens_office"] == 339 - 105
+
+
+# ---------------------------------------------------------------------------
+# Frames of another aspect than the input: cropped, not stretched (data.aspect_crop)
+# ---------------------------------------------------------------------------
+
+INPUT_HW, TARGET_HW = (24, 32), (12, 16)
+
+
+def marked_frame(hw, box):
+    """rgb uint8 [*hw, 3] black with a white square at box (top, left, size), depth 2 m with 5 m in the square."""
+    top, left, size = box
+    rgb, depth = np.zeros((*hw, 3), np.uint8), np.full((*hw, 1), 2.0, np.float32)
+    rgb[top:top + size, left:left + size], depth[top:top + size, left:left + size] = 255, 5.0
+    return rgb, depth
+
+
+@pytest.mark.parametrize("hw, box, where", [
+    # A portrait phone frame, 480 wide and 640 high: the central 480x360 box is rows 140-499, 15 frame pixels per input
+    # pixel, so a square at rows 290-319, columns 300-329 is input pixels (10-11, 20-21) and target pixel (5, 10).
+    # Stretched, it would fall on rows 10.9-12.0 of the input.
+    ((640, 480), (290, 300, 30), (10, 20)),
+    # A 1280x720 frame: the central 960x720 box is columns 160-1119, 30 frame pixels per input pixel.
+    ((720, 1280), (300, 160 + 600, 60), (10, 20)),
+    # A 4:3 frame is left whole: 2 frame pixels per input pixel.
+    ((48, 64), (20, 40, 4), (10, 20)),
+])
+def test_a_frame_of_another_aspect_is_cropped_centrally_not_stretched(hw, box, where):
+    rgb, depth = marked_frame(hw, box)
+    x, y_true = data.to_example({"rgb": tf.constant(rgb), "depth": tf.constant(depth)}, INPUT_HW, TARGET_HW,
+                                DepthScale())
+    want = np.zeros(INPUT_HW, np.float32)
+    want[where[0]:where[0] + 2, where[1]:where[1] + 2] = 1.0
+    np.testing.assert_allclose(x.numpy()[..., 0], want, atol=1e-6)
+    target, mask = unpack_target(y_true[None])
+    want_m = np.full(TARGET_HW, 2.0, np.float32)
+    want_m[where[0] // 2, where[1] // 2] = 5.0
+    np.testing.assert_allclose(DepthScale().decode(target).numpy()[0, ..., 0], want_m, rtol=1e-5)
+    assert mask.numpy().min() == 1.0
+    # An RGB decoded at half scale (a JPEG's reduced decode) is cut where its full-size depth is.
+    half = data.to_example({"rgb": tf.constant(rgb[::2, ::2]), "depth": tf.constant(depth)}, INPUT_HW, TARGET_HW,
+                           DepthScale())[0]
+    np.testing.assert_allclose(half.numpy(), x.numpy(), atol=1e-6)
+
+
+def test_a_43_frame_is_left_whole_wherever_the_crop_is_drawn():
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    depth = np.random.default_rng(1).uniform(1, 5, (48, 64, 1)).astype(np.float32)
+    frame = {"rgb": tf.constant(rgb), "depth": tf.constant(depth)}
+    for seed in ([0, 1], [7, 3]):
+        cut_rgb, cut_depth = data.aspect_crop(frame["rgb"], frame["depth"], INPUT_HW,
+                                              tf.random.stateless_uniform([2], seed, dtype=tf.float64))
+        assert np.array_equal(cut_rgb, rgb) and np.array_equal(cut_depth, depth)
+
+
+def write_row_coded_portraits(folder, count):
+    """Portrait frames (480 wide, 640 high) whose image and depth both encode the row: grey = row // 3 and depth =
+    1 m + (row // 3) cm, so an image and a depth cut from the same rows average to the same code."""
+    code = np.repeat(np.arange(640) // 3, 480).reshape(640, 480)
+    rgb = np.repeat(code[..., None], 3, axis=-1).astype(np.uint8)
+    return L.write_pairs(folder, [(rgb, (1.0 + 0.01 * code).astype(np.float32))] * count, "png")
+
+
+def test_the_training_crop_is_random_the_same_for_image_and_depth_and_a_function_of_the_frame(tmp_path):
+    """Each training frame's crop sits at a place drawn from its seed: image and target are cut from the same rows
+    (their row codes agree), the places differ between frames, and two workers' shards (loop.shard_select) cut
+    exactly what one device cuts, over two passes."""
+    import loop
+
+    split = layouts.open_source(write_row_coded_portraits(tmp_path / "phone", 4)).split("all")
+    options = {"input_hw": INPUT_HW, "target_hw": TARGET_HW, "training": True, "seed": 5,
+               "augmentation": data.Augment(channel_swap=0, brightness=0, contrast=0, gamma=0)}
+    one = list(data.make_dataset(split, batch_size=2, **options).repeat(2))
+    tops = set()
+    for x, y_true in one:
+        image_code = x.numpy()[..., 0].reshape(-1, 12, 2, 32).mean(axis=2)[..., ::2] * 255  # to target rows
+        target, _ = unpack_target(y_true)
+        depth_code = (DepthScale().decode(target).numpy()[..., 0] - 1.0) / 0.01
+        np.testing.assert_allclose(image_code, depth_code, atol=0.05)
+        tops.update(np.round(image_code[:, 0, 0] * 3).astype(int))  # about the crop's top row (0-280)
+    assert len(tops) >= 4 and max(tops) - min(tops) > 30, tops
+    shards = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        select = loop.shard_select(context, per_replica_batch=1, training=True)
+        shards.append(list(data.make_dataset(split, batch_size=1, select=select, **options).repeat(2)))
+    for k, (x, y_true) in enumerate(one):
+        np.testing.assert_array_equal(x, np.concatenate([shards[0][k][0], shards[1][k][0]]))
+        np.testing.assert_array_equal(y_true, np.concatenate([shards[0][k][1], shards[1][k][1]]))
