@@ -1,8 +1,9 @@
 """The input pipeline: frames -> examples -> augment -> batch, on tf.data (and `python data.py inspect`).
 
 A split's frames (layouts.py finds them in any supported layout) are read a few at a time as encoded
-blobs, decoded in the graph to RGB uint8 and depth in metres (nyu.DEPTH_CODECS), resized to the network's
-input and output sizes, encoded by a `depth.DepthScale`, augmented for training and batched.
+blobs, decoded in the graph to RGB uint8 and depth in metres (decode.py, nyu.DEPTH_CODECS), cut to the
+network input's aspect and resized to its input and output sizes, encoded by a `depth.DepthScale`,
+augmented for training and batched.
 
     python data.py inspect data/synth        # frame counts and depth statistics of any dataset, as JSON
     python data.py inspect tum/ --depth-units-per-metre 5000   # 16-bit depth in another unit (TUM RGB-D's)
@@ -22,10 +23,11 @@ import tensorflow as tf
 from tqdm import tqdm
 
 import nyu
+from decode import decode_depth, decode_rgb, finite_positive
 from depth import DepthScale, pack_target
 from layouts import (EXPECTED_LAYOUTS, DataError, FrameError, Split, add_depth_units_argument, open_source,
                      positive_float)
-from readers import EXIF_TURNS, SWAPPED_ORIENTATIONS, decode_problem
+from readers import decode_problem
 
 LOG = logging.getLogger("depth.data")
 
@@ -73,64 +75,6 @@ def read_frames(split: Split, strict: bool, handed: set | None = None):
     return read
 
 
-def decode_rgb(blob, hw, rgb_format, min_hw=None, orientation=1):
-    """An RGB blob stored as rgb_format (readers.RGB_FORMATS), its raw hw and EXIF orientation (1-8) -> uint8
-    [H, W, 3] upright; JPEGs at a reduced scale when min_hw (h, w, upright) is given (see _decode_jpeg_at_least)."""
-    if rgb_format == "raw":
-        return tf.reshape(tf.io.decode_raw(blob, tf.uint8), [hw[0], hw[1], 3])
-    decode_any = lambda: tf.io.decode_image(blob, channels=3, dtype=tf.uint8, expand_animations=False)  # noqa: E731
-    if min_hw is None:
-        return upright(decode_any(), orientation)
-    turned = tf.reduce_any(tf.equal(orientation, SWAPPED_ORIENTATIONS))
-    stored_min_hw = tf.where(turned, tf.constant(min_hw[::-1]), tf.constant(min_hw))
-    is_jpeg = tf.strings.substr(blob, 0, 2) == b"\xff\xd8"
-    return upright(tf.cond(is_jpeg, lambda: _decode_jpeg_at_least(blob, stored_min_hw), decode_any), orientation)
-
-
-def upright(rgb, orientation):
-    """An image [H, W, C] as stored, and its EXIF orientation (1-8, int scalar) -> the image upright
-    (readers.EXIF_TURNS). Gathered from the table, not branched: a branch per frame costs ~0.5 ms."""
-    turns = tf.gather(tf.constant([EXIF_TURNS[o] for o in sorted(EXIF_TURNS)]), tf.cast(orientation, tf.int32) - 1)
-    rgb = tf.transpose(rgb, tf.where(turns[0], [1, 0, 2], [0, 1, 2]))  # the identity permutation copies nothing
-    return tf.reverse(rgb, tf.boolean_mask([1, 0], turns[1:]))  # nor does reversing no axis
-
-
-_JPEG_RATIOS = (1, 2, 4, 8)  # the downscales libjpeg can apply while decoding
-
-
-def _decode_jpeg_at_least(blob, min_hw):
-    """JPEG bytes -> uint8 [ceil(H / r), ceil(W / r), 3] for the largest r in _JPEG_RATIOS that keeps both sides
-    at least min_hw (h, w). libjpeg downscales inside the inverse DCT, so a 640x480 frame for a 320x240 input
-    costs less than its full decode alone, and needs no resize after."""
-    shape = tf.io.extract_jpeg_shape(blob)[:2]
-    fits = [tf.reduce_all(shape // r >= tf.cast(min_hw, tf.int32)) for r in _JPEG_RATIOS]
-    largest = tf.maximum(tf.reduce_sum(tf.cast(tf.stack(fits), tf.int32)) - 1, 0)  # fits is True..True False..False
-    return tf.switch_case(largest, [lambda r=r: tf.io.decode_jpeg(blob, channels=3, ratio=r) for r in _JPEG_RATIOS])
-
-
-def _finite_positive(depth):
-    """Depth with every invalid value (NaN, inf, zero or negative) set to 0."""
-    return tf.where(tf.math.is_finite(depth) & (depth > 0), depth, 0.0)
-
-
-def decode_depth(blob, hw, codec: nyu.DepthCodec):
-    """A depth blob stored as `codec` (a Split's depth_codec), and its raw hw -> float32 [H, W, 1] metres,
-    0 = invalid (and codec.saturated). A frame handed over as an array is raw float32 metres (readers.raw_depth).
-
-    PNG values are never negative or non-finite, so only raw floats go through _finite_positive.
-    """
-    raw = lambda: _finite_positive(tf.reshape(tf.io.decode_raw(blob, tf.float32), [hw[0], hw[1], 1]))  # noqa: E731
-    if not codec.png:
-        return raw()
-    return tf.cond(hw[0] > 0, raw, lambda: _png_metres(blob, codec))
-
-
-def _png_metres(blob, codec: nyu.DepthCodec):
-    values = tf.io.decode_png(blob, channels=1, dtype=tf.as_dtype(codec.dtype))
-    depth_m = tf.cast(values, tf.float32) / codec.units_per_metre
-    return depth_m if codec.saturated is None else tf.where(values == codec.saturated, 0.0, depth_m)
-
-
 def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
           chunk: int = READ_CHUNK, handed: set | None = None, select=None) -> tf.data.Dataset:
     """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
@@ -173,7 +117,7 @@ def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = Non
             raise DataError(f"{split.source} [{split.name}] is read as one TFDS stream, which cannot be split "
                             "between workers; train on several machines from the extracted nyudepthv2/ folder")
         decoded = split.stream(split.keys, shuffle_seed)
-        return decoded.map(lambda frame: {**frame, "depth": _finite_positive(frame["depth"])})
+        return decoded.map(lambda frame: {**frame, "depth": finite_positive(frame["depth"])})
     codec = split.depth_codec
     handed = set()  # frames the reading stage handed over in this pass
     arrived = tf.Variable(tf.zeros([max(1, len(split))], tf.bool), trainable=False)  # ... and those decoded
@@ -242,11 +186,42 @@ def resize_rgb(rgb_uint8, size):
     return tf.clip_by_value(resized / 255.0, 0.0, 1.0)
 
 
-def to_example(frame, input_hw, target_hw, depth_scale: DepthScale):
-    """A decoded frame -> (rgb float32 [*input_hw, 3] in [0, 1], y_true [*target_hw, 2] = pack_target)."""
-    depth, mask = resize_depth(frame["depth"], target_hw)
+def aspect_crop(rgb, depth_m, aspect_hw, at=(0.5, 0.5)):
+    """(rgb, depth) of one frame, rgb [h, w, 3] and depth [H, W, 1], cut to the largest box of aspect_hw's shape
+    (h:w) at `at`: where the box sits in the room left over, as fractions (top, left) in [0, 1]; 0.5 = central.
+
+    The box is placed in fractions of the frame, so an RGB decoded at a reduced JPEG scale is cut where its
+    full-size depth is (to within half an RGB pixel). A frame of that aspect comes back whole: its sides'
+    ratio is compared as a ratio of integer products, exactly 1.
+    """
+    full_hw = tf.cast(tf.shape(depth_m)[:2], tf.float64)
+    wide = full_hw[1] * aspect_hw[0] / (full_hw[0] * aspect_hw[1])  # > 1: wider than the input
+    size = tf.stack([tf.minimum(wide, 1.0), tf.minimum(1.0 / wide, 1.0)])  # the box's (h, w) / the frame's
+    start = (1.0 - size) * tf.cast(at, tf.float64)
+
+    def cut(image):
+        hw = tf.shape(image)[:2]
+        box = tf.maximum(tf.cast(tf.round(size * tf.cast(hw, tf.float64)), tf.int32), 1)
+        top_left = tf.minimum(tf.cast(tf.round(start * tf.cast(hw, tf.float64)), tf.int32), hw - box)
+        return tf.image.crop_to_bounding_box(image, top_left[0], top_left[1], box[0], box[1])
+
+    return cut(rgb), cut(depth_m)
+
+
+_CROP_FOLD = 1  # folded into a frame's augmentation seed to draw its crop position, apart from augment's draws
+
+
+def to_example(frame, input_hw, target_hw, depth_scale: DepthScale, seed=None):
+    """A decoded frame -> (rgb float32 [*input_hw, 3] in [0, 1], y_true [*target_hw, 2] = pack_target).
+
+    The frame is cut to the input's aspect before resizing, so it is never stretched (aspect_crop): centrally,
+    or with a stateless seed (int64 [2], a training frame's) at a random place drawn from it."""
+    at = (0.5, 0.5) if seed is None else tf.random.stateless_uniform(
+        [2], tf.random.experimental.stateless_fold_in(seed, _CROP_FOLD), dtype=tf.float64)
+    rgb, depth_m = aspect_crop(frame["rgb"], frame["depth"], input_hw, at)
+    depth, mask = resize_depth(depth_m, target_hw)
     target = tf.where(mask > 0, depth_scale.encode(depth), 0.0)
-    return resize_rgb(frame["rgb"], input_hw), pack_target(target, mask)
+    return resize_rgb(rgb, input_hw), pack_target(target, mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,19 +280,22 @@ def make_dataset(
     strict: bool = False,
     select=None,
 ) -> tf.data.Dataset:
-    """The input pipeline: read -> decode -> resize -> augment (training only) -> batch -> prefetch.
+    """The input pipeline: read -> decode -> crop to the input's aspect -> resize -> augment (training only) ->
+    batch -> prefetch.
 
     Yields (rgb float32 [B, *input_hw, 3] in [0, 1], y_true float32 [B, *target_hw, 2]) where y_true packs
-    the encoded depth and its validity mask (see pack_target). training shuffles every epoch (seeded),
-    augments and drops the last partial batch; the same seed gives the same batches. select: a function of the
+    the encoded depth and its validity mask (see pack_target). training shuffles every epoch (seeded), places
+    each frame's crop at random and augments (a central crop without augmentation), and drops the last partial
+    batch; the same seed gives the same batches. select: a function of the
     frame-index dataset giving the frames to read (a worker's shard), see `blobs`.
     """
     read = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw, select=select)
     if training and augmentation is not None:
-        examples = tf.data.Dataset.zip(read, pass_keys(seed)).map(
-            lambda frame, key: augment(*to_example(frame, input_hw, target_hw, depth_scale),
-                                       frame_seed(key, frame["index"]), augmentation),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        def example(frame, key):  # the crop's place and the augmentation, both drawn from the frame's seed
+            per_frame = frame_seed(key, frame["index"])
+            return augment(*to_example(frame, input_hw, target_hw, depth_scale, per_frame), per_frame, augmentation)
+
+        examples = tf.data.Dataset.zip(read, pass_keys(seed)).map(example, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         examples = read.map(lambda frame: to_example(frame, input_hw, target_hw, depth_scale),
                             num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,15 +1,15 @@
 """NYU Depth V2 in its common layouts, and your own RGB-D captures: where a dataset's frames are and how to read them.
 
 `open_source(path)` detects the layout of `path` (see EXPECTED_LAYOUTS and the README's layouts table) and
-returns its splits. A `Split` lists its frames and reads one frame at a time as two encoded blobs, checked
-to be whole; decoding them into arrays is the input pipeline's work (data.py). Formats follow each
-dataset's own documentation: DenseDepth's nyu_data.zip / nyu_test.zip, the official labeled .mat
+returns its splits (splits.Split, splits.Source); the capture-style folders (own captures, TUM RGB-D, color/ +
+depth/, folders of captures) are captures.py's. A `Split` lists its frames and reads one frame at a time as two
+encoded blobs, checked to be whole; decoding them into arrays is the input pipeline's work (data.py). Formats
+follow each dataset's own documentation: DenseDepth's nyu_data.zip / nyu_test.zip, the official labeled .mat
 (Silberman et al. 2012), BTS's sync/ and official_splits/ folders (Lee et al. 2019).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import zipfile
 from pathlib import Path
@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 import scipy.io
 
-from nyu import DEPTH_CODECS, DEPTH_UNITS, DepthCodec
-
+from captures import EXPECTED as CAPTURES, OPENERS as CAPTURE_LAYOUTS, capture_layout
+from nyu import DEPTH_CODECS, DEPTH_UNITS
 from readers import (  # DataError and FrameError are raised by both modules; callers import them from here
     Archive,
     DataError,
@@ -30,117 +30,12 @@ from readers import (  # DataError and FrameError are raised by both modules; ca
     PairReader,
     TFDS_SPLITS,
     TfdsFrames,
-    check_frame,
     folder_bytes,
     import_tfds,
 )
+from splits import Source, Split
 
 LOG = logging.getLogger("depth.layouts")
-
-# ---------------------------------------------------------------------------
-# Splits and sources
-# ---------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class Split:
-    """One split of a dataset: a list of frame keys and a reader that turns a key into its blobs.
-
-    reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats, (0, 0)
-    for files. rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS (depth handed
-    over as an array is float32 metres whatever it says: readers.raw_depth). crop is (top, bottom, left,
-    right) in pixels of the full frame when the data ships one (Eigen's). depth_units_per_metre, when given,
-    replaces the unit of 16-bit depth (--depth-units-per-metre).
-    """
-
-    source: str
-    layout: str
-    name: str
-    keys: list
-    reader: object
-    rgb_format: str
-    depth_format: str
-    crop: tuple | None = None
-    skipped: dict = dataclasses.field(default_factory=dict)  # frame index -> why it was skipped (see skip)
-    depth_units_per_metre: float | None = None
-    # For data that cannot be read a frame at a time (TFDS's TFRecords): stream(keys, shuffle_seed) -> a
-    # tf.data.Dataset of decoded frames (readers.TfdsFrames); reader is then None and data.py starts from these.
-    stream: object = None
-
-    @property
-    def depth_codec(self) -> DepthCodec:
-        """How the split's depth files store metres: nyu.DEPTH_CODECS[depth_format], at depth_units_per_metre
-        for 16-bit depth when that is given."""
-        codec = DEPTH_CODECS[self.depth_format]
-        if self.depth_units_per_metre is None or not codec.units_vary:
-            return codec
-        return codec.with_units(self.depth_units_per_metre)
-
-    def __len__(self):
-        return len(self.keys)
-
-    def frame_name(self, index: int) -> str:
-        """A short name for frame `index`: its RGB file's path, or "<split>_<index>" for frames in an array."""
-        key = self.keys[index]
-        return key[0] if isinstance(key, tuple) else f"{self.name}_{int(key):05d}"
-
-    def describe(self, index: int) -> str:
-        """Where frame `index` lives, for warnings: the file (and member or row) a user can go and look at."""
-        key = self.keys[index]
-        where = " + ".join(key) if isinstance(key, tuple) else f"frame {int(key)}"
-        return f"{self.source}: {where}"
-
-    def read(self, index: int) -> tuple[bytes, bytes, tuple[int, int], int]:
-        """Frame `index` as (rgb blob, depth blob, raw (h, w), EXIF orientation of the RGB), checked by
-        readers.check_frame.
-
-        Raises FrameError saying what is wrong with it (missing, unreadable, wrong format, sizes that differ).
-        """
-        try:
-            rgb, depth, hw = self.reader(self.keys[index])
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:  # missing, unreadable, bad .npy
-            raise FrameError(f"{type(err).__name__}: {err}") from err
-        return rgb, depth, hw, check_frame(self.rgb_format, self.depth_codec, rgb, depth, hw)
-
-    def subset(self, indices) -> Split:
-        """The frames at `indices` as a split of their own (same names, reader and crop)."""
-        return dataclasses.replace(self, keys=[self.keys[int(i)] for i in indices], skipped={})
-
-    def skip(self, index: int, problem: str) -> str:
-        """Record that frame `index` was left out and why; a frame counts once however often it is read (the
-        output-bias pass, every epoch) until take_skipped. Returns the record: where the frame is, and why."""
-        self.skipped[int(index)] = f"{self.describe(index)}: {problem}"
-        return self.skipped[int(index)]
-
-    def nothing_usable(self, tried: int, usable: str = "is readable") -> DataError:
-        """The error for a pass over `tried` frames that found none that `usable` says: one sentence naming the
-        split, the count and the first frame skipped (where, and why); the skipped frames are taken."""
-        skipped = self.take_skipped()
-        first = f"the first: {skipped[0]}" if skipped else "none was skipped"
-        return DataError(f"no frame of {self.source} [{self.name}] {usable} ({tried} tried); {first}")
-
-    def take_skipped(self) -> list[str]:
-        """The distinct frames skipped since the last call (where each is, and why), and forget them."""
-        taken = list(self.skipped.values())
-        self.skipped.clear()
-        return taken
-
-
-@dataclasses.dataclass
-class Source:
-    """A dataset on disk: its layout name and its splits by name (train / test / all)."""
-
-    path: str
-    layout: str
-    splits: dict
-
-    def split(self, name: str) -> Split:
-        """The split called `name`; DataError listing the splits there are if it has none."""
-        if name not in self.splits:
-            raise DataError(
-                f"{self.path} ({self.layout}) has no '{name}' split; it has: {', '.join(self.splits) or 'none'}"
-            )
-        return self.splits[name]
-
 
 # ---------------------------------------------------------------------------
 # The layouts: one _open_* function each, chosen by _looks_like
@@ -238,34 +133,6 @@ def _open_bts(path: Path) -> Source:
     return Source(str(path), "bts", splits)
 
 
-def _pairs_in(folder: Path) -> list[tuple[str, str]]:
-    """(rgb, depth) paths relative to `folder` for every X_rgb.{jpg,jpeg,png} with an X_depth.{png,npy} beside it."""
-    pairs, orphans = [], []
-    for rgb in sorted(p for p in folder.rglob("*_rgb.*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
-        stem = rgb.name[: -len("_rgb" + rgb.suffix)]
-        depth = next((d for d in (rgb.with_name(f"{stem}_depth.png"), rgb.with_name(f"{stem}_depth.npy")) if d.exists()), None)
-        if depth is None:
-            orphans.append(rgb)
-        else:
-            pairs.append((rgb.relative_to(folder).as_posix(), depth.relative_to(folder).as_posix()))
-    if orphans:
-        LOG.warning("%d RGB files in %s have no X_depth.png or X_depth.npy beside them and are left out (first: %s)",
-                    len(orphans), folder, orphans[0])
-    return pairs
-
-
-def _open_pairs(path: Path) -> Source:
-    """A folder of X_rgb.* / X_depth.png (16-bit mm) or X_depth.npy (metres) pairs, the two kinds mixed as they
-    come; train/ and test/ become splits."""
-    folders = {name: path / name for name in ("train", "test") if (path / name).is_dir()} or {"all": path}
-    splits = {}
-    for name, folder in folders.items():
-        keys = _pairs_in(folder)
-        depth_format = "raw_f32_m" if all(d.endswith(".npy") for _, d in keys) else "png16_mm"
-        splits[name] = Split(str(folder), "pairs", name, keys, PairReader(folder_bytes(folder)), "image", depth_format)
-    return Source(str(path), "pairs", splits)
-
-
 def _open_bundle(path: Path) -> Source:
     """A folder holding DenseDepth's two zips: train from nyu_data.zip, test from nyu_test.zip (the Eigen arrays)."""
     splits = {}
@@ -347,9 +214,7 @@ def _looks_like(path: Path) -> str | None:
             return "densedepth"
         if archive.find("eigen_test_rgb.npy"):
             return "eigen-npy"
-    if path.is_dir() and next(path.rglob("*_rgb.*"), None) is not None:
-        return "pairs"
-    return None
+    return capture_layout(path)
 
 
 _OPENERS = {
@@ -358,15 +223,14 @@ _OPENERS = {
     "bts": _open_bts,
     "densedepth": _open_densedepth,
     "eigen-npy": _open_eigen_npy,
-    "pairs": _open_pairs,
     "sparse-to-dense": _open_sparse_to_dense,
+    **CAPTURE_LAYOUTS,
 }
 
 EXPECTED_LAYOUTS = (
     "DenseDepth's nyu_data.zip or its extracted folder (data/nyu2_train.csv), nyu_test.zip (eigen_test_*.npy), "
     "nyu_depth_v2_labeled.mat, a BTS folder (sync/ or official_splits/test/), "
-    "sparse-to-dense's nyudepthv2/ (train/<scene>/*.h5, val/official/*.h5) or tfds:nyu_depth_v2, "
-    "or a folder of X_rgb.jpg/png + X_depth.png (mm) or X_depth.npy (m) pairs"
+    f"sparse-to-dense's nyudepthv2/ (train/<scene>/*.h5, val/official/*.h5) or tfds:nyu_depth_v2, or {CAPTURES}"
 )
 
 

@@ -154,6 +154,8 @@ def write_sparse_to_dense(root, train, test):
                 f.create_dataset("rgb", data=np.transpose(rgb, (2, 0, 1)).astype(np.uint8))
                 f.create_dataset("depth", data=depth.astype(np.float32))
     return root
+
+
 def portrait_jpeg_bytes(upright_rgb):
     """A JPEG stored sideways (as a phone held upright stores it: landscape pixels) with EXIF Orientation 6,
     "rotate 90 degrees clockwise to view", so that a reader honouring EXIF gets `upright_rgb` back."""
@@ -179,3 +181,30 @@ def odd_pairs(folder):
         "wrong_rgb.png": png_bytes(rng.integers(0, 256, (480, 640, 3), np.uint8)),
         "wrong_depth.png": depth_png16(np.full((200, 200), 2.0, np.float32)),
     }), (upright, depth)
+
+
+def write_tum(root, colour, depth, units_per_metre=5000):
+    """A TUM RGB-D sequence folder (Sturm et al. 2012, "File Formats"): rgb/<t>.png and depth/<t>.png (16-bit, 5000
+    per metre) named by their timestamps, listed in rgb.txt and depth.txt under TUM's three '#' header lines.
+    colour: [(timestamp s, rgb uint8 [H, W, 3])], depth: [(timestamp s, depth float32 [H, W] metres)]."""
+    files = {}
+    for kind, title, frames, encode in (("rgb", "color images", colour, png_bytes),
+                                         ("depth", "depth maps", depth, lambda d: depth_png16(d, units_per_metre))):
+        lines = [f"# {title}", "# file: 'rgbd_dataset_freiburg1_xyz.bag'", "# timestamp filename"]
+        for timestamp, array in frames:
+            name = f"{kind}/{timestamp:.6f}.png"
+            files[name] = encode(array)
+            lines.append(f"{timestamp:.6f} {name}")
+        files[f"{kind}.txt"] = ("\n".join(lines) + "\n").encode()
+    return write_folder(root, files)
+
+
+def write_color_depth(root, frames, colour_folder="color", name="{:05d}", depth_name=None, units_per_metre=1000):
+    """color/ + depth/ folders of one file per frame: <colour_folder>/<name>.jpg and depth/<depth_name>.png (16-bit,
+    mm by default). name "{:05d}" is Open3D's Azure Kinect reader and Redwood samples (color/00000.jpg), "{:06d}" its
+    RealSense recorder, "{}" ScanNet's SensorData.py export (color/0.jpg + depth/0.png); depth_name defaults to name."""
+    files = {}
+    for i, (rgb, depth) in enumerate(frames):
+        files[f"{colour_folder}/{name.format(i)}.jpg"] = jpeg_bytes(rgb)
+        files[f"depth/{(depth_name or name).format(i)}.png"] = depth_png16(depth, units_per_metre)
+    return write_folder(root, files)

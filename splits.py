@@ -1,0 +1,111 @@
+"""A dataset's splits: `Split` lists one split's frames and reads one frame at a time as checked blobs; `Source`
+holds a dataset's splits by name. The layouts (layouts.py, captures.py) build them; data.py decodes their blobs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+
+from nyu import DEPTH_CODECS, DepthCodec
+from readers import DataError, FrameError, check_frame
+
+
+@dataclasses.dataclass
+class Split:
+    """One split of a dataset: a list of frame keys and a reader that turns a key into its blobs.
+
+    reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats, (0, 0)
+    for files. rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS (depth handed
+    over as an array is float32 metres whatever it says: readers.raw_depth). crop is (top, bottom, left,
+    right) in pixels of the full frame when the data ships one (Eigen's). depth_units_per_metre, when given,
+    replaces the unit of 16-bit depth (--depth-units-per-metre).
+    """
+
+    source: str
+    layout: str
+    name: str
+    keys: list
+    reader: object
+    rgb_format: str
+    depth_format: str
+    crop: tuple | None = None
+    skipped: dict = dataclasses.field(default_factory=dict)  # frame index -> why it was skipped (see skip)
+    depth_units_per_metre: float | None = None
+    # For data that cannot be read a frame at a time (TFDS's TFRecords): stream(keys, shuffle_seed) -> a
+    # tf.data.Dataset of decoded frames (readers.TfdsFrames); reader is then None and data.py starts from these.
+    stream: object = None
+
+    @property
+    def depth_codec(self) -> DepthCodec:
+        """How the split's depth files store metres: nyu.DEPTH_CODECS[depth_format], at depth_units_per_metre
+        for 16-bit depth when that is given."""
+        codec = DEPTH_CODECS[self.depth_format]
+        if self.depth_units_per_metre is None or not codec.units_vary:
+            return codec
+        return codec.with_units(self.depth_units_per_metre)
+
+    def __len__(self):
+        return len(self.keys)
+
+    def frame_name(self, index: int) -> str:
+        """A short name for frame `index`: its RGB file's path, or "<split>_<index>" for frames in an array."""
+        key = self.keys[index]
+        return key[0] if isinstance(key, tuple) else f"{self.name}_{int(key):05d}"
+
+    def describe(self, index: int) -> str:
+        """Where frame `index` lives, for warnings: the file (and member or row) a user can go and look at."""
+        key = self.keys[index]
+        where = " + ".join(key) if isinstance(key, tuple) else f"frame {int(key)}"
+        return f"{self.source}: {where}"
+
+    def read(self, index: int) -> tuple[bytes, bytes, tuple[int, int], int]:
+        """Frame `index` as (rgb blob, depth blob, raw (h, w), EXIF orientation of the RGB), checked by
+        readers.check_frame.
+
+        Raises FrameError saying what is wrong with it (missing, unreadable, wrong format, sizes that differ).
+        """
+        try:
+            rgb, depth, hw = self.reader(self.keys[index])
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:  # missing, unreadable, bad .npy
+            raise FrameError(f"{type(err).__name__}: {err}") from err
+        return rgb, depth, hw, check_frame(self.rgb_format, self.depth_codec, rgb, depth, hw)
+
+    def subset(self, indices) -> Split:
+        """The frames at `indices` as a split of their own (same names, reader and crop)."""
+        return dataclasses.replace(self, keys=[self.keys[int(i)] for i in indices], skipped={})
+
+    def skip(self, index: int, problem: str) -> str:
+        """Record that frame `index` was left out and why; a frame counts once however often it is read (the
+        output-bias pass, every epoch) until take_skipped. Returns the record: where the frame is, and why."""
+        self.skipped[int(index)] = f"{self.describe(index)}: {problem}"
+        return self.skipped[int(index)]
+
+    def nothing_usable(self, tried: int, usable: str = "is readable") -> DataError:
+        """The error for a pass over `tried` frames that found none that `usable` says: one sentence naming the
+        split, the count and the first frame skipped (where, and why); the skipped frames are taken."""
+        skipped = self.take_skipped()
+        first = f"the first: {skipped[0]}" if skipped else "none was skipped"
+        return DataError(f"no frame of {self.source} [{self.name}] {usable} ({tried} tried); {first}")
+
+    def take_skipped(self) -> list[str]:
+        """The distinct frames skipped since the last call (where each is, and why), and forget them."""
+        taken = list(self.skipped.values())
+        self.skipped.clear()
+        return taken
+
+
+@dataclasses.dataclass
+class Source:
+    """A dataset on disk: its layout name and its splits by name (train / test / all)."""
+
+    path: str
+    layout: str
+    splits: dict
+
+    def split(self, name: str) -> Split:
+        """The split called `name`; DataError listing the splits there are if it has none."""
+        if name not in self.splits:
+            raise DataError(
+                f"{self.path} ({self.layout}) has no '{name}' split; it has: {', '.join(self.splits) or 'none'}"
+            )
+        return self.splits[name]
