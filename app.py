@@ -104,7 +104,7 @@ class Page:
             return (*nothing, error_text(Path(upload).name if upload else "photo", str(err)), None)
         near, far = out["limits"]
         status = (f"depth of **{stem}** by {label}: {near:.2f} m (near, yellow) to {far:.2f} m (far, purple); "
-                  f"click the depth map to read a depth")
+                  "click the depth map to read a depth")
         scale = video.colorbar_strip(SCALE_HEIGHT, out["limits"])
         return ((rgb, out["colour"]), scale, out["colour"], out["view"], out["files"], status, out["depth_m"])
 
@@ -150,12 +150,14 @@ def build_page(models: dict) -> gr.Blocks:
                 webcam = gr.Image(label="or the webcam", sources=["webcam"], type="numpy", elem_id="webcam")
             status = gr.Markdown(elem_id="status")
             with gr.Row():
-                slider = gr.ImageSlider(label="photo | depth", elem_id="slider", scale=5)
-                scale = gr.Image(label="scale (m)", interactive=False, elem_id="scale", scale=1)
+                slider = gr.ImageSlider(label="photo | depth", elem_id="slider", scale=5, max_height=SCALE_HEIGHT)
+                scale = gr.Image(label="scale (m)", show_label=False, interactive=False, elem_id="scale", scale=1,
+                                 height=SCALE_HEIGHT)
             with gr.Row():
                 with gr.Column():
-                    depth_image = gr.Image(label="depth (click to read it)", interactive=False, elem_id="depth")
-                    readout = gr.Markdown(elem_id="readout")
+                    readout = gr.Markdown("click the depth map below to read a depth", elem_id="readout")
+                    depth_image = gr.Image(label="depth (click to read it)", interactive=False, elem_id="depth",
+                                           height=SCALE_HEIGHT)
                 cloud = gr.Model3D(label="point cloud", display_mode="point_cloud", elem_id="cloud")
             downloads = gr.File(label="downloads: 16-bit PNG (millimetres), .npy (float32 metres), .ply (metres)",
                                 file_count="multiple", interactive=False, elem_id="downloads")

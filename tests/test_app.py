@@ -1,7 +1,8 @@
 """app.py: the page in a real headless Chromium (upload a photograph, read a pixel's depth back from the page's
-16-bit download, equal to predict.py's), bad uploads answered with a sentence while the server keeps serving,
+16-bit download and by a click, equal to predict.py's), bad uploads answered with a sentence while the server keeps serving,
 a click's depth reading, a video's depth video, and the command line's refusal of a missing model."""
 import os
+import re
 import shutil
 import socket
 import struct
@@ -125,6 +126,7 @@ def browser():
 
 
 def test_the_page_in_a_browser_gives_predict_pys_depth(model_path, tmp_path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -150,6 +152,10 @@ def test_the_page_in_a_browser_gives_predict_pys_depth(model_path, tmp_path, bro
                                       d.find_elements(By.CSS_SELECTOR, "#downloads a[href]")
                                       if a.get_attribute("href").endswith("kitchen_depth.png")])
         (tmp_path / "from_page.png").write_bytes(urllib.request.urlopen(links[0], timeout=30).read())
+        depth_map = browser.find_element(By.CSS_SELECTOR, "#depth img")
+        ActionChains(browser).move_to_element_with_offset(depth_map, 10, 5).click().perform()
+        readout = wait.until(lambda d: re.search(r"depth at column (\d+), row (\d+): ([\d.]+) m",
+                                                 d.find_element(By.ID, "readout").text))
         browser.save_screenshot(str(tmp_path / "page.png"))
     finally:
         blocks.close()
@@ -163,3 +169,5 @@ def test_the_page_in_a_browser_gives_predict_pys_depth(model_path, tmp_path, bro
     assert page_mm.shape == predict_mm.shape == (75, 100)
     assert abs(page_mm[40, 60] - predict_mm[40, 60]) <= 1  # one pixel's depth, in millimetres
     assert np.abs(page_mm - predict_mm).max() <= 1
+    column, row, clicked_m = int(readout[1]), int(readout[2]), float(readout[3])  # the click's pixel and depth
+    assert abs(clicked_m * 1000 - predict_mm[row, column]) <= 1.5  # the page rounds to the millimetre too

@@ -165,3 +165,16 @@ def test_a_smoothing_weight_outside_0_1_is_refused(capsys):
         predict.parse_args(["--model", "m.keras", "clip.mp4", "--temporal-smoothing", "1"])
     assert exit_info.value.code == 2
     assert "--temporal-smoothing must be in [0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_the_flicker_measure_counts_only_pixels_the_sensor_measured_in_both_frames():
+    from benchmarks.flicker import mean_frame_change, score_smoothing
+
+    sensor = [np.array([[1.0, 0.0]]), np.array([[2.0, 5.0]]), np.array([[2.0, 5.0]])]
+    depths = [np.array([[1.0, 9.0]]), np.array([[3.0, 1.0]]), np.array([[3.0, 2.0]])]
+    assert mean_frame_change(depths, sensor) == 1.25  # pairs: |3 - 1| on the first pixel only; (0 + |2 - 1|) / 2
+    row = score_smoothing(np.stack(depths).astype(np.float32), sensor, alpha=0.5)
+    # smoothed first pixel 1, 2, 2.5 (the second 9, 5, 3.5): changes 1 then (0.5 + 1.5) / 2; abs_rel over the
+    # 5 measured pixels: (0 + 0 + 0 + 0.25 + 0.3) / 5
+    assert row["frame_change_m"] == pytest.approx(1.0)
+    assert row["abs_rel"] == pytest.approx((0.25 + 0.3) / 5, abs=1e-6)
