@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+CHROMEDRIVER := /usr/bin/chromedriver
 
 # The demo: synthetic NYU-format data, a SqueezeNet v1.1 transfer model from ImageNet weights trained for 1000
 # steps on the CPU (recipes/demo.txt, which the benchmark's quality runs also train with; DEMO_MINUTES caps it
@@ -35,7 +36,14 @@ COMPARE_MODELS := $$(for run in unet squeezenet-imagenet squeezenet-random vgg16
 
 .PHONY: setup test demo compare notebook clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(CHROMEDRIVER)
+
+# Debian's Chromium and its WebDriver, for tests/test_app.py's run of the web page in a real headless browser:
+# apt-get installs them where chromedriver is missing and we are root; elsewhere the test skips and says why.
+$(CHROMEDRIVER):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver; \
+	else echo "no $@ and not root: tests/test_app.py's browser test will skip (apt-get install chromium chromium-driver)"; fi
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)

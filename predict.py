@@ -307,7 +307,8 @@ _INTRINSIC_FLAGS = ("fx", "fy", "cx", "cy")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="image files, folders (every image directly inside) or glob patterns (quote them)")
+                        help="image or video files, folders (every image directly inside) or glob patterns (quote "
+                             "them)")
     parser.add_argument("--model", required=True,
                         help="a trained model saved by this project (.keras), or its export by export.py "
                              "(SavedModel folder, .tflite, .onnx)")
@@ -323,7 +324,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         cloud.add_argument(f"--{name}", type=float, default=None,
                            help=f"camera {name} in pixels of the input image (give all four; default: NYU's Kinect "
                                 f"intrinsics scaled from {nyu.FRAME_HW[1]}x{nyu.FRAME_HW[0]} to the image size)")
+    clips = parser.add_argument_group("videos (.mp4 .mov .avi .mkv .webm: X_depth.mp4 at the clip's frame rate; "
+                                      "video.py)")
+    clips.add_argument("--video-depth-only", action="store_true",
+                       help="the depth video shows the colour map alone (default: photo | colour map | scale in m)")
+    clips.add_argument("--frame-depth", choices=("png", "npy"), default=None,
+                       help="also every frame's depth: 16-bit PNGs in X_depth_frames/ (as X_depth.png's unit) or "
+                            "one float32 X_depth.npy [frames, H, W] in metres")
+    clips.add_argument("--temporal-smoothing", type=float, default=0.0, metavar="ALPHA",
+                       help="average each frame's depth in metres with the previous frames': d = ALPHA * d_before "
+                            "+ (1 - ALPHA) * d_now, ALPHA in [0, 1) (default 0: off; docs/video.md measures it)")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.temporal_smoothing < 1.0:
+        parser.error(f"--temporal-smoothing must be in [0, 1), got {args.temporal_smoothing}")
     given = [name for name in _INTRINSIC_FLAGS if getattr(args, name) is not None]
     if given and len(given) < len(_INTRINSIC_FLAGS):
         parser.error("give all of --fx --fy --cx --cy, or none of them")
@@ -355,7 +368,16 @@ def main(args: argparse.Namespace) -> int:
         return 2
     given_intrinsics = {name: getattr(args, name) for name in _INTRINSIC_FLAGS} if args.fx is not None else None
     png_codec = png_codec_for(depth_scale.max_depth_m)
+    import video  # here: video.py imports this module
+    clips = [path for path in paths if video.is_video(path)]
+    paths = [path for path in paths if not video.is_video(path)]
     try:
+        failed_clips = video.predict_videos(model, depth_scale, clips, output_stems(paths + clips)[len(paths):],
+                                            out_dir, batch_size=args.bs, flip=not args.no_flip,
+                                            depth_only=args.video_depth_only, frame_depth=args.frame_depth,
+                                            smoothing=args.temporal_smoothing, png_codec=png_codec)
+        if not paths:
+            return 1 if failed_clips or unmatched else 0
         unreadable, nonfinite = predict_files(model, depth_scale, paths, out_dir, batch_size=args.bs,
                                               flip=not args.no_flip, ply=args.ply, intrinsics=given_intrinsics,
                                               png_codec=png_codec)
@@ -367,7 +389,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir} "
           f"(X_depth.png: {nyu.DEPTH_CODECS[png_codec].description})")
-    return 1 if unreadable or unmatched else 0
+    return 1 if unreadable or unmatched or failed_clips else 0
 
 
 if __name__ == "__main__":
