@@ -35,12 +35,28 @@ MAX_SKIPS = 4  # DenseDepth's decoder climbs at most four levels above the deepe
 
 
 def import_keras_hub():
-    """The keras_hub module; ModuleNotFoundError naming the package when it is not installed."""
+    """The keras_hub module, with DINOv2's save fixed (embeddings_updated); ModuleNotFoundError naming the package
+    when it is not installed."""
     try:
         import keras_hub
+        from keras_hub.src.models.dinov2.dinov2_layers import DINOV2Embedding
     except ImportError:
         raise ModuleNotFoundError("KerasHub models need the keras-hub package: pip install keras-hub") from None
+    DINOV2Embedding._is_interpolated_position_embeddings_updated = embeddings_updated
     return keras_hub
+
+
+def embeddings_updated(embedding) -> bool:
+    """Whether a DINOv2 embedding layer's trained position embeddings differ from those it would interpolate from
+    its stored ones, so saving must store them. KerasHub 0.32 asks whether the *signed sum* of the differences
+    exceeds epsilon, so about half the trained models would silently lose their position embeddings' training
+    on save; this asks whether any difference is non-zero."""
+    interpolated = embedding._interpolate_position_embeddings(
+        embedding.position_embeddings, patch_size=embedding.patch_size,
+        source_shape=embedding.position_embedding_shape, target_shape=embedding.image_shape,
+        antialias=embedding.antialias_in_interpolation)
+    difference = keras.ops.abs(interpolated - embedding.interpolated_position_embeddings)
+    return bool(keras.ops.convert_to_numpy(keras.ops.max(difference)) > 0)
 
 
 def import_if_used(path) -> None:
