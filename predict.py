@@ -341,7 +341,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if is_relative(model):
-        print(f"note: {args.model} predicts relative depth (up to an unknown scale and shift), not metres", file=sys.stderr)
+        print(f"note: {args.model} predicts relative depth (up to an unknown scale and shift), not metres",
+              file=sys.stderr)
     paths, unmatched = find_inputs(args.inputs)
     if not paths:
         print(f"error: no image file matched {' '.join(args.inputs)}", file=sys.stderr)
