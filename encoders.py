@@ -210,6 +210,28 @@ ENCODERS = {
 }
 
 
+# --encoder kerashub:PRESET: any KerasHub backbone with pyramid_outputs (kerashub.encoder_features builds it)
+KERASHUB_PREFIX = "kerashub:"
+
+
+def is_kerashub(encoder: str) -> bool:
+    """Whether `encoder` names a KerasHub preset (kerashub:PRESET) rather than a key of ENCODERS."""
+    return encoder.startswith(KERASHUB_PREFIX) and len(encoder) > len(KERASHUB_PREFIX)
+
+
+class EncoderNames:
+    """What --encoder accepts, as argparse `choices`: a key of ENCODERS or kerashub:PRESET."""
+
+    def __contains__(self, encoder) -> bool:
+        return encoder in ENCODERS or is_kerashub(encoder)
+
+    def __iter__(self):
+        return iter([*sorted(ENCODERS), f"{KERASHUB_PREFIX}PRESET"])
+
+
+ENCODER_NAMES = EncoderNames()
+
+
 def encoder_spec(encoder: str) -> Encoder:
     """The ENCODERS entry `encoder`; ValueError naming the choices for an unknown one."""
     if encoder not in ENCODERS:

@@ -96,6 +96,18 @@ def median_scaled(gt_m: np.ndarray, pred_m: np.ndarray, valid: np.ndarray) -> np
     return pred_m * (np.median(gt_m[valid]) / np.median(pred_m[valid]))
 
 
+def scale_shift_aligned(gt_m: np.ndarray, pred_m: np.ndarray, valid: np.ndarray, depth_scale: DepthScale) -> np.ndarray:
+    """pred [H, W] metres aligned per image in inverse depth, as MiDaS (Ranftl et al. 2020) and Marigold score
+    relative depth: s, t minimise the sum over the valid pixels of (s / pred + t - 1 / gt)^2 (least squares), and
+    the result is 1 / (s / pred + t), clipped to [depth_scale.min_depth_m, max_depth_m] (an aligned inverse depth
+    at or below 1 / max_depth_m, at or past the far limit, becomes max_depth_m)."""
+    inverse_pred = 1.0 / pred_m.astype(np.float64)
+    design = np.stack([inverse_pred[valid], np.ones(int(valid.sum()))], axis=1)
+    (s, t), *_ = np.linalg.lstsq(design, 1.0 / gt_m[valid].astype(np.float64), rcond=None)
+    aligned = np.maximum(s * inverse_pred + t, 1.0 / depth_scale.max_depth_m)
+    return np.clip(1.0 / aligned, depth_scale.min_depth_m, depth_scale.max_depth_m).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------
 # Evaluating a split
 # ---------------------------------------------------------------------------
@@ -181,10 +193,11 @@ def scored_mean_depth_m(split: Split, candidates: list[Candidate], crop: str) ->
 
 def score_split(
     split: Split, candidates: list[Candidate], *, crop: str, flip: bool, median_scaling: bool,
-    constants: list[table.Constant],
+    constants: list[table.Constant], align: str | None = None,
 ) -> set[str]:
     """Stream the split's frames once, scoring every candidate and constant on each; their rows are filled in.
 
+    align "scale-shift" adds each image's errors after scale_shift_aligned (keys scale_shift_*).
     Returns the labels of the crops used. Each constant (its depth_m everywhere) is scored on the first
     candidate's valid pixels. Frames whose crop holds no valid ground truth are left out.
     Raises NonFiniteDepth, after the whole split, if a model predicted NaN or inf anywhere.
@@ -201,6 +214,9 @@ def score_split(
             if median_scaling:
                 scaled = compute_errors(gt, median_scaled(gt, pred, scored), scored)
                 row.update({f"median_{k}": v for k, v in scaled.items()})
+            if align == "scale-shift":
+                aligned = compute_errors(gt, scale_shift_aligned(gt, pred, scored, candidate.depth_scale), scored)
+                row.update({f"scale_shift_{k}": v for k, v in aligned.items()})
             candidate.rows.append(row)
         for constant in constants:
             constant.rows.append({"frame": name, "index": index,
@@ -316,6 +332,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     protocol.add_argument("--no-flip", action="store_true", help="skip the flip test-time augmentation")
     protocol.add_argument("--median-scaling", action="store_true",
                           help="add a row per model with per-image median scaling (DenseDepth's second row)")
+    protocol.add_argument("--align", choices=["scale-shift"], default=None,
+                          help="scale-shift: add a row per model aligned per image by least squares in inverse depth "
+                               "(MiDaS's and Marigold's protocol for relative depth, e.g. kerashub.py's models)")
     protocol.add_argument("--baseline-frames", type=int, default=BASELINE_FRAMES,
                           help="train-split frames (evenly spaced) averaged for the fair baseline of a model "
                                f"that recorded no training mean depth (default: {BASELINE_FRAMES})")
@@ -372,7 +391,7 @@ def main(args: argparse.Namespace) -> int:
         constants, notice = constants_to_score(candidates, source, split, crop=args.crop,
                                                max_frames=args.baseline_frames)
         crops_used = score_split(split, candidates, crop=args.crop, flip=not args.no_flip,
-                                 median_scaling=args.median_scaling, constants=constants)
+                                 median_scaling=args.median_scaling, constants=constants, align=args.align)
         skipped = split.take_skipped()
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)

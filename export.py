@@ -146,9 +146,21 @@ def write_onnx(metres: MetresModel, path: Path, work: Path, quantize: str, calib
     write_saved_model(metres, saved, work, "none", None)
     graph_def, inputs, outputs = tf2onnx.tf_loader.from_saved_model(str(saved), None, None, tag="serve",
                                                                     signatures=["serving_default"])
-    model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs)
+    model_proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs,
+                                                    custom_op_handlers={"Erfc": (erfc_as_one_minus_erf, ())})
     exact_resize_scales(model_proto)
     path.write_bytes(model_proto.SerializeToString())
+
+
+def erfc_as_one_minus_erf(ctx, node, name, args) -> None:
+    """tf2onnx's handler for TensorFlow's Erfc, which ONNX lacks and TensorFlow's exact GELU computes (KerasHub's
+    DINOv2, 0.5 * x * erfc(-x / sqrt(2))): the node becomes ONNX's Erf and its consumers read 1 - Erf."""
+    from tf2onnx import utils  # installed, as write_onnx has checked
+
+    node.type = "Erf"
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.output[0]))
+    one = ctx.make_const(utils.make_name("erfc_one"), np.ones((), dtype))
+    ctx.insert_new_node_on_output("Sub", node.output[0], inputs=[one.output[0], node.output[0]])
 
 
 def exact_resize_scales(model_proto) -> None:

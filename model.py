@@ -23,7 +23,7 @@ import numpy as np
 
 import nyu
 from depth import DepthScale
-from encoders import encoder_spec
+from encoders import KERASHUB_PREFIX, encoder_spec, is_kerashub
 from weights import assign_keras2_weights, bundled_weights, is_keras2_model, load_encoder_weights, read_keras2_weights
 
 
@@ -40,14 +40,16 @@ class DepthOutput(keras.layers.Identity):
     Registered with Keras, so `keras.models.load_model(path)` restores it once this module is imported.
     """
 
-    def __init__(self, mode, min_depth_m, max_depth_m, train_mean_depth_m=None, **kwargs):
+    def __init__(self, mode, min_depth_m, max_depth_m, train_mean_depth_m=None, relative=False, **kwargs):
         kwargs.setdefault("dtype", "float32")  # under mixed precision the model still outputs float32
         super().__init__(**kwargs)
         self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)
         self.train_mean_depth_m = train_mean_depth_m
+        self.relative = bool(relative)  # depth up to an unknown scale and shift (kerashub.RelativeToRange), not metres
 
     def get_config(self):
-        return {**super().get_config(), **self.depth_scale.to_config(), "train_mean_depth_m": self.train_mean_depth_m}
+        return {**super().get_config(), **self.depth_scale.to_config(), "train_mean_depth_m": self.train_mean_depth_m,
+                "relative": self.relative}
 
 
 def depth_output(model: keras.Model) -> DepthOutput:
@@ -72,6 +74,12 @@ def train_mean_depth_of(model: keras.Model) -> float | None:
     return depth_output(model).train_mean_depth_m
 
 
+def is_relative(model) -> bool:
+    """Whether the model predicts relative depth (its DepthOutput says so), not metres; False for anything else
+    (an export by export.py)."""
+    return isinstance(model, keras.Model) and getattr(model.layers[-1], "relative", False)
+
+
 def record_train_mean_depth(model: keras.Model, depth_m: float) -> None:
     """Store depth_m (metres) in the model's DepthOutput config, saved with every .keras file written after."""
     depth_output(model).train_mean_depth_m = float(depth_m)
@@ -85,6 +93,7 @@ PREPROCESS_PREFIX = "preprocess"  # the name prefix of the layers build_transfer
 DEFAULT_ENCODER = "densenet169"  # DenseDepth's
 DEFAULT_DECODER_WIDTH = 0.5  # DenseDepth's code default (its published nyu.h5 uses 1.0)
 DEFAULT_BASE_FILTERS = 32  # the UNet's first width
+DEFAULT_PRESET = "depth_anything_v2_small"  # --model depth-anything's KerasHub preset (kerashub.py)
 
 
 def upproject_block(x, skip, filters, name):
@@ -113,32 +122,42 @@ def build_transfer(
 ) -> keras.Model:
     """DenseDepth on an ImageNet encoder: RGB [B, H, W, 3] in [0, 1] -> encoded depth [B, H/2, W/2, 1].
 
-    encoder: a key of ENCODERS. encoder_weights: "none", "imagenet", "hed" (vgg16 only) or a weights-file
-    path (see `load_encoder_weights`). preprocess: apply the preprocessing the encoder's weights were
+    encoder: a key of ENCODERS, or kerashub:PRESET, a KerasHub backbone's pyramid (kerashub.encoder_features:
+    the output is then at its shallowest level's size, H/4 for P2..P5). encoder_weights: "none", "imagenet", "hed"
+    (vgg16 only) or a weights-file path (see `load_encoder_weights`); for kerashub:, "imagenet" or "preset" is the
+    preset's own. preprocess: apply the preprocessing the encoder's weights were
     trained on inside the model (the encoder's ImageNet one, or the bundled weights' own); False feeds
     [0, 1] RGB straight in, as DenseDepth did. decoder_width: conv2's width as a fraction
     of the encoder's output channels (DenseDepth's code defaults to 0.5; its published nyu.h5 uses 1.0);
     the up blocks halve it four times. H and W must be at least 32; the layer names (conv2, up1..up4,
     conv3) are DenseDepth's. name defaults to "densedepth_<encoder>".
     """
-    spec = encoder_spec(encoder)
-    bundled = bundled_weights(encoder, encoder_weights)
     if min(input_hw) < 32:
         raise ValueError(f"the transfer model needs input height and width >= 32, got {input_hw}")
-    normalize = bundled.preprocess if bundled is not None else spec.preprocess
     image = keras.Input((*input_hw, 3), name="image")
-    x = normalize(image, name=PREPROCESS_PREFIX) if preprocess else image
-    backbone = spec.constructor(input_tensor=x)
-    load_encoder_weights(backbone, encoder, encoder_weights)
+    if is_kerashub(encoder):
+        import kerashub  # keras-hub is imported only for its models
 
-    features = backbone.get_layer(spec.output).output  # [B, H/32, W/32, C]
-    decode_filters = round(features.shape[-1] * decoder_width)
-    x = keras.layers.Conv2D(decode_filters, 1, padding="same", name="conv2")(features)
-    for i, skip_name in enumerate(spec.skips, start=1):  # up to 1/16, 1/8, 1/4, 1/2 of the input
-        x = upproject_block(x, backbone.get_layer(skip_name).output, decode_filters // 2**i, name=f"up{i}")
+        features = kerashub.encoder_features(image, encoder.removeprefix(KERASHUB_PREFIX),
+                                             encoder_weights=encoder_weights, input_hw=input_hw, preprocess=preprocess)
+    else:
+        spec = encoder_spec(encoder)
+        bundled = bundled_weights(encoder, encoder_weights)
+        normalize = bundled.preprocess if bundled is not None else spec.preprocess
+        x = normalize(image, name=PREPROCESS_PREFIX) if preprocess else image
+        backbone = spec.constructor(input_tensor=x)
+        load_encoder_weights(backbone, encoder, encoder_weights)
+        features = [backbone.get_layer(layer).output for layer in (spec.output, *spec.skips)]
+
+    # features[0]: [B, H/32, W/32, C]; the rest, the skips, deepest first (1/16, 1/8, 1/4, 1/2 of the input)
+    decode_filters = round(features[0].shape[-1] * decoder_width)
+    x = keras.layers.Conv2D(decode_filters, 1, padding="same", name="conv2")(features[0])
+    for i, skip in enumerate(features[1:], start=1):
+        x = upproject_block(x, skip, decode_filters // 2**i, name=f"up{i}")
     x = keras.layers.Conv2D(1, 3, padding="same", name="conv3")(x)  # [B, H/2, W/2, 1]
     depth = DepthOutput(**depth_scale.to_config(), name="depth")(x)
-    return keras.Model(image, depth, name=name or f"densedepth_{encoder}")
+    label = os.path.basename(encoder.removeprefix(KERASHUB_PREFIX).rstrip("/"))  # a preset folder: its name
+    return keras.Model(image, depth, name=name or f"densedepth_{label}")
 
 
 def encoder_layer_names(model: keras.Model) -> list[str]:
@@ -233,11 +252,19 @@ def build_unet(
     return keras.Model(image, depth, name=name)
 
 
-BUILDERS = {"unet": build_unet, "transfer": build_transfer}
+def build_depth_anything(**kwargs) -> keras.Model:
+    """KerasHub's Depth Anything (DINOv2 + DPT) as a model of this project: kerashub.build_depth_anything(**kwargs)
+    (RGB [B, H, W, 3] in [0, 1] -> encoded depth [B, H, W, 1]; H = W, a multiple of 14)."""
+    import kerashub  # keras-hub is imported only for its models
+
+    return kerashub.build_depth_anything(**kwargs)
+
+
+BUILDERS = {"unet": build_unet, "transfer": build_transfer, "depth-anything": build_depth_anything}
 
 
 def build_model(kind: str = "unet", synchronized_bn: bool = False, **kwargs) -> keras.Model:
-    """Build a model of `kind` ("unet" or "transfer"), passing kwargs to build_unet / build_transfer.
+    """Build a model of `kind` (a key of BUILDERS), passing kwargs to its builder (build_unet, build_transfer...).
 
     synchronized_bn: every BatchNormalization layer (the encoder's too) computes its batch statistics over all
     replicas of a tf.distribute strategy, as one device would on the global batch; build with True when
@@ -269,6 +296,10 @@ def load_model(path) -> keras.Model:
     if not (zipfile.is_zipfile(path) or h5py.is_hdf5(path)):
         raise ValueError(f"{path} is not a Keras model file (a .keras zip or an .h5); pass a model train.py saved")
     try:
+        if zipfile.is_zipfile(path):
+            import kerashub  # a model holding KerasHub layers needs keras_hub imported to load
+
+            kerashub.import_if_used(path)
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # Keras raises many types (ValueError, BadZipFile, OSError...) for a bad file
         raise ValueError(f"could not load a Keras model from {path}: {err}") from err

