@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 import train
-from backends import ExportInfo, import_runtime, info_json, sidecar_path
+from backends import EXPORTED_FORMATS, ExportInfo, MissingRuntime, import_runtime, info_json, sidecar_path
 from data import frames, resize_rgb
 from depth import DepthScale
 from evaluate import evenly_spaced
@@ -63,6 +63,35 @@ class MetresModel(keras.Model):
             direct, mirrored = tf.split(depth, 2, axis=0)
             depth = (direct + tf.reverse(mirrored, axis=[2])) / 2.0
         return depth
+
+
+def float32_copy(net: keras.Model) -> keras.Model:
+    """net itself when every layer computes in float32; for a model trained with train.py --mixed-precision, the
+    same architecture rebuilt from its config with each mixed DTypePolicy (mixed_float16, mixed_bfloat16) set to
+    float32, holding net's weights (float32 variables under mixed precision too, so copied exactly).
+
+    The export then holds no float16 or bfloat16 tensor: LiteRT's converter cannot lower the bfloat16 casts, and
+    ONNX Runtime refuses tf2onnx's tensor(bfloat16) inputs.
+    """
+    config = net.get_config()
+    if not _set_float32_policies(config):
+        return net
+    copy = keras.Model.from_config(config)
+    copy.set_weights(net.get_weights())
+    return copy
+
+
+def _set_float32_policies(config) -> int:
+    """Replace, in place, every mixed DTypePolicy in a Keras config (nested dicts and lists) by float32; returns
+    how many there were."""
+    if isinstance(config, list):
+        return sum(_set_float32_policies(item) for item in config)
+    if not isinstance(config, dict):
+        return 0
+    if config.get("class_name") == "DTypePolicy" and config["config"].get("name", "").startswith("mixed_"):
+        config["config"]["name"] = "float32"
+        return 1
+    return sum(_set_float32_policies(value) for value in config.values())
 
 
 def input_signature(net: keras.Model) -> list[tf.TensorSpec]:
@@ -171,6 +200,26 @@ def exact_resize_scales(model_proto) -> None:
 
 
 WRITERS = {"savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}
+RUNTIMES = {"savedmodel": "TensorFlow", "tflite": "LiteRT", "onnx": "ONNX Runtime"}  # what backends runs each with
+
+
+def check_runs(path: Path, info: ExportInfo, out: Path) -> None:
+    """Load the export written at path with the runtime predict.py will use (backends.EXPORTED_FORMATS) and run
+    it on one mid-grey image: ValueError naming `out` unless it returns finite depth [1, h', w', 1] at
+    info.output_hw, so export.py never reports a file that does not load as written."""
+    runtime = RUNTIMES[info.format]
+    try:
+        depth = np.asarray(EXPORTED_FORMATS[info.format][1](path)(np.full([1, *info.input_hw, 3], 0.5, np.float32)))
+    except MissingRuntime:
+        raise
+    except Exception as err:  # each runtime raises its own types for a graph it cannot load or run
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"the {info.format} export for {out} does not run in {runtime} ({reason[:300]}); "
+                         "nothing was written") from None
+    if depth.shape != (1, *info.output_hw, 1) or not np.isfinite(depth).all():
+        raise ValueError(f"the {info.format} export for {out} does not return finite depth [1, {info.output_hw[0]}, "
+                         f"{info.output_hw[1]}, 1] in {runtime} (got {depth.dtype} {list(depth.shape)}, "
+                         f"{np.count_nonzero(~np.isfinite(depth))} not finite); nothing was written")
 
 
 def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, quantize: str = "none",
@@ -191,6 +240,7 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     if quantize == "int8" and calibration is None:
         raise ValueError("int8 quantization needs calibration images")
     check_replaceable(out, fmt)
+    net = float32_copy(net)
     metres = MetresModel(net, depth_scale, flip)
     metres(tf.zeros([1, *net.input_shape[1:]]))  # built, so model.export knows its variables
     info = ExportInfo(fmt, tuple(net.input_shape[1:3]), tuple(net.output_shape[1:3]), depth_scale.min_depth_m,
@@ -200,6 +250,7 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     try:
         staged = work / "export"
         WRITERS[fmt](metres, staged, work, quantize, calibration)
+        check_runs(staged, info, out)
         publish(staged, info_json(info), out, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,7 @@
 """export.py and backends.py with a user's files at stake (issue 23): an export never replaces what it did not write,
 a SavedModel --model is scanned for file, print and Python ops before it runs, an int8 export is int8 or nothing,
 and every such refusal is one sentence with exit 2 and the files on disk as they were."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -89,8 +90,8 @@ def write_hostile_saved_model(folder: Path, marker: Path, op: str) -> Path:
             return tf.fill([tf.shape(x)[0], *INPUT_HW, 1], 2.0)
 
     tf.saved_model.save(Hostile(), str(folder))
-    backends.sidecar_path(folder).write_text(backends.info_json(backends.ExportInfo(
-        "savedmodel", INPUT_HW, INPUT_HW, 0.1, 10.0, flip=True)))
+    info = backends.ExportInfo("savedmodel", INPUT_HW, INPUT_HW, 0.1, 10.0, flip=True)
+    backends.sidecar_path(folder).write_text(json.dumps(dataclasses.asdict(info)))
     return folder
 
 
@@ -199,3 +200,41 @@ def test_a_tflite_is_what_its_sidecar_says(run_dir, tmp_path, monkeypatch, capsy
     assert ("computing in float32, not the int8 weights and activations --quantize int8 asks for; nothing was "
             "written") in one_error_line(capsys)
     assert sorted(p.name for p in out.parent.iterdir()) == ["args.json", "model.keras", "nyu_data.zip"]
+
+
+def test_a_mixed_precision_model_exports_its_float32_computation(tmp_path, capsys):
+    """A UNet trained under mixed_bfloat16 (train.py --mixed-precision on a CPU) exports to .tflite and .onnx that
+    load in their runtimes and match the same weights computed in float32 within the float exports' 1e-3 m."""
+    import keras
+    import predict
+    from depth import DepthScale
+    from model import build_unet
+    from test_export import FLOAT_TOLERANCE_M, random_rgb, tiny_inverse_unet
+
+    reference = tiny_inverse_unet(seed=3)  # float32
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_unet(INPUT_HW, base_filters=4, depth_scale=DepthScale("inverse"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    assert mixed.get_layer("output_conv").compute_dtype == "bfloat16"
+    mixed.save(tmp_path / "model.keras")
+    photos = random_rgb(2, INPUT_HW, seed=8)
+    expected = predict.predict_depth_m(reference, photos)
+    for fmt, name in [("tflite", "model.tflite"), ("onnx", "model.onnx")]:
+        assert export_main("--model", str(tmp_path / "model.keras"), "--format", fmt) == 0, capsys.readouterr().err
+        model, _ = backends.load_depth_model(tmp_path / name)
+        np.testing.assert_allclose(predict.predict_depth_m(model, photos), expected, atol=FLOAT_TOLERANCE_M)
+
+
+def test_an_export_its_runtime_cannot_run_is_not_written(run_dir, tmp_path, monkeypatch, capsys):
+    """A writer whose file ONNX Runtime rejects (here: one that writes bytes that are no model): one sentence naming
+    --out and the runtime, exit 2, no file, no sidecar, no staging folder."""
+    monkeypatch.setitem(export.WRITERS, "onnx", lambda metres, path, *rest: path.write_bytes(b"\x08\x07 not a graph"))
+    out = tmp_path / "model.onnx"
+    assert export_main("--model", str(run_dir / "model.keras"), "--format", "onnx", "--out", str(out)) == 2
+    err = one_error_line(capsys)
+    assert f"the onnx export for {out} does not run in ONNX Runtime (" in err and "nothing was written" in err, err
+    assert list(tmp_path.iterdir()) == []
+
