@@ -27,13 +27,14 @@ import numpy as np
 import tensorflow as tf
 
 import train
-from backends import EXPORTED_FORMATS, ExportInfo, MissingRuntime, import_runtime, info_json, sidecar_path
+from backends import (EXPORTED_FORMATS, ExportInfo, MissingRuntime, check_input_size, import_runtime, info_json,
+                      sidecar_path)
 from data import frames, resize_rgb
 from depth import DepthScale
 from evaluate import evenly_spaced
 from layouts import DataError, Split
 from model import depth_scale_of, load_model, train_mean_depth_of
-from staging import check_replaceable, publish, staging_folder
+from staging import check_replaceable, publish, remove_stale_staging, staging_folder
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -209,7 +210,9 @@ def check_runs(path: Path, info: ExportInfo, out: Path) -> None:
     info.output_hw, so export.py never reports a file that does not load as written."""
     runtime = RUNTIMES[info.format]
     try:
-        depth = np.asarray(EXPORTED_FORMATS[info.format][1](path)(np.full([1, *info.input_hw, 3], 0.5, np.float32)))
+        run, input_shape = EXPORTED_FORMATS[info.format][1](path)
+        check_input_size(path, info, input_shape)
+        depth = np.asarray(run(np.full([1, *info.input_hw, 3], 0.5, np.float32)))
     except MissingRuntime:
         raise
     except Exception as err:  # each runtime raises its own types for a graph it cannot load or run
@@ -232,7 +235,8 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     does not compute in what `quantize` says (tflite_quantization). ValueError before any work when out (or its sidecar) exists and is not an export
     of fmt export.py wrote (staging.check_replaceable): nothing else is ever replaced. The export is made in a
     staging folder beside out and moved into place with its sidecar (staging.publish), so a failed export leaves
-    any earlier export at out as it was, and a killed one never a model beside another's sidecar.
+    any earlier export at out as it was, and a killed one never a model beside another's sidecar; the staging
+    folders killed exports left there are removed first (staging.remove_stale_staging).
     """
     out = Path(out)
     if quantize != "none" and fmt != "tflite":
@@ -246,6 +250,7 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     info = ExportInfo(fmt, tuple(net.input_shape[1:3]), tuple(net.output_shape[1:3]), depth_scale.min_depth_m,
                       depth_scale.max_depth_m, flip, quantize, str(source), train_mean_depth_of(net))
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out.parent)
     work = staging_folder(out.parent)
     try:
         staged = work / "export"

@@ -238,3 +238,77 @@ def test_an_export_its_runtime_cannot_run_is_not_written(run_dir, tmp_path, monk
     assert f"the onnx export for {out} does not run in ONNX Runtime (" in err and "nothing was written" in err, err
     assert list(tmp_path.iterdir()) == []
 
+
+def test_a_sidecar_that_disagrees_with_its_file_is_one_sentence(run_dir, tmp_path, capsys):
+    """An .onnx beside a sidecar of another input size, or of "48x64" written by hand: predict.py and evaluate.py
+    say which file describes what, exit 2 (a traceback from inside ONNX Runtime before)."""
+    import evaluate
+    import predict
+    from PIL import Image
+    from test_export import random_rgb
+
+    out = tmp_path / "model.onnx"
+    assert export_main("--model", str(run_dir / "model.keras"), "--format", "onnx", "--out", str(out)) == 0
+    Image.fromarray(random_rgb(1, INPUT_HW)[0]).save(tmp_path / "photo.png")
+    sidecar = backends.sidecar_path(out)
+    info = json.loads(sidecar.read_text())
+    expected = {(32, 40): f"{sidecar} describes an input of 32x40 RGB, but {out} itself takes ?x48x64x3: the two are "
+                          "from different exports; export the model again",
+                "48x64": f"{sidecar} is not an export description written by export.py (input_hw must be [height, "
+                         "width] in pixels, got '48x64')"}
+    for input_hw, message in expected.items():
+        sidecar.write_text(json.dumps({**info, "input_hw": input_hw}))
+        argv = ["--model", str(out), str(tmp_path / "photo.png"), "--out", str(tmp_path / "p")]
+        assert predict.main(predict.parse_args(argv)) == 2
+        assert message in one_error_line(capsys)
+        assert evaluate.main(evaluate.parse_args(["--model", str(out), "--data", str(tmp_path)])) == 2
+        assert message in one_error_line(capsys)
+    assert not (tmp_path / "p").exists()
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_export_never_leaves_a_model_beside_another_models_sidecar(run_dir, tmp_path, monkeypatch,
+                                                                           capsys):
+    """Killed as the new model is moved in (no clean-up runs): the old model is gone and the new sidecar stands
+    alone, which predict.py reports as no model file; the next export replaces the lone sidecar and removes the
+    staging folder the killed one left, but not one of a running export nor a folder that is not ours."""
+    import predict
+    import staging
+    import socket
+
+    model = str(run_dir / "model.keras")
+    out = tmp_path / "model.tflite"
+    assert export_main("--model", model, "--format", "tflite", "--out", str(out)) == 0
+    replace = Path.replace
+
+    def killed_at_the_last_rename(self, target):
+        if Path(target) == out:
+            raise KeyboardInterrupt  # as SIGKILL would stop it: nothing after this runs
+        return replace(self, target)
+
+    with monkeypatch.context() as killed:
+        killed.setattr(Path, "replace", killed_at_the_last_rename)
+        killed.setattr(export.shutil, "rmtree", lambda *args, **kwargs: None)  # a killed process cleans nothing
+        with pytest.raises(KeyboardInterrupt):
+            export_main("--model", model, "--format", "tflite", "--out", str(out), "--no-flip")
+    assert not out.exists() and json.loads(backends.sidecar_path(out).read_text())["flip"] is False
+    argv = ["--model", str(out), str(tmp_path), "--out", str(tmp_path / "p")]
+    assert predict.main(predict.parse_args(argv)) == 2
+    assert f"no model file at {out}" in one_error_line(capsys)
+    (left,) = tmp_path.glob(".export-*")
+    (left / staging.OWNER_FILE).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    running = staging.staging_folder(tmp_path)  # this process's: an export still running
+    (tmp_path / ".export-mine").mkdir()  # no owner file: not export.py's
+    assert export_main("--model", model, "--format", "tflite", "--out", str(out), "--no-flip") == 0
+    assert sorted(p.name for p in tmp_path.glob(".export-*")) == sorted([running.name, ".export-mine"])
+    assert backends.load_depth_model(out)[0].flips_inside is False
+
