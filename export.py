@@ -356,6 +356,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+WRITE_FIX = "free space or choose another --out; nothing was written"  # for a full or read-only disk
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the command line; returns the exit code (2 with one sentence for a bad model, data or --out)."""
     try:
@@ -371,7 +374,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # --out's folder is read-only or full
-        print(f"error: cannot write {err.filename or args.out} ({err.strerror}); choose another --out", file=sys.stderr)
+        print(f"error: cannot write {err.filename or args.out} ({err.strerror}); {WRITE_FIX}", file=sys.stderr)
+        return 2
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as err:  # the same in TensorFlow's
+        print(f"error: cannot write {args.out} ({train.first_line(err)}); {WRITE_FIX}", file=sys.stderr)  # writers
         return 2
     size = sum(p.stat().st_size for p in out.rglob("*")) if out.is_dir() else out.stat().st_size
     print(f"wrote {out} ({size / 2**20:.1f} MiB; {args.format}, quantize {args.quantize}, flip "

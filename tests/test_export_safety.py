@@ -312,3 +312,28 @@ def test_a_killed_export_never_leaves_a_model_beside_another_models_sidecar(run_
     assert sorted(p.name for p in tmp_path.glob(".export-*")) == sorted([running.name, ".export-mine"])
     assert backends.load_depth_model(out)[0].flips_inside is False
 
+
+@pytest.mark.parametrize("fault", ["tensorflow", "python"])
+def test_a_full_disk_during_export_is_one_sentence(fault, run_dir, tmp_path, monkeypatch, capsys):
+    """The disk fills while the SavedModel is written: TensorFlow's ResourceExhaustedError (its checkpoint
+    writer's "No space left on device", a 48-line traceback before) or Python's OSError ENOSPC: one sentence
+    naming --out and the fix, exit 2, and no file, sidecar or staging folder left."""
+    import errno
+    import tensorflow as tf
+
+    def full_disk(metres, path, *rest):
+        path.mkdir()
+        (path / "saved_model.pb").write_bytes(b"half")
+        data = path / "variables" / "variables.data-00000-of-00001"
+        if fault == "tensorflow":
+            raise tf.errors.ResourceExhaustedError(None, None, f"{{{{function_node __wrapped__SaveV2}}}} {data}."
+                                                               "tempstate1; No space left on device [Op:SaveV2]")
+        raise OSError(errno.ENOSPC, "No space left on device", str(data))
+
+    monkeypatch.setitem(export.WRITERS, "savedmodel", full_disk)
+    out = tmp_path / "model_savedmodel"
+    assert export_main("--model", str(run_dir / "model.keras"), "--format", "savedmodel", "--out", str(out)) == 2
+    err = one_error_line(capsys)
+    assert err.startswith("error: cannot write ") and "No space left on device" in err, err
+    assert err.endswith("free space or choose another --out; nothing was written"), err
+    assert "function_node" not in err and list(tmp_path.iterdir()) == []
