@@ -48,7 +48,10 @@ class ExportInfo:
     min_depth_m / max_depth_m: the range every output lies in; flip: the flip test-time average is inside
     the graph; quantize: none, float16 or int8; source: the .keras file it was exported from;
     train_mean_depth_m: the mean depth in metres of the model's training frames as train.py recorded it (None
-    when the model recorded none, and in sidecars written before export.py carried it).
+    when the model recorded none, and in sidecars written before export.py carried it); max_abs_diff_m: the
+    largest per-pixel difference in metres from the Keras model's depth on the images export.py checked the file
+    on (exportcheck); depth_step_m: int8 only, the step between the depths it can return (its output's
+    quantization scale). Both None in sidecars written before export.py measured them.
     """
 
     format: str
@@ -60,6 +63,8 @@ class ExportInfo:
     quantize: str = "none"
     source: str = ""
     train_mean_depth_m: float | None = None
+    max_abs_diff_m: float | None = None
+    depth_step_m: float | None = None
     units: str = UNITS
     input: str = INPUT_DESCRIPTION
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -27,11 +28,11 @@ import numpy as np
 import tensorflow as tf
 
 import train
-from backends import (EXPORTED_FORMATS, ExportInfo, MissingRuntime, check_input_size, import_runtime, info_json,
-                      sidecar_path)
+from backends import ExportInfo, import_runtime, info_json, read_info, sidecar_path
 from data import frames, resize_rgb
 from depth import DepthScale
 from evaluate import evenly_spaced
+from exportcheck import QUANTIZATION_NAMES, RUNTIMES, check_runs, output_step_m, tflite_quantization
 from layouts import DataError, Split
 from model import depth_scale_of, load_model, train_mean_depth_of
 from staging import check_replaceable, publish, remove_stale_staging, staging_folder
@@ -40,6 +41,7 @@ FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
 CALIBRATION_FRAMES = 100  # training images int8 calibration sees (TensorFlow's guide suggests ~100-500)
 MIN_CALIBRATION_SHARE = 0.5  # of those, the part that must be readable for int8 ranges to be trusted
+SAMPLE_IMAGES = 8  # calibration images an int8 export is compared with the Keras model on before it is reported
 # format -> what --out must end with (a SavedModel is a folder, recognised by its saved_model.pb)
 OUT_SUFFIXES = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
 
@@ -145,25 +147,6 @@ def write_tflite(metres: MetresModel, path: Path, work: Path, quantize: str, cal
                          f"{QUANTIZATION_NAMES[quantize]} --quantize {quantize} asks for; nothing was written")
 
 
-# what a .tflite computes in -> its description (the names --quantize gives them, and one it does not)
-QUANTIZATION_NAMES = {"none": "float32", "float16": "float16 weights", "int8": "int8 weights and activations",
-                      "int8 weights": "int8 weights and float32 activations"}
-
-
-def tflite_quantization(path: Path) -> str:
-    """What the LiteRT model at path computes in, from its own tensors (a key of QUANTIZATION_NAMES): "int8" when
-    a QUANTIZE op turns the float32 input into int8 activations, "int8 weights" for int8 tensors without one,
-    "float16" for float16 (weight) tensors, else "none"."""
-    litert = import_runtime(path, "ai_edge_litert.interpreter", "ai-edge-litert")
-    interpreter = litert.Interpreter(model_path=str(path))
-    dtypes = {tensor["index"]: tensor["dtype"] for tensor in interpreter.get_tensor_details()}
-    # _get_ops_details: the interpreter's op list (tf.lite.Interpreter's too since TF 2.5), there being no public one
-    if any(op["op_name"] == "QUANTIZE" and dtypes.get(index) == np.int8
-           for op in interpreter._get_ops_details() for index in op["outputs"]):
-        return "int8"
-    return "int8 weights" if np.int8 in dtypes.values() else "float16" if np.float16 in dtypes.values() else "none"
-
-
 def write_onnx(metres: MetresModel, path: Path, work: Path, quantize: str, calibration) -> None:
     """tf2onnx from the SavedModel write_saved_model makes in `work`, as `python -m tf2onnx.convert --saved-model`.
 
@@ -201,28 +184,16 @@ def exact_resize_scales(model_proto) -> None:
 
 
 WRITERS = {"savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}
-RUNTIMES = {"savedmodel": "TensorFlow", "tflite": "LiteRT", "onnx": "ONNX Runtime"}  # what backends runs each with
 
 
-def check_runs(path: Path, info: ExportInfo, out: Path) -> None:
-    """Load the export written at path with the runtime predict.py will use (backends.EXPORTED_FORMATS) and run
-    it on one mid-grey image: ValueError naming `out` unless it returns finite depth [1, h', w', 1] at
-    info.output_hw, so export.py never reports a file that does not load as written."""
-    runtime = RUNTIMES[info.format]
-    try:
-        run, input_shape = EXPORTED_FORMATS[info.format][1](path)
-        check_input_size(path, info, input_shape)
-        depth = np.asarray(run(np.full([1, *info.input_hw, 3], 0.5, np.float32)))
-    except MissingRuntime:
-        raise
-    except Exception as err:  # each runtime raises its own types for a graph it cannot load or run
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"the {info.format} export for {out} does not run in {runtime} ({reason[:300]}); "
-                         "nothing was written") from None
-    if depth.shape != (1, *info.output_hw, 1) or not np.isfinite(depth).all():
-        raise ValueError(f"the {info.format} export for {out} does not return finite depth [1, {info.output_hw[0]}, "
-                         f"{info.output_hw[1]}, 1] in {runtime} (got {depth.dtype} {list(depth.shape)}, "
-                         f"{np.count_nonzero(~np.isfinite(depth))} not finite); nothing was written")
+def sample_images(input_hw, calibration: CalibrationImages | None) -> np.ndarray:
+    """float32 RGB [N, h, w, 3] in [0, 1] every export is run on before it is moved into place: the first
+    SAMPLE_IMAGES calibration images for int8 (real frames: its difference from the Keras model there is what a
+    user sees), else a mid-grey image and a seeded uniform noise one."""
+    if calibration is not None:
+        return np.concatenate([batch for (batch,), _ in zip(calibration(), range(SAMPLE_IMAGES))])
+    noise = np.random.default_rng(0).random([1, *input_hw, 3], dtype=np.float32)
+    return np.concatenate([np.full([1, *input_hw, 3], 0.5, np.float32), noise])
 
 
 def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, quantize: str = "none",
@@ -255,7 +226,10 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     try:
         staged = work / "export"
         WRITERS[fmt](metres, staged, work, quantize, calibration)
-        check_runs(staged, info, out)
+        images = sample_images(info.input_hw, calibration if quantize == "int8" else None)
+        agreement = check_runs(staged, info, out, images, metres(images).numpy())
+        info = dataclasses.replace(info, max_abs_diff_m=agreement.max_abs_diff_m,
+                                   depth_step_m=output_step_m(staged) if quantize == "int8" else None)
         publish(staged, info_json(info), out, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -384,6 +358,10 @@ def main(args: argparse.Namespace) -> int:
           f"{'inside' if not args.no_flip else 'not included'}) and {sidecar_path(out)}: float32 RGB in [0, 1] "
           f"{net.input_shape[1]}x{net.input_shape[2]} -> depth in metres {net.output_shape[1]}x{net.output_shape[2]}, "
           f"{depth_scale.min_depth_m:g}-{depth_scale.max_depth_m:g} m")
+    info = read_info(out)
+    steps = f", in steps of {info.depth_step_m:.3g} m (int8: 256 levels)" if info.depth_step_m else ""
+    print(f"checked in {RUNTIMES[args.format]}: its depth differs from the Keras model's by at most "
+          f"{info.max_abs_diff_m:.2g} m per pixel on {'calibration' if calibration else 'test'} images{steps}")
     return 0
 
 

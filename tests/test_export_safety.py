@@ -61,7 +61,8 @@ def test_export_replaces_its_own_export_and_an_empty_folder(run_dir, tmp_path, c
     first = (out / "saved_model.pb").stat().st_mtime_ns
     assert export_main("--model", model, "--format", "savedmodel", "--out", str(out), "--no-flip") == 0
     assert (out / "saved_model.pb").stat().st_mtime_ns != first
-    assert json.loads(backends.sidecar_path(out).read_text())["flip"] is False
+    info = json.loads(backends.sidecar_path(out).read_text())
+    assert info["flip"] is False and info["depth_step_m"] is None and info["max_abs_diff_m"] < 1e-4  # float32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm", "sm.json"]  # no staging folder left behind
     capsys.readouterr()
     (out / "my_notes.txt").write_text("mine")
@@ -186,8 +187,15 @@ def test_a_tflite_is_what_its_sidecar_says(run_dir, tmp_path, monkeypatch, capsy
     out = tmp_path / "run" / "model_int8.tflite"
     assert export_main("--model", str(model), "--format", "tflite", "--quantize", "int8",
                        "--calibration-frames", "6") == 0
-    assert json.loads(backends.sidecar_path(out).read_text())["quantize"] == "int8"
-    assert export.tflite_quantization(out) == "int8"
+    info = json.loads(backends.sidecar_path(out).read_text())
+    assert info["quantize"] == "int8" and export.tflite_quantization(out) == "int8"
+    # Its depth comes in the steps the sidecar states (256 levels of the output's scale), and the printed check
+    # is the largest difference from the Keras model on the calibration images.
+    assert 0.01 < info["depth_step_m"] < 0.06 and 0 < info["max_abs_diff_m"] < 1.0
+    assert (f"in steps of {info['depth_step_m']:.3g} m (int8: 256 levels)" in capsys.readouterr().out)
+    depth = backends.load_depth_model(out)[0](np.random.default_rng(0).random((2, *INPUT_HW, 3), np.float32))
+    levels = (np.unique(depth) - depth.min()) / info["depth_step_m"]
+    np.testing.assert_allclose(levels, levels.round(), atol=1e-3)
     out.unlink()
     backends.sidecar_path(out).unlink()
 
