@@ -48,7 +48,10 @@ class ExportInfo:
     min_depth_m / max_depth_m: the range every output lies in; flip: the flip test-time average is inside
     the graph; quantize: none, float16 or int8; source: the .keras file it was exported from;
     train_mean_depth_m: the mean depth in metres of the model's training frames as train.py recorded it (None
-    when the model recorded none, and in sidecars written before export.py carried it).
+    when the model recorded none, and in sidecars written before export.py carried it); max_abs_diff_m: the
+    largest per-pixel difference in metres from the Keras model's depth on the images export.py checked the file
+    on (exportcheck); depth_step_m: int8 only, the step between the depths it can return (its output's
+    quantization scale). Both None in sidecars written before export.py measured them.
     """
 
     format: str
@@ -60,6 +63,8 @@ class ExportInfo:
     quantize: str = "none"
     source: str = ""
     train_mean_depth_m: float | None = None
+    max_abs_diff_m: float | None = None
+    depth_step_m: float | None = None
     units: str = UNITS
     input: str = INPUT_DESCRIPTION
 
@@ -88,9 +93,48 @@ def read_info(path) -> ExportInfo:
     try:
         fields = json.loads(sidecar.read_text())
         info = ExportInfo(**fields)
-        return dataclasses.replace(info, input_hw=tuple(info.input_hw), output_hw=tuple(info.output_hw))
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{sidecar} is not an export description written by export.py ({err})") from None
+        problem = _invalid_field(info)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError, AttributeError) as err:
+        problem = str(err)
+    if problem:
+        raise ValueError(f"{sidecar} is not an export description written by export.py ({problem}); export the "
+                         "model again") from None
+    return dataclasses.replace(info, input_hw=tuple(info.input_hw), output_hw=tuple(info.output_hw))
+
+
+def _is_size(value) -> bool:
+    """[height, width]: two positive integer pixel counts."""
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value))
+
+
+def _invalid_field(info: ExportInfo) -> str:
+    """What is wrong with a sidecar's fields (one phrase), or "" when each is of its kind."""
+    for name in ("input_hw", "output_hw"):
+        if not _is_size(getattr(info, name)):
+            return f"{name} must be [height, width] in pixels, got {getattr(info, name)!r}"
+    depths = (info.min_depth_m, info.max_depth_m)
+    if not all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in depths) or not 0 < depths[0] < depths[1]:
+        return f"min_depth_m and max_depth_m must be numbers with 0 < min < max, got {depths[0]!r} and {depths[1]!r}"
+    if info.format not in EXPORTED_FORMATS or info.quantize not in ("none", "float16", "int8"):
+        return f"unknown format {info.format!r} or quantize {info.quantize!r}"
+    if not isinstance(info.flip, bool):
+        return f"flip must be true or false, got {info.flip!r}"
+    return ""
+
+
+def check_input_size(path, info: ExportInfo, input_shape) -> None:
+    """ValueError unless the exported file's own input shape [B, h, w, 3] (None for a dynamic size) agrees with
+    its sidecar's input_hw: a pair from two exports (a copied file, an edited sidecar) would otherwise fail deep
+    inside its runtime."""
+    shape = list(input_shape)
+    agrees = (len(shape) == 4 and shape[3] in (None, 3)
+              and all(d is None or d == s for d, s in zip(shape[1:3], info.input_hw)))
+    if not agrees:
+        file_shape = "x".join("?" if d is None else str(d) for d in shape)
+        raise ValueError(f"{sidecar_path(path)} describes an input of {info.input_hw[0]}x{info.input_hw[1]} RGB, but "
+                         f"{path} itself takes {file_shape}: the two are from different exports; export the model "
+                         "again with export.py")
 
 
 class ExportedModel:
@@ -122,17 +166,26 @@ def import_runtime(path, module: str, package: str):
         raise MissingRuntime(path, package) from None
 
 
+def _dimensions(shape) -> list:
+    """A runtime's input shape as ints, None for a dynamic dimension (LiteRT's -1, ONNX's names)."""
+    return [int(d) if isinstance(d, (int, np.integer)) and d >= 0 else None for d in shape]
+
+
 def _run_saved_model(path):
-    """The SavedModel's `serve` endpoint (model.export's) as numpy in, numpy out."""
+    """(run, input shape): the SavedModel's `serve` endpoint (model.export's) as numpy in, numpy out."""
     try:
         loaded = tf.saved_model.load(str(path))  # held by the closure: serve's variables live as long as it
     except Exception as err:  # TensorFlow raises many types for a damaged folder
         raise ValueError(f"{path} is not a readable SavedModel ({type(err).__name__}); export it again") from None
-    return lambda x: loaded.serve(tf.constant(x)).numpy()
+    signature = getattr(getattr(loaded, "serve", None), "input_signature", None)
+    if not signature:
+        raise ValueError(f"{path} has no `serve` function taking one image batch (export.py's SavedModels do); "
+                         "export the model with export.py")
+    return (lambda x: loaded.serve(tf.constant(x)).numpy()), _dimensions(signature[0].shape.as_list())
 
 
 def _run_litert(path):
-    """A LiteRT interpreter on all cores, its input resized whenever the batch size changes."""
+    """(run, input shape): a LiteRT interpreter on all cores, its input resized whenever the batch size changes."""
     litert = import_runtime(path, "ai_edge_litert.interpreter", "ai-edge-litert")
     try:
         interpreter = litert.Interpreter(model_path=str(path), num_threads=os.cpu_count())
@@ -151,21 +204,22 @@ def _run_litert(path):
         interpreter.invoke()
         return interpreter.get_tensor(target["index"])
 
-    return run
+    return run, _dimensions(source["shape_signature"])
 
 
 def _run_onnx(path):
-    """An ONNX Runtime session on the CPU."""
+    """(run, input shape): an ONNX Runtime session on the CPU."""
     ort = import_runtime(path, "onnxruntime", "onnxruntime")
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ... for a file that is not a model
         raise ValueError(f"{path} is not an ONNX model ({str(err).splitlines()[0]})") from None
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    source = session.get_inputs()[0]
+    return (lambda x: session.run(None, {source.name: x})[0]), _dimensions(source.shape)
 
 
-# format -> (how its file is recognised, the runner of such a file). Keras's own files go to model.load_model.
+# format -> (how its file is recognised, the loader of such a file: path -> (run, the file's input shape [B, h, w, C])).
+# Keras's own files go to model.load_model.
 EXPORTED_FORMATS = {
     "savedmodel": ("a folder holding saved_model.pb", _run_saved_model),
     "tflite": (".tflite", _run_litert),
@@ -205,8 +259,10 @@ def load_exported(path, *, trust_saved_model: bool = False) -> ExportedModel:
         raise ValueError(f"{path} is a Keras model, not an exported one; load it with model.load_model")
     if kind == "savedmodel" and not trust_saved_model:
         refuse_denied_ops(path)
-    run = EXPORTED_FORMATS[kind][1](path)  # first: a file not of its format says so, not that its sidecar is missing
-    return ExportedModel(path, read_info(path), run)
+    run, input_shape = EXPORTED_FORMATS[kind][1](path)  # first: a file not of its format says so, not its sidecar
+    info = read_info(path)
+    check_input_size(path, info, input_shape)
+    return ExportedModel(path, info, run)
 
 
 def load_depth_model(path, *, trust_saved_model: bool = False):

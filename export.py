@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -27,18 +28,20 @@ import numpy as np
 import tensorflow as tf
 
 import train
-from backends import ExportInfo, import_runtime, info_json, sidecar_path
+from backends import ExportInfo, import_runtime, info_json, read_info, sidecar_path
 from data import frames, resize_rgb
 from depth import DepthScale
 from evaluate import evenly_spaced
+from exportcheck import QUANTIZATION_NAMES, RUNTIMES, check_runs, output_step_m, tflite_quantization
 from layouts import DataError, Split
 from model import depth_scale_of, load_model, train_mean_depth_of
-from staging import check_replaceable, publish, staging_folder
+from staging import check_replaceable, publish, remove_stale_staging, staging_folder
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
 CALIBRATION_FRAMES = 100  # training images int8 calibration sees (TensorFlow's guide suggests ~100-500)
 MIN_CALIBRATION_SHARE = 0.5  # of those, the part that must be readable for int8 ranges to be trusted
+SAMPLE_IMAGES = 8  # calibration images an int8 export is compared with the Keras model on before it is reported
 # format -> what --out must end with (a SavedModel is a folder, recognised by its saved_model.pb)
 OUT_SUFFIXES = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
 
@@ -63,6 +66,35 @@ class MetresModel(keras.Model):
             direct, mirrored = tf.split(depth, 2, axis=0)
             depth = (direct + tf.reverse(mirrored, axis=[2])) / 2.0
         return depth
+
+
+def float32_copy(net: keras.Model) -> keras.Model:
+    """net itself when every layer computes in float32; for a model trained with train.py --mixed-precision, the
+    same architecture rebuilt from its config with each mixed DTypePolicy (mixed_float16, mixed_bfloat16) set to
+    float32, holding net's weights (float32 variables under mixed precision too, so copied exactly).
+
+    The export then holds no float16 or bfloat16 tensor: LiteRT's converter cannot lower the bfloat16 casts, and
+    ONNX Runtime refuses tf2onnx's tensor(bfloat16) inputs.
+    """
+    config = net.get_config()
+    if not _set_float32_policies(config):
+        return net
+    copy = keras.Model.from_config(config)
+    copy.set_weights(net.get_weights())
+    return copy
+
+
+def _set_float32_policies(config) -> int:
+    """Replace, in place, every mixed DTypePolicy in a Keras config (nested dicts and lists) by float32; returns
+    how many there were."""
+    if isinstance(config, list):
+        return sum(_set_float32_policies(item) for item in config)
+    if not isinstance(config, dict):
+        return 0
+    if config.get("class_name") == "DTypePolicy" and config["config"].get("name", "").startswith("mixed_"):
+        config["config"]["name"] = "float32"
+        return 1
+    return sum(_set_float32_policies(value) for value in config.values())
 
 
 def input_signature(net: keras.Model) -> list[tf.TensorSpec]:
@@ -113,25 +145,6 @@ def write_tflite(metres: MetresModel, path: Path, work: Path, quantize: str, cal
     if computes != quantize:  # e.g. LiteRT falls back to float32 when the representative dataset yields nothing
         raise ValueError(f"LiteRT's converter wrote a model computing in {QUANTIZATION_NAMES[computes]}, not the "
                          f"{QUANTIZATION_NAMES[quantize]} --quantize {quantize} asks for; nothing was written")
-
-
-# what a .tflite computes in -> its description (the names --quantize gives them, and one it does not)
-QUANTIZATION_NAMES = {"none": "float32", "float16": "float16 weights", "int8": "int8 weights and activations",
-                      "int8 weights": "int8 weights and float32 activations"}
-
-
-def tflite_quantization(path: Path) -> str:
-    """What the LiteRT model at path computes in, from its own tensors (a key of QUANTIZATION_NAMES): "int8" when
-    a QUANTIZE op turns the float32 input into int8 activations, "int8 weights" for int8 tensors without one,
-    "float16" for float16 (weight) tensors, else "none"."""
-    litert = import_runtime(path, "ai_edge_litert.interpreter", "ai-edge-litert")
-    interpreter = litert.Interpreter(model_path=str(path))
-    dtypes = {tensor["index"]: tensor["dtype"] for tensor in interpreter.get_tensor_details()}
-    # _get_ops_details: the interpreter's op list (tf.lite.Interpreter's too since TF 2.5), there being no public one
-    if any(op["op_name"] == "QUANTIZE" and dtypes.get(index) == np.int8
-           for op in interpreter._get_ops_details() for index in op["outputs"]):
-        return "int8"
-    return "int8 weights" if np.int8 in dtypes.values() else "float16" if np.float16 in dtypes.values() else "none"
 
 
 def write_onnx(metres: MetresModel, path: Path, work: Path, quantize: str, calibration) -> None:
@@ -185,6 +198,16 @@ def exact_resize_scales(model_proto) -> None:
 WRITERS = {"savedmodel": write_saved_model, "tflite": write_tflite, "onnx": write_onnx}
 
 
+def sample_images(input_hw, calibration: CalibrationImages | None) -> np.ndarray:
+    """float32 RGB [N, h, w, 3] in [0, 1] every export is run on before it is moved into place: the first
+    SAMPLE_IMAGES calibration images for int8 (real frames: its difference from the Keras model there is what a
+    user sees), else a mid-grey image and a seeded uniform noise one."""
+    if calibration is not None:
+        return np.concatenate([batch for (batch,), _ in zip(calibration(), range(SAMPLE_IMAGES))])
+    noise = np.random.default_rng(0).random([1, *input_hw, 3], dtype=np.float32)
+    return np.concatenate([np.full([1, *input_hw, 3], 0.5, np.float32), noise])
+
+
 def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, quantize: str = "none",
                  flip: bool = True, calibration=None, source: str = "") -> Path:
     """Write net as `fmt` (a key of WRITERS) to `out`, with its ExportInfo sidecar (carrying the training mean
@@ -195,7 +218,8 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     does not compute in what `quantize` says (tflite_quantization). ValueError before any work when out (or its sidecar) exists and is not an export
     of fmt export.py wrote (staging.check_replaceable): nothing else is ever replaced. The export is made in a
     staging folder beside out and moved into place with its sidecar (staging.publish), so a failed export leaves
-    any earlier export at out as it was, and a killed one never a model beside another's sidecar.
+    any earlier export at out as it was, and a killed one never a model beside another's sidecar; the staging
+    folders killed exports left there are removed first (staging.remove_stale_staging).
     """
     out = Path(out)
     if quantize != "none" and fmt != "tflite":
@@ -203,15 +227,21 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     if quantize == "int8" and calibration is None:
         raise ValueError("int8 quantization needs calibration images")
     check_replaceable(out, fmt)
+    net = float32_copy(net)
     metres = MetresModel(net, depth_scale, flip)
     metres(tf.zeros([1, *net.input_shape[1:]]))  # built, so model.export knows its variables
     info = ExportInfo(fmt, tuple(net.input_shape[1:3]), tuple(net.output_shape[1:3]), depth_scale.min_depth_m,
                       depth_scale.max_depth_m, flip, quantize, str(source), train_mean_depth_of(net))
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out.parent)
     work = staging_folder(out.parent)
     try:
         staged = work / "export"
         WRITERS[fmt](metres, staged, work, quantize, calibration)
+        images = sample_images(info.input_hw, calibration if quantize == "int8" else None)
+        agreement = check_runs(staged, info, out, images, metres(images).numpy())
+        info = dataclasses.replace(info, max_abs_diff_m=agreement.max_abs_diff_m,
+                                   depth_step_m=output_step_m(staged) if quantize == "int8" else None)
         publish(staged, info_json(info), out, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -312,6 +342,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+WRITE_FIX = "free space or choose another --out; nothing was written"  # for a full or read-only disk
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the command line; returns the exit code (2 with one sentence for a bad model, data or --out)."""
     try:
@@ -327,13 +360,20 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # --out's folder is read-only or full
-        print(f"error: cannot write {err.filename or args.out} ({err.strerror}); choose another --out", file=sys.stderr)
+        print(f"error: cannot write {err.filename or args.out} ({err.strerror}); {WRITE_FIX}", file=sys.stderr)
+        return 2
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as err:  # the same in TensorFlow's
+        print(f"error: cannot write {args.out} ({train.first_line(err)}); {WRITE_FIX}", file=sys.stderr)  # writers
         return 2
     size = sum(p.stat().st_size for p in out.rglob("*")) if out.is_dir() else out.stat().st_size
     print(f"wrote {out} ({size / 2**20:.1f} MiB; {args.format}, quantize {args.quantize}, flip "
           f"{'inside' if not args.no_flip else 'not included'}) and {sidecar_path(out)}: float32 RGB in [0, 1] "
           f"{net.input_shape[1]}x{net.input_shape[2]} -> depth in metres {net.output_shape[1]}x{net.output_shape[2]}, "
           f"{depth_scale.min_depth_m:g}-{depth_scale.max_depth_m:g} m")
+    info = read_info(out)
+    steps = f", in steps of {info.depth_step_m:.3g} m (int8: 256 levels)" if info.depth_step_m else ""
+    print(f"checked in {RUNTIMES[args.format]}: its depth differs from the Keras model's by at most "
+          f"{info.max_abs_diff_m:.2g} m per pixel on {'calibration' if calibration else 'test'} images{steps}")
     return 0
 
 

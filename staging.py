@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -89,3 +90,30 @@ def publish(staged: Path, sidecar_text: str, out: Path, work: Path) -> None:
     pending.replace(sidecar_path(out))
     staged.replace(out)
 
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_staging(parent: Path) -> list[Path]:
+    """Remove the staging folders in parent that a killed export.py on this machine left (OWNER_FILE names a
+    process that no longer runs); returns them. Folders without a readable OWNER_FILE are not ours and stay, as
+    do those of exports still running and of other machines (a shared file system)."""
+    removed = []
+    for folder in sorted(parent.glob(f"{STAGING_PREFIX}*")):
+        try:
+            owner = json.loads((folder / OWNER_FILE).read_text())
+            stale = owner["host"] == socket.gethostname() and not _pid_alive(int(owner["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if stale and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

@@ -8,7 +8,8 @@ predict.predict_depth_m(flip=False) on uint8 photographs, from the photo to metr
 the exports written without the flip (export.py --no-flip) so that all rows do the same work.
 Accuracy: a small UNet trained for a few minutes with the demo's recipe, exported as a user would (flip inside),
 scored by evaluate.py's protocol on the synthetic test split beside the Keras model: delta1 and abs_rel and
-their differences, the largest depth difference in metres, and the file size.
+their differences, the largest depth difference in metres, int8's depth step, and the file size. (export.py
+itself prints the largest difference of any model it exports, on its calibration images for int8.)
 """
 from __future__ import annotations
 
@@ -153,6 +154,7 @@ def measure_accuracy(model_path: Path, data_dir: str, folder: Path, settings: Se
             **metrics, "delta1_diff": metrics["delta1"] - keras_metrics["delta1"],
             "abs_rel_diff": metrics["abs_rel"] - keras_metrics["abs_rel"],
             "max_abs_diff_m": float(np.abs(predict_depth_m(candidate.model, photos) - reference).max()),
+            "depth_step_m": candidate.model.info.depth_step_m,  # int8: its output's quantization step
             "file_mib": size_mib(path),
         }
     return {"model": str(model_path), "test_images": len(candidates[0].rows), "backends": results}

@@ -1,6 +1,7 @@
 """export.py and backends.py with a user's files at stake (issue 23): an export never replaces what it did not write,
 a SavedModel --model is scanned for file, print and Python ops before it runs, an int8 export is int8 or nothing,
 and every such refusal is one sentence with exit 2 and the files on disk as they were."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def test_export_replaces_its_own_export_and_an_empty_folder(run_dir, tmp_path, c
     first = (out / "saved_model.pb").stat().st_mtime_ns
     assert export_main("--model", model, "--format", "savedmodel", "--out", str(out), "--no-flip") == 0
     assert (out / "saved_model.pb").stat().st_mtime_ns != first
-    assert json.loads(backends.sidecar_path(out).read_text())["flip"] is False
+    info = json.loads(backends.sidecar_path(out).read_text())
+    assert info["flip"] is False and info["depth_step_m"] is None and info["max_abs_diff_m"] < 1e-4  # float32
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sm", "sm.json"]  # no staging folder left behind
     capsys.readouterr()
     (out / "my_notes.txt").write_text("mine")
@@ -89,8 +91,8 @@ def write_hostile_saved_model(folder: Path, marker: Path, op: str) -> Path:
             return tf.fill([tf.shape(x)[0], *INPUT_HW, 1], 2.0)
 
     tf.saved_model.save(Hostile(), str(folder))
-    backends.sidecar_path(folder).write_text(backends.info_json(backends.ExportInfo(
-        "savedmodel", INPUT_HW, INPUT_HW, 0.1, 10.0, flip=True)))
+    info = backends.ExportInfo("savedmodel", INPUT_HW, INPUT_HW, 0.1, 10.0, flip=True)
+    backends.sidecar_path(folder).write_text(json.dumps(dataclasses.asdict(info)))
     return folder
 
 
@@ -185,8 +187,15 @@ def test_a_tflite_is_what_its_sidecar_says(run_dir, tmp_path, monkeypatch, capsy
     out = tmp_path / "run" / "model_int8.tflite"
     assert export_main("--model", str(model), "--format", "tflite", "--quantize", "int8",
                        "--calibration-frames", "6") == 0
-    assert json.loads(backends.sidecar_path(out).read_text())["quantize"] == "int8"
-    assert export.tflite_quantization(out) == "int8"
+    info = json.loads(backends.sidecar_path(out).read_text())
+    assert info["quantize"] == "int8" and export.tflite_quantization(out) == "int8"
+    # Its depth comes in the steps the sidecar states (256 levels of the output's scale), and the printed check
+    # is the largest difference from the Keras model on the calibration images.
+    assert 0.01 < info["depth_step_m"] < 0.06 and 0 < info["max_abs_diff_m"] < 1.0
+    assert (f"in steps of {info['depth_step_m']:.3g} m (int8: 256 levels)" in capsys.readouterr().out)
+    depth = backends.load_depth_model(out)[0](np.random.default_rng(0).random((2, *INPUT_HW, 3), np.float32))
+    levels = (np.unique(depth) - depth.min()) / info["depth_step_m"]
+    np.testing.assert_allclose(levels, levels.round(), atol=1e-3)
     out.unlink()
     backends.sidecar_path(out).unlink()
 
@@ -199,3 +208,140 @@ def test_a_tflite_is_what_its_sidecar_says(run_dir, tmp_path, monkeypatch, capsy
     assert ("computing in float32, not the int8 weights and activations --quantize int8 asks for; nothing was "
             "written") in one_error_line(capsys)
     assert sorted(p.name for p in out.parent.iterdir()) == ["args.json", "model.keras", "nyu_data.zip"]
+
+
+def test_a_mixed_precision_model_exports_its_float32_computation(tmp_path, capsys):
+    """A UNet trained under mixed_bfloat16 (train.py --mixed-precision on a CPU) exports to .tflite and .onnx that
+    load in their runtimes and match the same weights computed in float32 within the float exports' 1e-3 m."""
+    import keras
+    import predict
+    from depth import DepthScale
+    from model import build_unet
+    from test_export import FLOAT_TOLERANCE_M, random_rgb, tiny_inverse_unet
+
+    reference = tiny_inverse_unet(seed=3)  # float32
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_unet(INPUT_HW, base_filters=4, depth_scale=DepthScale("inverse"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    mixed.set_weights(reference.get_weights())
+    assert mixed.get_layer("output_conv").compute_dtype == "bfloat16"
+    mixed.save(tmp_path / "model.keras")
+    photos = random_rgb(2, INPUT_HW, seed=8)
+    expected = predict.predict_depth_m(reference, photos)
+    for fmt, name in [("tflite", "model.tflite"), ("onnx", "model.onnx")]:
+        assert export_main("--model", str(tmp_path / "model.keras"), "--format", fmt) == 0, capsys.readouterr().err
+        model, _ = backends.load_depth_model(tmp_path / name)
+        np.testing.assert_allclose(predict.predict_depth_m(model, photos), expected, atol=FLOAT_TOLERANCE_M)
+
+
+def test_an_export_its_runtime_cannot_run_is_not_written(run_dir, tmp_path, monkeypatch, capsys):
+    """A writer whose file ONNX Runtime rejects (here: one that writes bytes that are no model): one sentence naming
+    --out and the runtime, exit 2, no file, no sidecar, no staging folder."""
+    monkeypatch.setitem(export.WRITERS, "onnx", lambda metres, path, *rest: path.write_bytes(b"\x08\x07 not a graph"))
+    out = tmp_path / "model.onnx"
+    assert export_main("--model", str(run_dir / "model.keras"), "--format", "onnx", "--out", str(out)) == 2
+    err = one_error_line(capsys)
+    assert f"the onnx export for {out} does not run in ONNX Runtime (" in err and "nothing was written" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sidecar_that_disagrees_with_its_file_is_one_sentence(run_dir, tmp_path, capsys):
+    """An .onnx beside a sidecar of another input size, or of "48x64" written by hand: predict.py and evaluate.py
+    say which file describes what, exit 2 (a traceback from inside ONNX Runtime before)."""
+    import evaluate
+    import predict
+    from PIL import Image
+    from test_export import random_rgb
+
+    out = tmp_path / "model.onnx"
+    assert export_main("--model", str(run_dir / "model.keras"), "--format", "onnx", "--out", str(out)) == 0
+    Image.fromarray(random_rgb(1, INPUT_HW)[0]).save(tmp_path / "photo.png")
+    sidecar = backends.sidecar_path(out)
+    info = json.loads(sidecar.read_text())
+    expected = {(32, 40): f"{sidecar} describes an input of 32x40 RGB, but {out} itself takes ?x48x64x3: the two are "
+                          "from different exports; export the model again",
+                "48x64": f"{sidecar} is not an export description written by export.py (input_hw must be [height, "
+                         "width] in pixels, got '48x64')"}
+    for input_hw, message in expected.items():
+        sidecar.write_text(json.dumps({**info, "input_hw": input_hw}))
+        argv = ["--model", str(out), str(tmp_path / "photo.png"), "--out", str(tmp_path / "p")]
+        assert predict.main(predict.parse_args(argv)) == 2
+        assert message in one_error_line(capsys)
+        assert evaluate.main(evaluate.parse_args(["--model", str(out), "--data", str(tmp_path)])) == 2
+        assert message in one_error_line(capsys)
+    assert not (tmp_path / "p").exists()
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_export_never_leaves_a_model_beside_another_models_sidecar(run_dir, tmp_path, monkeypatch,
+                                                                           capsys):
+    """Killed as the new model is moved in (no clean-up runs): the old model is gone and the new sidecar stands
+    alone, which predict.py reports as no model file; the next export replaces the lone sidecar and removes the
+    staging folder the killed one left, but not one of a running export nor a folder that is not ours."""
+    import predict
+    import staging
+    import socket
+
+    model = str(run_dir / "model.keras")
+    out = tmp_path / "model.tflite"
+    assert export_main("--model", model, "--format", "tflite", "--out", str(out)) == 0
+    replace = Path.replace
+
+    def killed_at_the_last_rename(self, target):
+        if Path(target) == out:
+            raise KeyboardInterrupt  # as SIGKILL would stop it: nothing after this runs
+        return replace(self, target)
+
+    with monkeypatch.context() as killed:
+        killed.setattr(Path, "replace", killed_at_the_last_rename)
+        killed.setattr(export.shutil, "rmtree", lambda *args, **kwargs: None)  # a killed process cleans nothing
+        with pytest.raises(KeyboardInterrupt):
+            export_main("--model", model, "--format", "tflite", "--out", str(out), "--no-flip")
+    assert not out.exists() and json.loads(backends.sidecar_path(out).read_text())["flip"] is False
+    argv = ["--model", str(out), str(tmp_path), "--out", str(tmp_path / "p")]
+    assert predict.main(predict.parse_args(argv)) == 2
+    assert f"no model file at {out}" in one_error_line(capsys)
+    (left,) = tmp_path.glob(".export-*")
+    (left / staging.OWNER_FILE).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname()}))
+    running = staging.staging_folder(tmp_path)  # this process's: an export still running
+    (tmp_path / ".export-mine").mkdir()  # no owner file: not export.py's
+    assert export_main("--model", model, "--format", "tflite", "--out", str(out), "--no-flip") == 0
+    assert sorted(p.name for p in tmp_path.glob(".export-*")) == sorted([running.name, ".export-mine"])
+    assert backends.load_depth_model(out)[0].flips_inside is False
+
+
+@pytest.mark.parametrize("fault", ["tensorflow", "python"])
+def test_a_full_disk_during_export_is_one_sentence(fault, run_dir, tmp_path, monkeypatch, capsys):
+    """The disk fills while the SavedModel is written: TensorFlow's ResourceExhaustedError (its checkpoint
+    writer's "No space left on device", a 48-line traceback before) or Python's OSError ENOSPC: one sentence
+    naming --out and the fix, exit 2, and no file, sidecar or staging folder left."""
+    import errno
+    import tensorflow as tf
+
+    def full_disk(metres, path, *rest):
+        path.mkdir()
+        (path / "saved_model.pb").write_bytes(b"half")
+        data = path / "variables" / "variables.data-00000-of-00001"
+        if fault == "tensorflow":
+            raise tf.errors.ResourceExhaustedError(None, None, f"{{{{function_node __wrapped__SaveV2}}}} {data}."
+                                                               "tempstate1; No space left on device [Op:SaveV2]")
+        raise OSError(errno.ENOSPC, "No space left on device", str(data))
+
+    monkeypatch.setitem(export.WRITERS, "savedmodel", full_disk)
+    out = tmp_path / "model_savedmodel"
+    assert export_main("--model", str(run_dir / "model.keras"), "--format", "savedmodel", "--out", str(out)) == 2
+    err = one_error_line(capsys)
+    assert err.startswith("error: cannot write ") and "No space left on device" in err, err
+    assert err.endswith("free space or choose another --out; nothing was written"), err
+    assert "function_node" not in err and list(tmp_path.iterdir()) == []
