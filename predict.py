@@ -202,6 +202,31 @@ def save_depth_png16(path, depth_m: np.ndarray, codec: str = "png16_mm") -> int:
     return int(np.count_nonzero(depth_m > png.max_depth_m + 0.5 / png.units_per_metre))  # rounds above the top
 
 
+# NYU's horizontal field of view, radians: what a photo of unknown camera is assumed to span across its longer side.
+NYU_WIDE_FOV = 2.0 * np.arctan(nyu.FRAME_HW[1] / 2.0 / nyu.INTRINSICS["fx"])  # 1.105 rad = 63.3 degrees
+
+
+def photo_intrinsics(hw) -> tuple[dict, str]:
+    """(fx, fy, cx, cy in pixels, a sentence saying how they were chosen) for a photo of hw = (H, W) whose camera
+    is unknown. A landscape 4:3 photo gets NYU's Kinect calibration scaled to its size (nyu.scaled_intrinsics; the
+    scale is the same in x and y). Any other shape gets square pixels (fx = fy): NYU's horizontal field of view
+    across the photo's longer side (a camera turned upright turns its wide side with it), principal point at the
+    centre. Scaling NYU's fx and fy by different factors would stretch the cloud (Depth-Anything-V2 #142, #52)."""
+    height, width = hw
+    if height * nyu.FRAME_HW[1] == width * nyu.FRAME_HW[0]:
+        return (nyu.scaled_intrinsics(hw),
+                f"NYU's Kinect intrinsics scaled from {nyu.FRAME_HW[1]}x{nyu.FRAME_HW[0]} to {width}x{height}")
+    focal = max(hw) / 2.0 / np.tan(NYU_WIDE_FOV / 2.0)
+    camera = {"fx": focal, "fy": focal, "cx": (width - 1) / 2.0, "cy": (height - 1) / 2.0}
+    return camera, (f"square pixels: NYU's horizontal field of view ({np.degrees(NYU_WIDE_FOV):.1f} deg) across the "
+                    f"{max(hw)}-pixel longer side of {width}x{height}, centred (give --fx --fy --cx --cy if known)")
+
+
+def camera_text(intrinsics: dict) -> str:
+    """'fx 324.29 fy 324.29 cx 149.50 cy 199.50' (pixels)."""
+    return " ".join(f"{k} {v:.2f}" for k, v in intrinsics.items())
+
+
 def back_project(depth_m: np.ndarray, intrinsics: dict) -> np.ndarray:
     """Depth [H, W] metres -> camera-frame points [H, W, 3] metres (x right, y down, z forward = depth).
 
@@ -233,13 +258,14 @@ def write_ply(path, points: np.ndarray, colors: np.ndarray, comment: str = "") -
         f.write(vertices.tobytes())
 
 
-def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray, intrinsics: dict | None,
+def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray, camera: tuple[dict, str] | None,
                   png_codec: str) -> None:
-    """Write stem_depth.png (in png_codec's unit), stem_depth.npy and stem_depth_color.png, and stem.ply when
-    intrinsics are given; a PNG that had to clip depths is named on stderr with the count.
+    """Write stem_depth.png (in png_codec's unit), stem_depth.npy and stem_depth_color.png, and stem.ply when a
+    camera is given, naming its intrinsics and their source in the PLY's comment and on stderr; a PNG that had to
+    clip depths is named on stderr with the count.
 
-    rgb uint8 [H, W, 3] (any size without intrinsics); depth_m float32 [H, W]; intrinsics: fx, fy, cx, cy in
-    pixels of this H x W image.
+    rgb uint8 [H, W, 3] (any size without a camera); depth_m float32 [H, W]; camera: (fx, fy, cx, cy in pixels of
+    this H x W image, where they come from), as photo_intrinsics gives them.
     """
     png_path = out_dir / f"{stem}_depth.png"
     if clipped := save_depth_png16(png_path, depth_m, png_codec):
@@ -247,9 +273,11 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray
                    f"are stored as 65535 (saturated: no depth); {stem}_depth.npy holds them exactly", file=sys.stderr)
     np.save(out_dir / f"{stem}_depth.npy", depth_m.astype(np.float32))
     figures.depth_color_figure(depth_m, title=stem).savefig(out_dir / f"{stem}_depth_color.png")
-    if intrinsics is not None:
-        camera = " ".join(f"{k} {v:.4f}" for k, v in intrinsics.items())
-        write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb, comment=f"metres; camera {camera}")
+    if camera is not None:
+        intrinsics, source = camera
+        write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb,
+                  comment=f"metres; camera {camera_text(intrinsics)} pixels ({source})")
+        tqdm.write(f"{stem}.ply: camera {camera_text(intrinsics)} pixels ({source})", file=sys.stderr)
 
 
 class NonFiniteDepth(ValueError):
@@ -268,7 +296,7 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
     nothing is written for those), each named on stderr. Up to batch_size images are read at a time and those
     of the same size share a network call. Without ply (which colours points from the full image), JPEGs are
     decoded at the scale the network input needs (open_rgb). intrinsics: fx, fy, cx, cy for every point cloud,
-    or None for NYU's scaled."""
+    or None for photo_intrinsics of each image's size."""
     unreadable = nonfinite = 0
     jobs = list(zip(paths, output_stems(paths)))
     with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as progress:
@@ -286,7 +314,9 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
             for (hw, _), images in by_size.items():
                 batch = np.stack([rgb for _, rgb in images])
                 depths = predict_depth_m(model, batch, depth_scale, flip=flip, out_hw=hw)
-                camera = (intrinsics or nyu.scaled_intrinsics(hw)) if ply else None
+                camera = None
+                if ply:
+                    camera = (intrinsics, "given by --fx --fy --cx --cy") if intrinsics else photo_intrinsics(hw)
                 for (stem, rgb), depth_m in zip(images, depths):
                     if not np.isfinite(depth_m).all():
                         tqdm.write(f"{stem}: the model predicted non-finite depth; nothing written", file=sys.stderr)
@@ -321,7 +351,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in _INTRINSIC_FLAGS:
         cloud.add_argument(f"--{name}", type=float, default=None,
                            help=f"camera {name} in pixels of the input image (give all four; default: NYU's Kinect "
-                                f"intrinsics scaled from {nyu.FRAME_HW[1]}x{nyu.FRAME_HW[0]} to the image size)")
+                                f"intrinsics scaled to a 4:3 landscape image, else square pixels spanning NYU's "
+                                f"horizontal field of view across the longer side)")
     args = parser.parse_args(argv)
     given = [name for name in _INTRINSIC_FLAGS if getattr(args, name) is not None]
     if given and len(given) < len(_INTRINSIC_FLAGS):

@@ -223,6 +223,37 @@ def test_ply_back_projects_with_nyu_intrinsics_scaled_or_the_given_ones(tmp_path
         assert (point["red"], point["green"], point["blue"]) == tuple(rgb[v, u])
 
 
+def test_a_portrait_cloud_keeps_square_pixels_and_says_which_camera(tmp_path, model_path, capsys):
+    """A 300x400 portrait (not 4:3 landscape) without given intrinsics: one focal length, NYU's horizontal field of
+    view across its 400-pixel side, fx = fy = 518.8579 * 400 / 640 = 324.2862, centred at (149.5, 199.5); scaling
+    NYU's fx and fy apart gave fx 243.2 and fy 432.9, a cloud stretched 1.8 times in y."""
+    rgb = random_rgb((400, 300), seed=8)  # [H, W, 3]: 300 wide, 400 tall
+    Image.fromarray(rgb).save(tmp_path / "portrait.png")
+    out = tmp_path / "out"
+    args = predict.parse_args(["--model", str(model_path), str(tmp_path / "portrait.png"), "--out", str(out), "--ply"])
+    assert predict.main(args) == 0
+    camera, source = predict.photo_intrinsics((400, 300))
+    assert camera == pytest.approx({"fx": 324.2862, "fy": 324.2862, "cx": 149.5, "cy": 199.5}, rel=1e-6)
+    said = ("portrait.ply: camera fx 324.29 fy 324.29 cx 149.50 cy 199.50 pixels (square pixels: NYU's horizontal "
+            "field of view (63.3 deg) across the 400-pixel longer side of 300x400, centred (give --fx --fy --cx --cy "
+            "if known))")
+    assert said in capsys.readouterr().err.splitlines()
+    header = (out / "portrait.ply").read_bytes().split(b"end_header")[0].decode("ascii")
+    assert "comment metres; camera fx 324.29 fy 324.29 cx 149.50 cy 199.50 pixels (square pixels" in header
+    _, vertices = read_ply(out / "portrait.ply")
+    z = np.load(out / "portrait_depth.npy")
+    for v, u in ((0, 0), (399, 299), (50, 250)):
+        point = vertices[v * 300 + u]
+        expected = [(u - 149.5) * z[v, u] / 324.2862, (v - 199.5) * z[v, u] / 324.2862, z[v, u]]
+        np.testing.assert_allclose([point["x"], point["y"], point["z"]], expected, rtol=1e-4)
+
+
+def test_a_4_3_landscape_photo_keeps_nyus_calibration():
+    camera, source = predict.photo_intrinsics((750, 1000))
+    assert camera == pytest.approx(scaled_intrinsics((750, 1000)))
+    assert source == "NYU's Kinect intrinsics scaled from 640x480 to 1000x750"
+
+
 def test_scaled_intrinsics_keep_pixel_centres():
     assert scaled_intrinsics((480, 640)) == pytest.approx(INTRINSICS)
     half = scaled_intrinsics((240, 320))
