@@ -374,6 +374,9 @@ def main(args: argparse.Namespace) -> int:
         skipped = split.take_skipped()
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)
+        # The numbers first: a figure that fails to draw never costs the scores it took the whole split to get.
+        print(table.write_report(out, args, candidates, constants, crops_used, skipped))
+        for c in candidates:
             example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)
         written = [out / "examples_*.png"]
         if len(candidates) > 1:
@@ -382,7 +385,6 @@ def main(args: argparse.Namespace) -> int:
         if photos:
             written.append(out / "photos.png")
             photo_figure(written[-1], photos, candidates, flip=not args.no_flip)
-        print(table.write_report(out, args, candidates, constants, crops_used, skipped))
     except (DataError, NonFiniteDepth) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -298,3 +298,18 @@ def test_a_big_jpeg_is_decoded_at_the_networks_scale_and_depth_written_at_its_ow
     preview = figures.downscaled(reduced, figures.PREVIEW_SIDE)
     assert preview.shape == (400, 500)  # a quarter (2000 / 600 rounded up), box-averaged:
     assert preview[1, 2] == pytest.approx(reduced[4:8, 8:12].mean(), rel=1e-5)
+
+
+def test_dollar_signs_in_the_model_and_photo_paths_are_plain_text(tmp_path, model):
+    """'my $$ photo.png' titles its colour preview; Matplotlib read it as mathtext and predict.py stopped with a
+    traceback. Drawn as plain text, every file is written."""
+    model_path = tmp_path / "runs$$" / "model.keras"
+    model_path.parent.mkdir()
+    model.save(model_path)
+    Image.fromarray(random_rgb((30, 40))).save(tmp_path / "my $$ photo.png")
+    Image.fromarray(random_rgb((30, 40))).save(tmp_path / "cost $5 or $6.png")
+    out = tmp_path / "out $HOME"
+    args = predict.parse_args(["--model", str(model_path), str(tmp_path / "*.png"), "--out", str(out)])
+    assert predict.main(args) == 0
+    assert sorted(p.name for p in out.glob("*_color.png")) == ["cost $5 or $6_depth_color.png",
+                                                                "my $$ photo_depth_color.png"]
