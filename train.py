@@ -9,6 +9,7 @@ from __future__ import annotations
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import errno
+import functools
 import re
 import shutil
 import sys
@@ -48,8 +49,9 @@ SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_spl
 WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)  # a full or read-only disk
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def parse_args(argv=None, parser_class=argparse.ArgumentParser) -> argparse.Namespace:
+    """The command line's arguments; parser_class=rundir.RefusingParser raises instead of exiting (--resume's check)."""
+    parser = parser_class(
         description="Train a monocular depth model (UNet or DenseDepth transfer model). @FILE reads flags from FILE, "
                     "one per line (recipes/demo.txt is make demo's).",
         fromfile_prefix_chars="@",
@@ -323,7 +325,8 @@ def main(args: argparse.Namespace) -> Path:
     """Train as `args` say; returns the path of the final model.keras (the chief's; other workers write none)."""
     resolver = cluster_resolver() if args.strategy == "multiworker" else None
     worker = worker_index(resolver)
-    args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0)
+    args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0,
+                                parse=functools.partial(parse_args, parser_class=rundir.RefusingParser))
     run_dir, chief = Path(args.out), worker == 0
     with ExitStack() as stack:
         locked = args.resume and run_dir.is_dir() and chief
