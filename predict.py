@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
+import fnmatch
 import glob
+import os
+import re
 import sys
 import weakref
 from pathlib import Path
@@ -129,13 +132,49 @@ def open_rgb(path, min_hw=None) -> tuple[np.ndarray, tuple[int, int]]:
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB")), full_hw
 
 
+def _name_matches(name: str, part: str) -> bool:
+    """One path component against one glob component, as glob.glob matches it: a wildcard never matches a
+    leading '.' (hidden files and folders) unless the component starts with one."""
+    return fnmatch.fnmatchcase(name, part) and (not name.startswith(".") or part.startswith("."))
+
+
+def _parts_match(names: tuple, parts: tuple) -> bool:
+    """Path components `names` against glob components `parts`, where '**' matches any number of folders."""
+    if not parts:
+        return not names
+    if parts[0] == "**":
+        return any(_parts_match(names[i:], parts[1:]) for i in range(len(names) + 1)
+                   if not any(n.startswith(".") for n in names[:i]))
+    return bool(names) and _name_matches(names[0], parts[0]) and _parts_match(names[1:], parts[1:])
+
+
+def expand_glob(pattern: str) -> list[Path]:
+    """The paths matching a glob pattern, sorted. '**' matches any number of folders, following folder symlinks
+    except one back into a folder it is already inside: glob.glob(recursive=True) follows a symlink loop until the
+    system refuses ("too many levels"), listing the same files again at every level, and with two links in a loop
+    it never ends."""
+    if "**" not in pattern:
+        return [Path(p) for p in sorted(glob.glob(pattern))]
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if re.search(r"[*?[]", part))  # the first component to match
+    root = Path(*parts[:first]) if first else Path()
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        names = Path(folder).relative_to(root).parts
+        inside = {os.path.realpath(Path(root, *names[:i])) for i in range(len(names) + 1)}  # this folder and above
+        dirs[:] = [d for d in dirs if os.path.realpath(os.path.join(folder, d)) not in inside]
+        found += [Path(folder, name) for name in dirs + files if _parts_match((*names, name), parts[first:])]
+    return sorted(found)
+
+
 def find_inputs(patterns) -> tuple[list[Path], list[str]]:
     """(image paths, patterns that matched nothing) for `patterns`: files (taken as given), folders
-    (the image files directly inside, by extension) or glob patterns. Sorted within a pattern, no repeats."""
+    (the image files directly inside, by extension) or glob patterns (expand_glob). Sorted within a pattern, each
+    file once by its real path (a file reached through a symlink too is the first path found)."""
     image_suffixes = set(Image.registered_extensions())
-    paths, unmatched = {}, []
+    paths, unmatched = {}, []  # real path -> the path as found
     for pattern in patterns:
-        matches = [Path(pattern)] if Path(pattern).exists() else [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
+        matches = [Path(pattern)] if Path(pattern).exists() else expand_glob(pattern)
         found = []
         for match in matches:
             if match.is_dir():
@@ -144,8 +183,9 @@ def find_inputs(patterns) -> tuple[list[Path], list[str]]:
                 found.append(match)
         if not found:
             unmatched.append(pattern)
-        paths.update(dict.fromkeys(found))
-    return list(paths), unmatched
+        for path in found:
+            paths.setdefault(os.path.realpath(path), path)
+    return list(paths.values()), unmatched
 
 
 def read_photos(patterns, max_photos: int) -> list[tuple[str, np.ndarray]]:

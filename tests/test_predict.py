@@ -313,3 +313,27 @@ def test_dollar_signs_in_the_model_and_photo_paths_are_plain_text(tmp_path, mode
     assert predict.main(args) == 0
     assert sorted(p.name for p in out.glob("*_color.png")) == ["cost $5 or $6_depth_color.png",
                                                                 "my $$ photo_depth_color.png"]
+
+
+def test_a_recursive_glob_through_symlink_loops_finds_each_photo_once(tmp_path, model_path, capsys):
+    """photos/loop -> photos: glob.glob("photos/**/*.png", recursive=True) listed a.png 41 times (until "too many
+    levels of symbolic links"), and with a second link in the loop it never ends. Each file once, by its real path;
+    a folder linked from outside the loop is still searched."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    for path in (photos / "a.png", photos / "sub" / "b.png", tmp_path / "elsewhere" / "c.png"):
+        Image.fromarray(random_rgb((30, 40))).save(path)
+    (photos / "loop").symlink_to(photos, target_is_directory=True)
+    pattern = str(photos / "**" / "*.png")
+    found, unmatched = predict.find_inputs([pattern])
+    assert found == [photos / "a.png", photos / "sub" / "b.png"] and unmatched == []
+
+    (photos / "sub" / "up").symlink_to(photos, target_is_directory=True)  # a second way round the loop
+    (photos / "sub" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    found, _ = predict.find_inputs([pattern, str(photos / "*" / "*.png")])  # loop/a.png is a.png again
+    assert found == [photos / "a.png", photos / "sub" / "b.png", photos / "sub" / "linked" / "c.png"]
+    out = tmp_path / "out"
+    assert predict.main(predict.parse_args(["--model", str(model_path), pattern, "--out", str(out)])) == 0
+    assert sorted(p.name for p in out.glob("*.npy")) == ["a_depth.npy", "b_depth.npy", "c_depth.npy"]
+    assert capsys.readouterr().out.startswith("wrote depth for 3 of 3 images")
