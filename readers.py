@@ -279,8 +279,23 @@ class H5FrameReader:
             rgb, depth = f["rgb"][()], f["depth"][()]  # KeyError if either is missing
         if rgb.ndim != 3 or rgb.shape[0] != 3 or depth.ndim != 2:
             raise ValueError(f"rgb {rgb.shape} and depth {depth.shape}: expected 3 x H x W and H x W")
-        rgb = np.ascontiguousarray(np.transpose(rgb, (1, 2, 0)), np.uint8)
+        rgb = np.ascontiguousarray(np.transpose(rgb_as_uint8(rgb), (1, 2, 0)))
         return rgb.tobytes(), np.ascontiguousarray(depth, np.float32).tobytes(), depth.shape
+
+
+def rgb_as_uint8(rgb: np.ndarray) -> np.ndarray:
+    """RGB values of any shape as uint8: integers in 0-255 as they are; floats with every value in [0, 1] (as some
+    conversions of sparse-to-dense's files store colour) times 255, else floats in [0, 255], rounded. A plain cast
+    would read [0, 1] colour as black. ValueError saying the range found for anything else."""
+    if rgb.dtype == np.uint8:
+        return rgb
+    lo, hi = (float(rgb.min()), float(rgb.max())) if rgb.size else (0.0, 0.0)
+    if not (np.isfinite([lo, hi]).all() and lo >= 0 and hi <= 255):
+        raise ValueError(f"rgb holds {rgb.dtype} values from {lo:g} to {hi:g}; expected uint8 (0-255) or floats in "
+                         "[0, 1] or [0, 255]")
+    if rgb.dtype.kind == "f":
+        rgb = np.round(rgb * 255.0 if hi <= 1.0 else rgb)
+    return rgb.astype(np.uint8)
 
 
 TFDS_SPLITS = {"train": "train", "test": "validation"}  # our split -> TFDS's (nyu_depth_v2 has no "test")
