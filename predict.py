@@ -31,7 +31,8 @@ from data import resize_rgb
 from depth import DepthScale
 from backends import ExportedModel, load_depth_model
 from model import depth_scale_of
-from readers import EXIF_ORIENTATION, IMAGE_ERRORS, SWAPPED_ORIENTATIONS
+from readers import (EXIF_ORIENTATION, HEIF_HINT, HEIF_SUFFIXES, IMAGE_ERRORS, SWAPPED_ORIENTATIONS, heif_readable,
+                     is_heif)
 
 # ---------------------------------------------------------------------------
 # Inference
@@ -167,33 +168,59 @@ def expand_glob(pattern: str) -> list[Path]:
     return sorted(found)
 
 
-def find_inputs(patterns) -> tuple[list[Path], list[str]]:
-    """(image paths, patterns that matched nothing) for `patterns`: files (taken as given), folders
-    (the image files directly inside, by extension) or glob patterns (expand_glob). Sorted within a pattern, each
-    file once by its real path (a file reached through a symlink too is the first path found)."""
+def find_inputs(patterns) -> tuple[list[Path], list[str], dict[Path, list[str]]]:
+    """(image paths, patterns that matched nothing, {folder: names of the HEIC / HEIF photos left out of it}) for
+    `patterns`: files (taken as given), folders (the image files directly inside, by extension) or glob patterns
+    (expand_glob). Sorted within a pattern, each file once by its real path (a file reached through a symlink too is
+    the first path found). HEIC photos are left out of folders only where Pillow cannot read them (heif_readable)."""
     image_suffixes = set(Image.registered_extensions())
-    paths, unmatched = {}, []  # real path -> the path as found
+    paths, unmatched, unsupported = {}, [], {}  # paths: real path -> the path as found
     for pattern in patterns:
         matches = [Path(pattern)] if Path(pattern).exists() else expand_glob(pattern)
         found = []
         for match in matches:
             if match.is_dir():
-                found += sorted(p for p in match.iterdir() if p.is_file() and p.suffix.lower() in image_suffixes)
+                files = sorted(p for p in match.iterdir() if p.is_file())
+                found += [p for p in files if p.suffix.lower() in image_suffixes]
+                if heic := [p.name for p in files if p.suffix.lower() in HEIF_SUFFIXES and not heif_readable()]:
+                    unsupported[match] = heic
             elif match.is_file():
                 found.append(match)
-        if not found:
+        if not found and not any(unsupported.get(m) for m in matches):
             unmatched.append(pattern)
         for path in found:
             paths.setdefault(os.path.realpath(path), path)
-    return list(paths.values()), unmatched
+    return list(paths.values()), unmatched, unsupported
+
+
+def report_inputs_left_out(unmatched: list[str], unsupported: dict[Path, list[str]]) -> None:
+    """One line on stderr per pattern that matched nothing and per folder whose HEIC / HEIF photos were left out."""
+    for pattern in unmatched:
+        print(f"{pattern}: matched no file", file=sys.stderr)
+    for folder, names in unsupported.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        print(f"{folder}: skipped {len(names)} HEIC / HEIF photos ({shown}): this installation cannot read them; "
+              f"{HEIF_HINT}", file=sys.stderr)
+
+
+def unreadable_text(path: Path, err: Exception) -> str:
+    """Why an input image was skipped, in one line naming it: a HEIC / HEIF photo Pillow cannot read here gets the
+    conversion hint (by its suffix or its first bytes), anything else what Pillow said."""
+    try:
+        with open(path, "rb") as f:
+            heif = is_heif(f.read(12)) or path.suffix.lower() in HEIF_SUFFIXES
+    except OSError:
+        heif = False
+    if heif and not heif_readable():
+        return f"{path}: a HEIC / HEIF photo, which this installation cannot read; {HEIF_HINT}"
+    return f"{path}: not a readable image ({err})"
 
 
 def read_photos(patterns, max_photos: int) -> list[tuple[str, np.ndarray]]:
     """(file name, RGB uint8 [H, W, 3]) of the first max_photos readable images, by file name, among `patterns`
     (as find_inputs takes them); patterns matching nothing and unreadable files are named on stderr and skipped."""
-    paths, unmatched = find_inputs(patterns)
-    for pattern in unmatched:
-        print(f"{pattern}: matched no file", file=sys.stderr)
+    paths, unmatched, unsupported = find_inputs(patterns)
+    report_inputs_left_out(unmatched, unsupported)
     photos = []
     for path in sorted(paths, key=lambda p: p.name):
         if len(photos) == max_photos:
@@ -201,7 +228,7 @@ def read_photos(patterns, max_photos: int) -> list[tuple[str, np.ndarray]]:
         try:
             photos.append((path.name, read_rgb(path)))
         except IMAGE_ERRORS as err:
-            print(f"{path}: not a readable image ({err})", file=sys.stderr)
+            print(unreadable_text(path, err), file=sys.stderr)
     return photos
 
 
@@ -347,7 +374,7 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
                 try:
                     rgb, hw = open_rgb(path, None if ply else model.input_shape[1:3])
                 except IMAGE_ERRORS as err:
-                    tqdm.write(f"{path}: not a readable image ({err})", file=sys.stderr)
+                    tqdm.write(unreadable_text(path, err), file=sys.stderr)
                     unreadable += 1
                     continue
                 by_size.setdefault((hw, rgb.shape), []).append((stem, rgb))
@@ -411,12 +438,13 @@ def main(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    paths, unmatched = find_inputs(args.inputs)
+    paths, unmatched, unsupported = find_inputs(args.inputs)
     if not paths:
-        print(f"error: no image file matched {' '.join(args.inputs)}", file=sys.stderr)
+        report_inputs_left_out([], unsupported)
+        what = "no image file this installation can read" if unsupported else "no image file"
+        print(f"error: {what} matched {' '.join(args.inputs)}", file=sys.stderr)
         return 2
-    for pattern in unmatched:
-        print(f"{pattern}: matched no file", file=sys.stderr)
+    report_inputs_left_out(unmatched, unsupported)
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -437,7 +465,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir} "
           f"(X_depth.png: {nyu.DEPTH_CODECS[png_codec].description})")
-    return 1 if unreadable or unmatched else 0
+    return 1 if unreadable or unmatched or unsupported else 0
 
 
 if __name__ == "__main__":

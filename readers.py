@@ -181,6 +181,28 @@ SWAPPED_ORIENTATIONS = tuple(o for o, (transposed, _, _) in EXIF_TURNS.items() i
 # What PIL raises for a file it cannot decode (UnidentifiedImageError and truncation are OSErrors).
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
+# HEIC / HEIF, phones' usual photo format: Pillow opens it only through the pillow-heif plugin, used when installed.
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
+HEIF_HINT = ("convert to JPEG first (heif-convert photo.heic photo.jpg, from libheif; sips -s format jpeg on macOS), "
+             "or pip install pillow-heif, which is then used to read them")
+try:
+    from pillow_heif import register_heif_opener
+except ImportError:
+    pass
+else:
+    register_heif_opener()
+
+
+def heif_readable() -> bool:
+    """Whether Pillow here opens HEIC / HEIF files (pillow-heif is installed)."""
+    return ".heic" in Image.registered_extensions()
+
+
+def is_heif(head: bytes) -> bool:
+    """Whether a file's first 12 bytes start a HEIF image (ISO/IEC 23008-12): a box size, 'ftyp', a HEIF brand."""
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
 
 def raw_depth(codec: DepthCodec, hw) -> bool:
     """Whether a frame's depth blob is raw float32 metres: always for a raw format, and for a frame whose reader
@@ -220,6 +242,9 @@ def check_frame(rgb_format: str, depth_codec: DepthCodec, rgb: bytes, depth: byt
         try:
             rgb_hw, orientation = _rgb_header(rgb)
         except IMAGE_ERRORS as err:
+            if is_heif(rgb[:12]):
+                raise FrameError("RGB: a HEIC / HEIF photo, which this pipeline cannot decode; convert it to JPEG or "
+                                 "PNG (heif-convert photo.heic photo.jpg, from libheif)") from err
             raise FrameError(f"RGB: {'not a readable image' if rgb else 'empty file'} ({err})") from err
     if raw_depth(depth_codec, hw):
         if len(depth) != hw[0] * hw[1] * 4:

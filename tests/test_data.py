@@ -456,3 +456,13 @@ def test_inspect_limit_counts_only_the_frames_asked_for(tmp_path, capsys):
     assert data.main(data.parse_args(["inspect", str(path)])) == 0
     stats = json.loads(capsys.readouterr().out)["test"]
     assert (stats["frames"], stats["frames_read"], stats["skipped"]) == (6, 3, 3)
+
+
+def test_a_heic_frame_in_a_dataset_is_named_with_how_to_convert_it():
+    """An RGB frame stored as HEIC (an iPhone capture) was 'not a readable image (cannot identify image file)'."""
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    depth = L.make_frames(1, seed=3)[0][1]
+    with pytest.raises(layouts.FrameError) as info:
+        readers.check_frame("image", nyu.DEPTH_CODECS["png16_mm"], heic, L.depth_png16(depth), (0, 0))
+    assert str(info.value) == ("RGB: a HEIC / HEIF photo, which this pipeline cannot decode; convert it to JPEG or PNG "
+                               "(heif-convert photo.heic photo.jpg, from libheif)")

@@ -326,14 +326,49 @@ def test_a_recursive_glob_through_symlink_loops_finds_each_photo_once(tmp_path, 
         Image.fromarray(random_rgb((30, 40))).save(path)
     (photos / "loop").symlink_to(photos, target_is_directory=True)
     pattern = str(photos / "**" / "*.png")
-    found, unmatched = predict.find_inputs([pattern])
+    found, unmatched, _ = predict.find_inputs([pattern])
     assert found == [photos / "a.png", photos / "sub" / "b.png"] and unmatched == []
 
     (photos / "sub" / "up").symlink_to(photos, target_is_directory=True)  # a second way round the loop
     (photos / "sub" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    found, _ = predict.find_inputs([pattern, str(photos / "*" / "*.png")])  # loop/a.png is a.png again
+    found, *_ = predict.find_inputs([pattern, str(photos / "*" / "*.png")])  # loop/a.png is a.png again
     assert found == [photos / "a.png", photos / "sub" / "b.png", photos / "sub" / "linked" / "c.png"]
     out = tmp_path / "out"
     assert predict.main(predict.parse_args(["--model", str(model_path), pattern, "--out", str(out)])) == 0
     assert sorted(p.name for p in out.glob("*.npy")) == ["a_depth.npy", "b_depth.npy", "c_depth.npy"]
     assert capsys.readouterr().out.startswith("wrote depth for 3 of 3 images")
+
+
+# The first bytes of an iPhone photo: a 24-byte 'ftyp' box of brand heic (ISO/IEC 23008-12), then the rest of the file.
+HEIC_BYTES = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+HEIF_HINT = ("convert to JPEG first (heif-convert photo.heic photo.jpg, from libheif; sips -s format jpeg on macOS), "
+             "or pip install pillow-heif, which is then used to read them")
+
+
+@pytest.mark.skipif(predict.heif_readable(), reason="pillow-heif is installed: HEIC photos are read")
+def test_heic_photos_are_named_with_how_to_convert_them(tmp_path, model_path, capsys):
+    """In a folder, HEIC photos were silently left out; given by name, "cannot identify image file". Both name the
+    files, say the format is not readable here and how to convert it (a HEIC named .jpg is known by its bytes)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(random_rgb((30, 40))).save(photos / "a.png")
+    for name in ("IMG_0001.HEIC", "IMG_0002.heic"):
+        (photos / name).write_bytes(HEIC_BYTES)
+    out = tmp_path / "out"
+    assert predict.main(predict.parse_args(["--model", str(model_path), str(photos), "--out", str(out)])) == 1
+    captured = capsys.readouterr()
+    assert (f"{photos}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read "
+            f"them; {HEIF_HINT}") in captured.err.splitlines()
+    assert captured.out.startswith("wrote depth for 1 of 1 images") and (out / "a_depth.npy").exists()
+
+    (tmp_path / "misnamed.jpg").write_bytes(HEIC_BYTES)
+    for path in (photos / "IMG_0001.HEIC", tmp_path / "misnamed.jpg"):
+        assert predict.main(predict.parse_args(["--model", str(model_path), str(path), "--out", str(out)])) == 1
+        assert (f"{path}: a HEIC / HEIF photo, which this installation cannot read; {HEIF_HINT}"
+                in capsys.readouterr().err.splitlines())
+
+    (photos / "a.png").unlink()
+    assert predict.main(predict.parse_args(["--model", str(model_path), str(photos), "--out", str(out)])) == 2
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"{photos}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read them; "
+        f"{HEIF_HINT}", f"error: no image file this installation can read matched {photos}"]
