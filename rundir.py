@@ -15,6 +15,7 @@ import fcntl
 import io
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -195,6 +196,12 @@ def run_arguments(args, safe_on_resume, chief: bool = True, parse=None) -> argpa
     for k, value in changed.items():
         print(f"resume: {flag(k)} {value} (was {saved.get(k)})", file=sys.stderr)
     return argparse.Namespace(**{**saved, **changed, "resume": True, "out": str(run_dir)})
+
+
+def resume_command(run_dir) -> str:
+    """The command that continues the run in run_dir, quoted for a POSIX shell: a folder such as 'my runs/run (1)'
+    pastes as the one argument it is."""
+    return shlex.join(["python", "train.py", "--out", str(run_dir), "--resume"])
 
 
 def save_run_arguments(args) -> None:

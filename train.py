@@ -433,7 +433,7 @@ def run(argv=None) -> int:
     """The command line: train, and turn a user mistake, a full or read-only disk and Ctrl-C into one sentence
     (exit 2, 2 and 130)."""
     args = parse_args(argv)
-    resume = f"python train.py --out {args.out} --resume"
+    resume = rundir.resume_command(args.out)
     try:
         main(args)
     except LOST_WORKER as err:

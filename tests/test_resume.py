@@ -7,6 +7,7 @@ import csv
 import errno
 import json
 import os
+import shlex
 
 import keras
 import numpy as np
@@ -213,3 +214,18 @@ def test_zero_or_negative_rate_batch_and_epochs_are_refused_on_the_command_line(
     with pytest.raises(SystemExit) as exit_info:
         train_py.parse_args([f"{flag}={value}"])
     assert exit_info.value.code == 2 and f"{flag}" in capsys.readouterr().err
+
+
+def test_the_printed_resume_command_is_quoted_for_the_shell(tiny_data, tmp_path, capsys, monkeypatch):
+    """--out "my runs/run (1)" was printed bare, which pastes as a shell syntax error."""
+    run_dir = tmp_path / "my runs" / "run (1)"
+
+    def interrupted(self, iterator, steps, stop):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.Steps, "train", interrupted)
+    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")
+    assert code == 130
+    command = f"python train.py --out '{run_dir}' --resume"
+    assert err.strip().splitlines()[-1] == f"interrupted: no epoch is saved yet in {run_dir}; continue with {command}"
+    assert shlex.split(command)[3] == str(run_dir)
