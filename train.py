@@ -189,6 +189,23 @@ def open_splits(args) -> tuple[Split, Split | None]:
     return source.split(train_name), None if val_name == "none" else source.split(val_name)
 
 
+UNIT_CHECK_FRAMES = 16  # training frames whose depth is checked against the depth range before training
+
+
+def check_depth_units(split: Split, depth_range_m) -> None:
+    """DataError when at most half the valid depth of the first UNIT_CHECK_FRAMES frames of `split` lies in
+    depth_range_m = (min, max) metres: data.py inspect's check and advice (data.split_stats, which also logs its
+    warning), e.g. TUM's 5000-per-metre depth read as millimetres would train on depths five times too far."""
+    stats = data.split_stats(split, UNIT_CHECK_FRAMES, depth_range_m)
+    if stats["in_range_fraction"] is None or stats["in_range_fraction"] > 0.5:  # unit_advice's rule: a majority
+        return
+    unit = stats["suggested_depth_units_per_metre"]
+    fix = f"pass --depth-units-per-metre {unit:g}" if unit else "check the depth files or --min-depth-m / --max-depth-m"
+    raise DataError(f"only {stats['in_range_fraction']:.0%} of the valid depth in the first {stats['frames_read']} "
+                    f"frames of {split.source} [{split.name}] lies in {depth_range_m[0]:g}-{depth_range_m[1]:g} m as "
+                    f"read ({split.depth_codec.description}); {fix}")
+
+
 def nothing_readable(split: Split) -> DataError:
     """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason."""
     skipped = split.take_skipped()
@@ -348,6 +365,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     train_split, val_split = open_splits(args)
     # Before the model is built or a frame read: a worker launched with other flags or data stops every worker now.
     check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split)))
+    check_depth_units(train_split, (args.min_depth_m, args.max_depth_m))
 
     with strategy.scope():
         net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
