@@ -269,15 +269,17 @@ def example_figure(path, split: Split, candidate: Candidate, *, crop: str, flip:
     figures.examples_figure(rows, title).savefig(path)
 
 
-def comparison_figure(path, split: Split, candidates: list[Candidate], *, count: int, flip: bool) -> None:
+def comparison_figure(path, split: Split, candidates: list[Candidate], *, crop: str, count: int, flip: bool) -> None:
     """Save figures.comparison_figure of `count` evaluated images, evenly spaced over them (chosen by position,
-    not by any score), each model's panel titled with its abs_rel there. Every candidate holds a row per
-    evaluated frame, in the same order, so the first candidate's rows name the frames."""
+    not by any score), each model's panel titled with its abs_rel there, colours scaled over the first model's
+    scored pixels. Every candidate holds a row per evaluated frame, in the same order, so the first candidate's
+    rows name the frames."""
     positions = evenly_spaced(len(candidates[0].rows), count)
     indices = [candidates[0].rows[p]["index"] for p in positions]
     rows = [
         figures.ComparisonRow(candidates[0].rows[position]["frame"], rgb, gt, preds,
-                              [f"abs_rel {c.rows[position]['abs_rel']:.3f}" for c in candidates])
+                              [f"abs_rel {c.rows[position]['abs_rel']:.3f}" for c in candidates],
+                              valid_mask(gt, candidates[0].depth_scale, frame_crop(crop, gt.shape, split.crop)[0]))
         for position, (rgb, gt, preds) in zip(positions, predicted_frames(split, indices, candidates, flip=flip))
     ]
     title = (f"{len(candidates)} models on {split.source} [{split.name}]: {len(rows)} of "
@@ -381,7 +383,8 @@ def main(args: argparse.Namespace) -> int:
         written = [out / "examples_*.png"]
         if len(candidates) > 1:
             written.append(out / "comparison.png")
-            comparison_figure(written[-1], split, candidates, count=args.compare_frames, flip=not args.no_flip)
+            comparison_figure(written[-1], split, candidates, crop=args.crop, count=args.compare_frames,
+                              flip=not args.no_flip)
         if photos:
             written.append(out / "photos.png")
             photo_figure(written[-1], photos, candidates, flip=not args.no_flip)

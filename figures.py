@@ -142,10 +142,11 @@ class ExampleRow:
 
 def examples_figure(rows: list[ExampleRow], title: str) -> Figure:
     """RGB | ground truth | prediction | |prediction - ground truth| over the scored pixels, a row per image;
-    the depth panels share one colour scale in metres, the error panels one in ERROR_CMAP from 0."""
+    the depth panels share one colour scale in metres over the scored pixels (a sensor's stray 13 m reading outside
+    the depth range takes the far colour, not the scale), the error panels one in ERROR_CMAP from 0."""
     gts = [holes_as_nan(row.gt_m) for row in rows]
     errors = [np.where(row.scored, np.abs(row.pred_m - row.gt_m), np.nan) for row in rows]
-    limits = depth_limits(gts + [row.pred_m for row in rows])
+    limits = depth_limits([depth[row.scored] for row in rows for depth in (row.gt_m, row.pred_m)])
     error_hi = max(float(np.nanmax(error)) for error in errors)
 
     fig, axes = panel_grid(len(rows), 4, rows[0].gt_m.shape)
@@ -171,13 +172,16 @@ class ComparisonRow:
     gt_m: np.ndarray  # [H, W] metres, 0 = no ground truth
     preds_m: list  # [H, W] metres per model
     captions: list  # a title per model's panel (its score on this image)
+    scored: np.ndarray | None = None  # bool [H, W]: the pixels scored, which set the colour scale (None: every one)
 
 
 def comparison_figure(rows: list[ComparisonRow], labels: list[str], title: str) -> Figure:
     """RGB | ground truth | each model's prediction, a row per image, the model's label heading its column
-    once; every depth panel shares one colour scale in metres. With no models, a dataset's frames."""
+    once; every depth panel shares one colour scale in metres, over each row's scored pixels where it gives them.
+    With no models, a dataset's frames."""
     gts = [holes_as_nan(row.gt_m) for row in rows]
-    limits = depth_limits(gts + [pred for row in rows for pred in row.preds_m])
+    shown = [np.ones(row.gt_m.shape, bool) if row.scored is None else row.scored for row in rows]
+    limits = depth_limits([depth[where] for row, gt, where in zip(rows, gts, shown) for depth in (gt, *row.preds_m)])
 
     headings = [wrapped(label) for label in labels]
     fig, axes = panel_grid(len(rows), 2 + len(labels), rows[0].gt_m.shape,
