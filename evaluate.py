@@ -15,7 +15,7 @@ adds photos.png: RGB | each model's prediction for up to --max-photos of them.
 """
 from __future__ import annotations
 
-import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
+import quiet  # first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import dataclasses
 import re
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
 import figures
 import nyu
@@ -139,7 +138,7 @@ def mean_depth_m(split: Split, max_frames: int) -> float:
     sample = split.subset(evenly_spaced(len(split), max_frames))
     total, count, seen = 0.0, 0, 0
     stream = frames(sample)
-    for frame in tqdm(stream, total=len(sample), desc=f"{split.name} mean depth", unit="frame", file=sys.stderr):
+    for frame in quiet.progress_bar(stream, total=len(sample), desc=f"{split.name} mean depth", unit="frame"):
         depth = frame["depth"].numpy()
         total, count = total + float(depth[depth > 0].sum(dtype=np.float64)), count + int((depth > 0).sum())
         seen += 1
@@ -154,7 +153,7 @@ def scored_frames(split: Split, candidates: list[Candidate], crop: str, crops_us
     """Yield (name, index, RGB uint8 [H, W, 3], ground truth [H, W] metres, [valid mask [H, W] per candidate])
     for each frame of split, adding its crop's label to crops_used. Frames whose crop holds no valid ground truth
     for some candidate are skipped by name (split.skip)."""
-    for frame in tqdm(frames(split), total=len(split), desc=desc, unit="image", file=sys.stderr):
+    for frame in quiet.progress_bar(frames(split), total=len(split), desc=desc, unit="image"):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
         index = int(frame["index"])
         box, crop_label = frame_crop(crop, gt.shape, split.crop)

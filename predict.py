@@ -9,7 +9,7 @@ coloured point cloud. `predict_depth_m` is the one inference function; evaluate.
 """
 from __future__ import annotations
 
-import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
+import quiet  # first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import fnmatch
 import glob
@@ -366,7 +366,7 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
     or None for photo_intrinsics of each image's size."""
     unreadable = nonfinite = 0
     jobs = list(zip(paths, output_stems(paths)))
-    with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as progress:
+    with quiet.progress_bar(total=len(jobs), desc="predict", unit="image") as progress:
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
             by_size = {}  # ((H, W), decoded shape) -> [(stem, rgb)]

@@ -163,6 +163,11 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path):
     assert hindsight["kind"] == "frames_mean" and hindsight["models"] == []
     assert hindsight["depth_m"] == pytest.approx(mean_m, rel=1e-5) and set(hindsight["metrics"]) == set(ERROR_METRICS)
     assert metrics["images"] == 3 and metrics["skipped"] == []
+    # Every row of table.md, the median-scaled one included, is in metrics.json, in the table's order.
+    markdown_rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[-(len(nyu.PUBLISHED) + 3):]]
+    assert [row["method"] for row in metrics["table"]] == markdown_rows
+    [scaled] = [row for row in metrics["table"] if row["method"] == f"{model}, per-image median scaling"]
+    assert {k: scaled[k] for k in nyu.PUBLISHED_METRICS} == {k: result["median_scaled"][k] for k in nyu.PUBLISHED_METRICS}
 
     per_image = read_csv(out / "per_image_run_model.csv")
     assert [row["frame"] for row in per_image] == ["test_00000", "test_00001", "test_00002"]
@@ -401,3 +406,16 @@ def test_the_table_is_written_before_the_figures(tmp_path, capsys, monkeypatch):
         evaluate.main(evaluate.parse_args(["--model", model, "--data", str(data), "--no-flip", "--out", str(out)]))
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "per_image_run_model.csv", "table.csv", "table.md"]
     assert f"| {model} | {data} [test], 2 images |" in capsys.readouterr().out
+
+
+def test_progress_in_a_log_file_is_whole_lines(tmp_path, capsys):
+    """Progress written to a file (a cluster job's log, make demo > log 2>&1) was tqdm's one line redrawn with
+    carriage returns; it is a line per update (at most every quiet.LOG_EVERY_S) and a last line with the count."""
+    data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(L.make_frames(3, hw=(48, 64), seed=6)))
+    model = save_unet(tmp_path / "run" / "model.keras", seed=0)
+    assert evaluate.main(evaluate.parse_args(["--model", model, "--data", str(data), "--no-flip",
+                                              "--out", str(tmp_path / "eval")])) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    progress = [line for line in err.splitlines() if line.startswith(("test mean depth:", "evaluate:"))]
+    assert [line.split("|")[-1].split()[0] for line in progress] == ["0/3", "3/3", "0/3", "3/3"]

@@ -130,6 +130,8 @@ def test_cli_writes_every_good_input_at_its_size_and_names_the_bad_one(tmp_path,
     assert run.stdout.strip() == f"wrote depth for 5 of 6 images to {out} (X_depth.png: 16-bit PNG in millimetres)"
     assert "broken.png: not a readable image" in run.stderr and "Traceback" not in run.stderr
     assert "notes.txt" not in run.stderr
+    # Standard error is a pipe here, as a log file: progress in whole lines, never a carriage return.
+    assert "\r" not in run.stderr and "predict: 100%|##########| 6/6 " in run.stderr
     for stem, hw in expected.items():
         depth_m = np.load(out / f"{stem}_depth.npy")
         assert depth_m.shape == hw and depth_m.dtype == np.float32
