@@ -34,7 +34,8 @@ from depth import DepthScale
 from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import depth_errors
 from backends import load_depth_model, recorded_mean_depth_m
-from predict import NonFiniteDepth, predict_depth_m, read_photos
+from photos import read_photos
+from predict import NonFiniteDepth, predict_depth_m
 
 NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
 CROP_CHOICES = {

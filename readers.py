@@ -173,7 +173,7 @@ class Archive:
 RGB_FILE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and / or rotated (EXIF 2.3, section 4.6.4)
 # Orientation -> (transposed, then flipped left-right, then upside down): how the stored image turns upright, as
-# PIL.ImageOps.exif_transpose turns it (predict.read_rgb); data.upright applies it in the graph.
+# PIL.ImageOps.exif_transpose turns it (photos.read_rgb); data.upright applies it in the graph.
 EXIF_TURNS = {1: (False, False, False), 2: (False, True, False), 3: (False, True, True), 4: (False, False, True),
               5: (True, False, False), 6: (True, True, False), 7: (True, True, True), 8: (True, False, True)}
 SWAPPED_ORIENTATIONS = tuple(o for o, (transposed, _, _) in EXIF_TURNS.items() if transposed)  # width <-> height

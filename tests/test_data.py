@@ -356,7 +356,7 @@ def test_one_depth_unit_flag_in_every_script_recorded_in_args_json(tmp_path):
 def test_exif_portrait_is_upright_everywhere_and_a_size_mismatch_is_a_named_skip(tmp_path, capsys):
     """The training pipeline, inspect and predict.py read the portrait JPEG upright (evaluate.py: test_evaluate);
     the 640x480 RGB with a 200x200 depth is skipped by name, and is an error naming it with strict."""
-    import predict
+    import photos
 
     folder, (upright, depth) = L.odd_pairs(tmp_path / "odd")
     split = layouts.open_source(folder).split("all")
@@ -374,7 +374,7 @@ def test_exif_portrait_is_upright_everywhere_and_a_size_mismatch_is_a_named_skip
     assert data.main(data.parse_args(["inspect", str(folder)])) == 0
     stats = json.loads(capsys.readouterr().out)["all"]
     assert (stats["frames"], stats["frames_read"], stats["skipped"], stats["rgb_shape"]) == (2, 1, 1, "64x48x3")
-    np.testing.assert_array_equal(predict.read_rgb(folder / "portrait_rgb.jpg"), rgb)  # one orientation, one decoder
+    np.testing.assert_array_equal(photos.read_rgb(folder / "portrait_rgb.jpg"), rgb)  # one orientation, one decoder
 
     with pytest.raises(tf.errors.OpError, match="wrong_rgb.png.*RGB is 640x480 but depth is 200x200"):
         list(data.frames(split, strict=True))

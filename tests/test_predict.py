@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import photos
 import predict
+import readers
 from depth import DepthScale
 from model import build_unet
 from nyu import INTRINSICS, MAX_DEPTH_M, MIN_DEPTH_M, scaled_intrinsics
@@ -94,12 +96,12 @@ def test_read_rgb_scales_16_bit_grey_and_composites_alpha(tmp_path):
     grey16 = np.array([[0, 257, 32896, 65535]], np.uint16)
     Image.fromarray(grey16).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode == "I;16"
-    np.testing.assert_array_equal(predict.read_rgb(tmp_path / "g16.png")[0, :, 0], [0, 1, 128, 255])
+    np.testing.assert_array_equal(photos.read_rgb(tmp_path / "g16.png")[0, :, 0], [0, 1, 128, 255])
     rgba = np.zeros((1, 2, 4), np.uint8)
     rgba[0, 0] = (10, 20, 30, 255)  # opaque: unchanged
     rgba[0, 1] = (10, 20, 30, 0)  # transparent: white
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    np.testing.assert_array_equal(predict.read_rgb(tmp_path / "a.png")[0], [[10, 20, 30], [255, 255, 255]])
+    np.testing.assert_array_equal(photos.read_rgb(tmp_path / "a.png")[0], [[10, 20, 30], [255, 255, 255]])
 
 
 def odd_inputs(folder):
@@ -291,9 +293,9 @@ def test_a_big_jpeg_is_decoded_at_the_networks_scale_and_depth_written_at_its_ow
 
     rgb = np.repeat(np.repeat(random_rgb((100, 125), seed=9), 16, axis=0), 16, axis=1)  # smooth at 1/16
     Image.fromarray(rgb).save(tmp_path / "big.jpg", quality=95)
-    small, hw = predict.open_rgb(tmp_path / "big.jpg", INPUT_HW)
+    small, hw = photos.open_rgb(tmp_path / "big.jpg", INPUT_HW)
     assert small.shape == (200, 250, 3) and hw == (1600, 2000)
-    full = predict.read_rgb(tmp_path / "big.jpg")
+    full = photos.read_rgb(tmp_path / "big.jpg")
     reduced = predict.predict_depth_m(model, small, out_hw=hw)
     assert reduced.shape == hw
     np.testing.assert_allclose(reduced, predict.predict_depth_m(model, full), atol=0.05)  # a grey level or so apart
@@ -321,20 +323,20 @@ def test_a_recursive_glob_through_symlink_loops_finds_each_photo_once(tmp_path, 
     """photos/loop -> photos: glob.glob("photos/**/*.png", recursive=True) listed a.png 41 times (until "too many
     levels of symbolic links"), and with a second link in the loop it never ends. Each file once, by its real path;
     a folder linked from outside the loop is still searched."""
-    photos = tmp_path / "photos"
-    (photos / "sub").mkdir(parents=True)
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()
-    for path in (photos / "a.png", photos / "sub" / "b.png", tmp_path / "elsewhere" / "c.png"):
+    for path in (folder / "a.png", folder / "sub" / "b.png", tmp_path / "elsewhere" / "c.png"):
         Image.fromarray(random_rgb((30, 40))).save(path)
-    (photos / "loop").symlink_to(photos, target_is_directory=True)
-    pattern = str(photos / "**" / "*.png")
-    found, unmatched, _ = predict.find_inputs([pattern])
-    assert found == [photos / "a.png", photos / "sub" / "b.png"] and unmatched == []
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    pattern = str(folder / "**" / "*.png")
+    found, unmatched, _ = photos.find_inputs([pattern])
+    assert found == [folder / "a.png", folder / "sub" / "b.png"] and unmatched == []
 
-    (photos / "sub" / "up").symlink_to(photos, target_is_directory=True)  # a second way round the loop
-    (photos / "sub" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    found, *_ = predict.find_inputs([pattern, str(photos / "*" / "*.png")])  # loop/a.png is a.png again
-    assert found == [photos / "a.png", photos / "sub" / "b.png", photos / "sub" / "linked" / "c.png"]
+    (folder / "sub" / "up").symlink_to(folder, target_is_directory=True)  # a second way round the loop
+    (folder / "sub" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    found, *_ = photos.find_inputs([pattern, str(folder / "*" / "*.png")])  # loop/a.png is a.png again
+    assert found == [folder / "a.png", folder / "sub" / "b.png", folder / "sub" / "linked" / "c.png"]
     out = tmp_path / "out"
     assert predict.main(predict.parse_args(["--model", str(model_path), pattern, "--out", str(out)])) == 0
     assert sorted(p.name for p in out.glob("*.npy")) == ["a_depth.npy", "b_depth.npy", "c_depth.npy"]
@@ -347,30 +349,30 @@ HEIF_HINT = ("convert to JPEG first (heif-convert photo.heic photo.jpg, from lib
              "or pip install pillow-heif, which is then used to read them")
 
 
-@pytest.mark.skipif(predict.heif_readable(), reason="pillow-heif is installed: HEIC photos are read")
+@pytest.mark.skipif(readers.heif_readable(), reason="pillow-heif is installed: HEIC photos are read")
 def test_heic_photos_are_named_with_how_to_convert_them(tmp_path, model_path, capsys):
     """In a folder, HEIC photos were silently left out; given by name, "cannot identify image file". Both name the
     files, say the format is not readable here and how to convert it (a HEIC named .jpg is known by its bytes)."""
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(random_rgb((30, 40))).save(photos / "a.png")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(random_rgb((30, 40))).save(folder / "a.png")
     for name in ("IMG_0001.HEIC", "IMG_0002.heic"):
-        (photos / name).write_bytes(HEIC_BYTES)
+        (folder / name).write_bytes(HEIC_BYTES)
     out = tmp_path / "out"
-    assert predict.main(predict.parse_args(["--model", str(model_path), str(photos), "--out", str(out)])) == 1
+    assert predict.main(predict.parse_args(["--model", str(model_path), str(folder), "--out", str(out)])) == 1
     captured = capsys.readouterr()
-    assert (f"{photos}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read "
+    assert (f"{folder}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read "
             f"them; {HEIF_HINT}") in captured.err.splitlines()
     assert captured.out.startswith("wrote depth for 1 of 1 images") and (out / "a_depth.npy").exists()
 
     (tmp_path / "misnamed.jpg").write_bytes(HEIC_BYTES)
-    for path in (photos / "IMG_0001.HEIC", tmp_path / "misnamed.jpg"):
+    for path in (folder / "IMG_0001.HEIC", tmp_path / "misnamed.jpg"):
         assert predict.main(predict.parse_args(["--model", str(model_path), str(path), "--out", str(out)])) == 1
         assert (f"{path}: a HEIC / HEIF photo, which this installation cannot read; {HEIF_HINT}"
                 in capsys.readouterr().err.splitlines())
 
-    (photos / "a.png").unlink()
-    assert predict.main(predict.parse_args(["--model", str(model_path), str(photos), "--out", str(out)])) == 2
+    (folder / "a.png").unlink()
+    assert predict.main(predict.parse_args(["--model", str(model_path), str(folder), "--out", str(out)])) == 2
     assert capsys.readouterr().err.splitlines()[-2:] == [
-        f"{photos}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read them; "
-        f"{HEIF_HINT}", f"error: no image file this installation can read matched {photos}"]
+        f"{folder}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read them; "
+        f"{HEIF_HINT}", f"error: no image file this installation can read matched {folder}"]
