@@ -88,9 +88,11 @@ compare: setup $(DEMO_DATA)/nyu_data.zip
 		$(PY) evaluate.py --data $(REAL_RGBD) --out $(COMPARE_OUT)/real_rgbd $(COMPARE_MODELS); \
 	else echo "no $(REAL_RGBD): skipping the evaluation on real RGB-D frames"; fi
 
+# JupyterLab refuses to start as root (how Colab and most containers run) unless given --allow-root: added only
+# there. Headless, without a browser: $(VENV)/bin/jupyter execute (nbclient, in requirements.txt; README).
 notebook: setup
 	$(PY) -m pip install --quiet jupyterlab
-	$(VENV)/bin/jupyter lab notebooks/explore_depth.ipynb
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/explore_depth.ipynb
 
 clean:
 	rm -rf runs outputs

@@ -7,8 +7,10 @@ directory; the others keep only their own backup (train.py).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 import zlib
 
 import tensorflow as tf
@@ -22,12 +24,46 @@ LOST_WORKER = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.e
                tf.errors.CancelledError)
 
 
+TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host-a:12345", "host-b:12345"]}, "task": {"type": "worker", '
+                     '"index": 0}}')  # TensorFlow's format: every worker's address, and which one this process is
+
+
 def cluster_resolver():
     """The cluster of a multi-worker run: TF_CONFIG's, else Slurm's (SLURM_JOB_ID set), else TF_CONFIG's empty
-    one (a single worker). Pure Python: safe to call before TensorFlow's first op."""
+    one (a single worker). Pure Python: safe to call before TensorFlow's first op. ValueError naming TF_CONFIG
+    and its format when it is not a JSON object."""
     if "TF_CONFIG" not in os.environ and "SLURM_JOB_ID" in os.environ:
         return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    if "TF_CONFIG" in os.environ:
+        try:
+            config = json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as err:
+            config = err
+        if not isinstance(config, dict):
+            raise ValueError(f"TF_CONFIG is not a JSON object ({config}); set it as {TF_CONFIG_EXAMPLE} with this "
+                             "worker's index (quoted in single quotes for the shell), or unset it on one machine")
     return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+
+
+def check_port_free(resolver) -> None:
+    """ValueError naming the port when this worker's address in the cluster (TF_CONFIG's or Slurm's) is taken by
+    another process: TensorFlow says only "Could not start gRPC server". A probe bind, as the gRPC server binds it
+    (SO_REUSEADDR: a closed connection's lingering port counts as free)."""
+    if resolver is None or not resolver.task_type:
+        return
+    address = resolver.cluster_spec().task_address(resolver.task_type, resolver.task_id)
+    port = int(address.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            raise ValueError(f"port {port} of this worker's address {address} ({resolver.task_type} "
+                             f"{resolver.task_id} in TF_CONFIG) is already in use by another process, perhaps an "
+                             "earlier run; stop it, or give this worker a free port in TF_CONFIG on every machine"
+                             ) from None
 
 
 def worker_index(resolver) -> int:
@@ -44,13 +80,16 @@ def make_strategy(name: str, logical_devices: int = 0, resolver=None,
                   timeout_s: float = DEFAULT_COLLECTIVE_TIMEOUT_S) -> tf.distribute.Strategy:
     """The tf.distribute strategy `name` (one of STRATEGIES); call before any other TensorFlow work (devices and
     the cluster are fixed then). logical_devices > 0 splits the CPU into that many devices (to try mirrored
-    without GPUs); a collective that waits longer than timeout_s (a lost worker) fails instead of hanging."""
+    without GPUs); a collective that waits longer than timeout_s (a lost worker) fails instead of hanging.
+    ValueError, before TensorFlow starts its server, when this worker's port is taken (check_port_free)."""
     if logical_devices:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_devices)
     if name == "multiworker":
+        resolver = resolver or cluster_resolver()
+        check_port_free(resolver)
         return tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=resolver or cluster_resolver(),
+            cluster_resolver=resolver,
             communication_options=tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_s))
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")

@@ -15,7 +15,7 @@ adds photos.png: RGB | each model's prediction for up to --max-photos of them.
 """
 from __future__ import annotations
 
-import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
+import quiet  # first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import dataclasses
 import re
@@ -25,7 +25,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from tqdm import tqdm
 
 import figures
 import nyu
@@ -35,7 +34,8 @@ from depth import DepthScale
 from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import depth_errors
 from backends import add_trust_argument, load_depth_model, recorded_mean_depth_m
-from predict import NonFiniteDepth, predict_depth_m, read_photos
+from photos import read_photos
+from predict import NonFiniteDepth, predict_depth_m
 
 NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
 CROP_CHOICES = {
@@ -151,7 +151,7 @@ def mean_depth_m(split: Split, max_frames: int) -> float:
     sample = split.subset(evenly_spaced(len(split), max_frames))
     total, count, seen = 0.0, 0, 0
     stream = frames(sample)
-    for frame in tqdm(stream, total=len(sample), desc=f"{split.name} mean depth", unit="frame", file=sys.stderr):
+    for frame in quiet.progress_bar(stream, total=len(sample), desc=f"{split.name} mean depth", unit="frame"):
         depth = frame["depth"].numpy()
         total, count = total + float(depth[depth > 0].sum(dtype=np.float64)), count + int((depth > 0).sum())
         seen += 1
@@ -166,7 +166,7 @@ def scored_frames(split: Split, candidates: list[Candidate], crop: str, crops_us
     """Yield (name, index, RGB uint8 [H, W, 3], ground truth [H, W] metres, [valid mask [H, W] per candidate])
     for each frame of split, adding its crop's label to crops_used. Frames whose crop holds no valid ground truth
     for some candidate are skipped by name (split.skip)."""
-    for frame in tqdm(frames(split), total=len(split), desc=desc, unit="image", file=sys.stderr):
+    for frame in quiet.progress_bar(frames(split), total=len(split), desc=desc, unit="image"):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
         index = int(frame["index"])
         box, crop_label = frame_crop(crop, gt.shape, split.crop)
@@ -285,15 +285,17 @@ def example_figure(path, split: Split, candidate: Candidate, *, crop: str, flip:
     figures.examples_figure(rows, title).savefig(path)
 
 
-def comparison_figure(path, split: Split, candidates: list[Candidate], *, count: int, flip: bool) -> None:
+def comparison_figure(path, split: Split, candidates: list[Candidate], *, crop: str, count: int, flip: bool) -> None:
     """Save figures.comparison_figure of `count` evaluated images, evenly spaced over them (chosen by position,
-    not by any score), each model's panel titled with its abs_rel there. Every candidate holds a row per
-    evaluated frame, in the same order, so the first candidate's rows name the frames."""
+    not by any score), each model's panel titled with its abs_rel there, colours scaled over the first model's
+    scored pixels. Every candidate holds a row per evaluated frame, in the same order, so the first candidate's
+    rows name the frames."""
     positions = evenly_spaced(len(candidates[0].rows), count)
     indices = [candidates[0].rows[p]["index"] for p in positions]
     rows = [
         figures.ComparisonRow(candidates[0].rows[position]["frame"], rgb, gt, preds,
-                              [f"abs_rel {c.rows[position]['abs_rel']:.3f}" for c in candidates])
+                              [f"abs_rel {c.rows[position]['abs_rel']:.3f}" for c in candidates],
+                              valid_mask(gt, candidates[0].depth_scale, frame_crop(crop, gt.shape, split.crop)[0]))
         for position, (rgb, gt, preds) in zip(positions, predicted_frames(split, indices, candidates, flip=flip))
     ]
     title = (f"{len(candidates)} models on {split.source} [{split.name}]: {len(rows)} of "
@@ -395,15 +397,18 @@ def main(args: argparse.Namespace) -> int:
         skipped = split.take_skipped()
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)
+        # The numbers first: a figure that fails to draw never costs the scores it took the whole split to get.
+        print(table.write_report(out, args, candidates, constants, crops_used, skipped))
+        for c in candidates:
             example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)
         written = [out / "examples_*.png"]
         if len(candidates) > 1:
             written.append(out / "comparison.png")
-            comparison_figure(written[-1], split, candidates, count=args.compare_frames, flip=not args.no_flip)
+            comparison_figure(written[-1], split, candidates, crop=args.crop, count=args.compare_frames,
+                              flip=not args.no_flip)
         if photos:
             written.append(out / "photos.png")
             photo_figure(written[-1], photos, candidates, flip=not args.no_flip)
-        print(table.write_report(out, args, candidates, constants, crops_used, skipped))
     except (DataError, NonFiniteDepth) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

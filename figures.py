@@ -21,6 +21,9 @@ ERROR_CMAP = "inferno"  # absolute error: 0 = black, the largest = pale yellow
 NO_DATA_GREY = "0.85"  # the axes' background, which NaN pixels (no ground truth, not scored) show through
 PREVIEW_SIDE = 600  # pixels: the longest side of depth_color_figure's map
 HEADING_CHARS = 30  # a column heading's longest line: about a 3.2-inch panel's width at 10 points
+# Every title and label is drawn as plain text: they carry users' strings (file names, model and dataset paths), and
+# Matplotlib would read a '$' in them ("runs$$/model.keras") as mathtext, or TeX under text.usetex, and fail to draw.
+PLAIN_TEXT = {"parse_math": False, "usetex": False}
 
 
 # ---------------------------------------------------------------------------
@@ -90,7 +93,7 @@ def line_count(text: str) -> int:
 def column_titles(axes, headings) -> None:
     """Title the top row of axes [rows, columns] with `headings`, left to right."""
     for ax, heading in zip(axes[0], headings):
-        ax.set_title(heading, fontsize=10)
+        ax.set_title(heading, fontsize=10, **PLAIN_TEXT)
 
 
 # ---------------------------------------------------------------------------
@@ -121,7 +124,7 @@ def depth_color_figure(depth_m: np.ndarray, title: str = "") -> Figure:
     limits = (float(depth_m.min()), float(depth_m.max()))
     shown = show_depth(ax, downscaled(depth_m, PREVIEW_SIDE), limits)
     ax.set_axis_off()
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, **PLAIN_TEXT)
     fig.colorbar(shown, ax=ax, label="depth (m)", shrink=0.9)
     return fig
 
@@ -139,23 +142,24 @@ class ExampleRow:
 
 def examples_figure(rows: list[ExampleRow], title: str) -> Figure:
     """RGB | ground truth | prediction | |prediction - ground truth| over the scored pixels, a row per image;
-    the depth panels share one colour scale in metres, the error panels one in ERROR_CMAP from 0."""
+    the depth panels share one colour scale in metres over the scored pixels (a sensor's stray 13 m reading outside
+    the depth range takes the far colour, not the scale), the error panels one in ERROR_CMAP from 0."""
     gts = [holes_as_nan(row.gt_m) for row in rows]
     errors = [np.where(row.scored, np.abs(row.pred_m - row.gt_m), np.nan) for row in rows]
-    limits = depth_limits(gts + [row.pred_m for row in rows])
+    limits = depth_limits([depth[row.scored] for row in rows for depth in (row.gt_m, row.pred_m)])
     error_hi = max(float(np.nanmax(error)) for error in errors)
 
     fig, axes = panel_grid(len(rows), 4, rows[0].gt_m.shape)
     for ax_row, row, gt, error in zip(axes, rows, gts, errors):
         ax_row[0].imshow(row.rgb)
-        ax_row[0].set_ylabel(row.title, fontsize=9)
+        ax_row[0].set_ylabel(row.title, fontsize=9, **PLAIN_TEXT)
         depth_image = show_depth(ax_row[1], gt, limits)
         show_depth(ax_row[2], row.pred_m, limits)
         error_image = ax_row[3].imshow(error, cmap=ERROR_CMAP, vmin=0.0, vmax=error_hi)
     column_titles(axes, ("RGB", "ground truth", "prediction", "|prediction - ground truth|"))
     depth_colorbar(fig, depth_image, axes[:, 1:3])
     fig.colorbar(error_image, ax=axes[:, 3], label="absolute error (m)", shrink=0.8)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, **PLAIN_TEXT)
     return fig
 
 
@@ -168,27 +172,30 @@ class ComparisonRow:
     gt_m: np.ndarray  # [H, W] metres, 0 = no ground truth
     preds_m: list  # [H, W] metres per model
     captions: list  # a title per model's panel (its score on this image)
+    scored: np.ndarray | None = None  # bool [H, W]: the pixels scored, which set the colour scale (None: every one)
 
 
 def comparison_figure(rows: list[ComparisonRow], labels: list[str], title: str) -> Figure:
     """RGB | ground truth | each model's prediction, a row per image, the model's label heading its column
-    once; every depth panel shares one colour scale in metres. With no models, a dataset's frames."""
+    once; every depth panel shares one colour scale in metres, over each row's scored pixels where it gives them.
+    With no models, a dataset's frames."""
     gts = [holes_as_nan(row.gt_m) for row in rows]
-    limits = depth_limits(gts + [pred for row in rows for pred in row.preds_m])
+    shown = [np.ones(row.gt_m.shape, bool) if row.scored is None else row.scored for row in rows]
+    limits = depth_limits([depth[where] for row, gt, where in zip(rows, gts, shown) for depth in (gt, *row.preds_m)])
 
     headings = [wrapped(label) for label in labels]
     fig, axes = panel_grid(len(rows), 2 + len(labels), rows[0].gt_m.shape,
                            title_lines=1 + max(map(line_count, headings), default=1))
     for i, (ax_row, row, gt) in enumerate(zip(axes, rows, gts)):
         ax_row[0].imshow(row.rgb)
-        ax_row[0].set_ylabel(row.name, fontsize=9)
+        ax_row[0].set_ylabel(row.name, fontsize=9, **PLAIN_TEXT)
         depth_image = show_depth(ax_row[1], gt, limits)
         for ax, heading, pred, caption in zip(ax_row[2:], headings, row.preds_m, row.captions):
             show_depth(ax, pred, limits)
-            ax.set_title(f"{heading}\n{caption}" if i == 0 else caption, fontsize=10)
+            ax.set_title(f"{heading}\n{caption}" if i == 0 else caption, fontsize=10, **PLAIN_TEXT)
     column_titles(axes, ("RGB", "ground truth"))
     depth_colorbar(fig, depth_image, axes[:, 1:])
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, **PLAIN_TEXT)
     return fig
 
 
@@ -203,12 +210,12 @@ def photo_figure(photos: list[tuple[str, np.ndarray]], preds_m: list[list[np.nda
     fig, axes = panel_grid(len(photos), 1 + len(labels), tallest_hw, title_lines=max(map(line_count, headings)))
     for ax_row, (name, rgb), row_preds in zip(axes, photos, preds_m):
         ax_row[0].imshow(rgb)
-        ax_row[0].set_ylabel(name, fontsize=9)
+        ax_row[0].set_ylabel(name, fontsize=9, **PLAIN_TEXT)
         for ax, pred in zip(ax_row[1:], row_preds):
             depth_image = show_depth(ax, pred, limits)
     column_titles(axes, headings)
     depth_colorbar(fig, depth_image, axes[:, 1:])
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, **PLAIN_TEXT)
     return fig
 
 

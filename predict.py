@@ -9,9 +9,8 @@ coloured point cloud. `predict_depth_m` is the one inference function; evaluate.
 """
 from __future__ import annotations
 
-import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
+import quiet  # first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
-import glob
 import sys
 import weakref
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image, ImageOps
 from tqdm import tqdm
 
 import figures
@@ -28,7 +26,8 @@ from data import resize_rgb
 from depth import DepthScale
 from backends import ExportedModel, add_trust_argument, load_depth_model
 from model import depth_scale_of, is_relative
-from readers import EXIF_ORIENTATION, IMAGE_ERRORS, SWAPPED_ORIENTATIONS
+from photos import find_inputs, open_rgb, report_inputs_left_out, unreadable_text
+from readers import IMAGE_ERRORS
 
 # ---------------------------------------------------------------------------
 # Inference
@@ -88,82 +87,8 @@ def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = No
 
 
 # ---------------------------------------------------------------------------
-# Reading images
+# Writing results (the inputs are found and read by photos.py)
 # ---------------------------------------------------------------------------
-
-# PIL modes holding more than 8 bits of grey -> their full-scale value, mapped to 255 (scaled, never clipped).
-# "I" is how older Pillow versions (and some TIFFs) open 16-bit greyscale.
-_HIGH_BIT_GREY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535}
-
-
-
-def read_rgb(path) -> np.ndarray:
-    """An image file in any common mode -> RGB uint8 [H, W, 3], turned upright by its EXIF orientation
-    (see open_rgb)."""
-    return open_rgb(path)[0]
-
-
-def open_rgb(path, min_hw=None) -> tuple[np.ndarray, tuple[int, int]]:
-    """(RGB uint8 [h, w, 3], the image's own (H, W)) of an image file in any common mode, upright by its EXIF
-    orientation (as the training pipeline turns it, readers.EXIF_TURNS). With min_hw (h, w), a JPEG is decoded
-    at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it (as the training pipeline decodes it): what a
-    network input needs, in a 64th of the memory for an 80-megapixel photograph.
-
-    Greyscale and palette images become grey / their colours; 16-bit greyscale is scaled to 8 bits
-    (65535 -> 255); transparent pixels are composited over white. Raises one of IMAGE_ERRORS for a file
-    that is not a readable image.
-    """
-    with Image.open(path) as image:
-        turned = image.getexif().get(EXIF_ORIENTATION, 1) in SWAPPED_ORIENTATIONS
-        full_hw = (image.width, image.height) if turned else (image.height, image.width)
-        if min_hw is not None:
-            image.draft(image.mode, tuple(min_hw) if turned else tuple(min_hw[::-1]))  # (width, height) as stored
-        image.load()  # decoded here, so corrupt pixel data fails here
-        ImageOps.exif_transpose(image, in_place=True)  # no copy of an upright photograph
-    full_scale = _HIGH_BIT_GREY.get(image.mode)
-    if full_scale is not None:
-        grey = np.asarray(image, np.float64) * (255.0 / full_scale)
-        image = Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
-    return np.asarray(image if image.mode == "RGB" else image.convert("RGB")), full_hw
-
-
-def find_inputs(patterns) -> tuple[list[Path], list[str]]:
-    """(image paths, patterns that matched nothing) for `patterns`: files (taken as given), folders
-    (the image files directly inside, by extension) or glob patterns. Sorted within a pattern, no repeats."""
-    image_suffixes = set(Image.registered_extensions())
-    paths, unmatched = {}, []
-    for pattern in patterns:
-        matches = [Path(pattern)] if Path(pattern).exists() else [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
-        found = []
-        for match in matches:
-            if match.is_dir():
-                found += sorted(p for p in match.iterdir() if p.is_file() and p.suffix.lower() in image_suffixes)
-            elif match.is_file():
-                found.append(match)
-        if not found:
-            unmatched.append(pattern)
-        paths.update(dict.fromkeys(found))
-    return list(paths), unmatched
-
-
-def read_photos(patterns, max_photos: int) -> list[tuple[str, np.ndarray]]:
-    """(file name, RGB uint8 [H, W, 3]) of the first max_photos readable images, by file name, among `patterns`
-    (as find_inputs takes them); patterns matching nothing and unreadable files are named on stderr and skipped."""
-    paths, unmatched = find_inputs(patterns)
-    for pattern in unmatched:
-        print(f"{pattern}: matched no file", file=sys.stderr)
-    photos = []
-    for path in sorted(paths, key=lambda p: p.name):
-        if len(photos) == max_photos:
-            break
-        try:
-            photos.append((path.name, read_rgb(path)))
-        except IMAGE_ERRORS as err:
-            print(f"{path}: not a readable image ({err})", file=sys.stderr)
-    return photos
-
 
 def output_stems(paths) -> list[str]:
     """An output name per input: its file stem, numbered (stem_2, stem_3, ...) when stems repeat."""
@@ -176,10 +101,6 @@ def output_stems(paths) -> list[str]:
         stems.append(stem)
     return stems
 
-
-# ---------------------------------------------------------------------------
-# Writing results
-# ---------------------------------------------------------------------------
 
 # The units X_depth.png may be written in, finest first (keys of nyu.DEPTH_CODECS): NYU's millimetres up to
 # 65.5 m, else KITTI's 1/256 m up to 256 m. Each PNG names its unit in its nyu.PNG_UNIT_KEY text chunk.
@@ -200,6 +121,31 @@ def save_depth_png16(path, depth_m: np.ndarray, codec: str = "png16_mm") -> int:
     png = nyu.DEPTH_CODECS[codec]
     Path(path).write_bytes(png.png_bytes(depth_m))
     return int(np.count_nonzero(depth_m > png.max_depth_m + 0.5 / png.units_per_metre))  # rounds above the top
+
+
+# NYU's horizontal field of view, radians: what a photo of unknown camera is assumed to span across its longer side.
+NYU_WIDE_FOV = 2.0 * np.arctan(nyu.FRAME_HW[1] / 2.0 / nyu.INTRINSICS["fx"])  # 1.105 rad = 63.3 degrees
+
+
+def photo_intrinsics(hw) -> tuple[dict, str]:
+    """(fx, fy, cx, cy in pixels, a sentence saying how they were chosen) for a photo of hw = (H, W) whose camera
+    is unknown. A landscape 4:3 photo gets NYU's Kinect calibration scaled to its size (nyu.scaled_intrinsics; the
+    scale is the same in x and y). Any other shape gets square pixels (fx = fy): NYU's horizontal field of view
+    across the photo's longer side (a camera turned upright turns its wide side with it), principal point at the
+    centre. Scaling NYU's fx and fy by different factors would stretch the cloud (Depth-Anything-V2 #142, #52)."""
+    height, width = hw
+    if height * nyu.FRAME_HW[1] == width * nyu.FRAME_HW[0]:
+        return (nyu.scaled_intrinsics(hw),
+                f"NYU's Kinect intrinsics scaled from {nyu.FRAME_HW[1]}x{nyu.FRAME_HW[0]} to {width}x{height}")
+    focal = max(hw) / 2.0 / np.tan(NYU_WIDE_FOV / 2.0)
+    camera = {"fx": focal, "fy": focal, "cx": (width - 1) / 2.0, "cy": (height - 1) / 2.0}
+    return camera, (f"square pixels: NYU's horizontal field of view ({np.degrees(NYU_WIDE_FOV):.1f} deg) across the "
+                    f"{max(hw)}-pixel longer side of {width}x{height}, centred (give --fx --fy --cx --cy if known)")
+
+
+def camera_text(intrinsics: dict) -> str:
+    """'fx 324.29 fy 324.29 cx 149.50 cy 199.50' (pixels)."""
+    return " ".join(f"{k} {v:.2f}" for k, v in intrinsics.items())
 
 
 def back_project(depth_m: np.ndarray, intrinsics: dict) -> np.ndarray:
@@ -233,13 +179,14 @@ def write_ply(path, points: np.ndarray, colors: np.ndarray, comment: str = "") -
         f.write(vertices.tobytes())
 
 
-def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray, intrinsics: dict | None,
+def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray, camera: tuple[dict, str] | None,
                   png_codec: str) -> None:
-    """Write stem_depth.png (in png_codec's unit), stem_depth.npy and stem_depth_color.png, and stem.ply when
-    intrinsics are given; a PNG that had to clip depths is named on stderr with the count.
+    """Write stem_depth.png (in png_codec's unit), stem_depth.npy and stem_depth_color.png, and stem.ply when a
+    camera is given, naming its intrinsics and their source in the PLY's comment and on stderr; a PNG that had to
+    clip depths is named on stderr with the count.
 
-    rgb uint8 [H, W, 3] (any size without intrinsics); depth_m float32 [H, W]; intrinsics: fx, fy, cx, cy in
-    pixels of this H x W image.
+    rgb uint8 [H, W, 3] (any size without a camera); depth_m float32 [H, W]; camera: (fx, fy, cx, cy in pixels of
+    this H x W image, where they come from), as photo_intrinsics gives them.
     """
     png_path = out_dir / f"{stem}_depth.png"
     if clipped := save_depth_png16(png_path, depth_m, png_codec):
@@ -247,9 +194,11 @@ def write_outputs(out_dir: Path, stem: str, rgb: np.ndarray, depth_m: np.ndarray
                    f"are stored as 65535 (saturated: no depth); {stem}_depth.npy holds them exactly", file=sys.stderr)
     np.save(out_dir / f"{stem}_depth.npy", depth_m.astype(np.float32))
     figures.depth_color_figure(depth_m, title=stem).savefig(out_dir / f"{stem}_depth_color.png")
-    if intrinsics is not None:
-        camera = " ".join(f"{k} {v:.4f}" for k, v in intrinsics.items())
-        write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb, comment=f"metres; camera {camera}")
+    if camera is not None:
+        intrinsics, source = camera
+        write_ply(out_dir / f"{stem}.ply", back_project(depth_m, intrinsics), rgb,
+                  comment=f"metres; camera {camera_text(intrinsics)} pixels ({source})")
+        tqdm.write(f"{stem}.ply: camera {camera_text(intrinsics)} pixels ({source})", file=sys.stderr)
 
 
 class NonFiniteDepth(ValueError):
@@ -268,10 +217,10 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
     nothing is written for those), each named on stderr. Up to batch_size images are read at a time and those
     of the same size share a network call. Without ply (which colours points from the full image), JPEGs are
     decoded at the scale the network input needs (open_rgb). intrinsics: fx, fy, cx, cy for every point cloud,
-    or None for NYU's scaled."""
+    or None for photo_intrinsics of each image's size."""
     unreadable = nonfinite = 0
     jobs = list(zip(paths, output_stems(paths)))
-    with tqdm(total=len(jobs), desc="predict", unit="image", file=sys.stderr) as progress:
+    with quiet.progress_bar(total=len(jobs), desc="predict", unit="image") as progress:
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
             by_size = {}  # ((H, W), decoded shape) -> [(stem, rgb)]
@@ -279,14 +228,16 @@ def predict_files(model: keras.Model, depth_scale: DepthScale, paths, out_dir: P
                 try:
                     rgb, hw = open_rgb(path, None if ply else model.input_shape[1:3])
                 except IMAGE_ERRORS as err:
-                    tqdm.write(f"{path}: not a readable image ({err})", file=sys.stderr)
+                    tqdm.write(unreadable_text(path, err), file=sys.stderr)
                     unreadable += 1
                     continue
                 by_size.setdefault((hw, rgb.shape), []).append((stem, rgb))
             for (hw, _), images in by_size.items():
                 batch = np.stack([rgb for _, rgb in images])
                 depths = predict_depth_m(model, batch, depth_scale, flip=flip, out_hw=hw)
-                camera = (intrinsics or nyu.scaled_intrinsics(hw)) if ply else None
+                camera = None
+                if ply:
+                    camera = (intrinsics, "given by --fx --fy --cx --cy") if intrinsics else photo_intrinsics(hw)
                 for (stem, rgb), depth_m in zip(images, depths):
                     if not np.isfinite(depth_m).all():
                         tqdm.write(f"{stem}: the model predicted non-finite depth; nothing written", file=sys.stderr)
@@ -323,7 +274,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     for name in _INTRINSIC_FLAGS:
         cloud.add_argument(f"--{name}", type=float, default=None,
                            help=f"camera {name} in pixels of the input image (give all four; default: NYU's Kinect "
-                                f"intrinsics scaled from {nyu.FRAME_HW[1]}x{nyu.FRAME_HW[0]} to the image size)")
+                                f"intrinsics scaled to a 4:3 landscape image, else square pixels spanning NYU's "
+                                f"horizontal field of view across the longer side)")
     clips = parser.add_argument_group("videos (.mp4 .mov .avi .mkv .webm: X_depth.mp4 at the clip's frame rate; "
                                       "video.py)")
     clips.add_argument("--video-depth-only", action="store_true",
@@ -357,12 +309,13 @@ def main(args: argparse.Namespace) -> int:
     if is_relative(model):
         print(f"note: {args.model} predicts relative depth (up to an unknown scale and shift), not metres",
               file=sys.stderr)
-    paths, unmatched = find_inputs(args.inputs)
+    paths, unmatched, unsupported = find_inputs(args.inputs)
     if not paths:
-        print(f"error: no image file matched {' '.join(args.inputs)}", file=sys.stderr)
+        report_inputs_left_out([], unsupported)
+        what = "no image file this installation can read" if unsupported else "no image file"
+        print(f"error: {what} matched {' '.join(args.inputs)}", file=sys.stderr)
         return 2
-    for pattern in unmatched:
-        print(f"{pattern}: matched no file", file=sys.stderr)
+    report_inputs_left_out(unmatched, unsupported)
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -380,7 +333,7 @@ def main(args: argparse.Namespace) -> int:
                                             depth_only=args.video_depth_only, frame_depth=args.frame_depth,
                                             smoothing=args.temporal_smoothing, png_codec=png_codec)
         if not paths:
-            return 1 if failed_clips or unmatched else 0
+            return 1 if failed_clips or unmatched or unsupported else 0
         unreadable, nonfinite = predict_files(model, depth_scale, paths, out_dir, batch_size=args.bs,
                                               flip=not args.no_flip, ply=args.ply, intrinsics=given_intrinsics,
                                               png_codec=png_codec)
@@ -392,7 +345,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir} "
           f"(X_depth.png: {nyu.DEPTH_CODECS[png_codec].description})")
-    return 1 if unreadable or unmatched or failed_clips else 0
+    return 1 if unreadable or unmatched or unsupported or failed_clips else 0
 
 
 if __name__ == "__main__":

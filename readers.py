@@ -173,13 +173,35 @@ class Archive:
 RGB_FILE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 EXIF_ORIENTATION = 0x0112  # the EXIF tag: 1 = upright, 2-8 = mirrored and / or rotated (EXIF 2.3, section 4.6.4)
 # Orientation -> (transposed, then flipped left-right, then upside down): how the stored image turns upright, as
-# PIL.ImageOps.exif_transpose turns it (predict.read_rgb); decode.upright applies it in the graph.
+# PIL.ImageOps.exif_transpose turns it (photos.read_rgb); decode.upright applies it in the graph.
 EXIF_TURNS = {1: (False, False, False), 2: (False, True, False), 3: (False, True, True), 4: (False, False, True),
               5: (True, False, False), 6: (True, True, False), 7: (True, True, True), 8: (True, False, True)}
 SWAPPED_ORIENTATIONS = tuple(o for o, (transposed, _, _) in EXIF_TURNS.items() if transposed)  # width <-> height
 
 # What PIL raises for a file it cannot decode (UnidentifiedImageError and truncation are OSErrors).
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+# HEIC / HEIF, phones' usual photo format: Pillow opens it only through the pillow-heif plugin, used when installed.
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
+HEIF_HINT = ("convert to JPEG first (heif-convert photo.heic photo.jpg, from libheif; sips -s format jpeg on macOS), "
+             "or pip install pillow-heif, which is then used to read them")
+try:
+    from pillow_heif import register_heif_opener
+except ImportError:
+    pass
+else:
+    register_heif_opener()
+
+
+def heif_readable() -> bool:
+    """Whether Pillow here opens HEIC / HEIF files (pillow-heif is installed)."""
+    return ".heic" in Image.registered_extensions()
+
+
+def is_heif(head: bytes) -> bool:
+    """Whether a file's first 12 bytes start a HEIF image (ISO/IEC 23008-12): a box size, 'ftyp', a HEIF brand."""
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
 
 
 def raw_depth(codec: DepthCodec, hw) -> bool:
@@ -220,6 +242,9 @@ def check_frame(rgb_format: str, depth_codec: DepthCodec, rgb: bytes, depth: byt
         try:
             rgb_hw, orientation = _rgb_header(rgb)
         except IMAGE_ERRORS as err:
+            if is_heif(rgb[:12]):
+                raise FrameError("RGB: a HEIC / HEIF photo, which this pipeline cannot decode; convert it to JPEG or "
+                                 "PNG (heif-convert photo.heic photo.jpg, from libheif)") from err
             raise FrameError(f"RGB: {'not a readable image' if rgb else 'empty file'} ({err})") from err
     if raw_depth(depth_codec, hw):
         if len(depth) != hw[0] * hw[1] * 4:
@@ -279,8 +304,23 @@ class H5FrameReader:
             rgb, depth = f["rgb"][()], f["depth"][()]  # KeyError if either is missing
         if rgb.ndim != 3 or rgb.shape[0] != 3 or depth.ndim != 2:
             raise ValueError(f"rgb {rgb.shape} and depth {depth.shape}: expected 3 x H x W and H x W")
-        rgb = np.ascontiguousarray(np.transpose(rgb, (1, 2, 0)), np.uint8)
+        rgb = np.ascontiguousarray(np.transpose(rgb_as_uint8(rgb), (1, 2, 0)))
         return rgb.tobytes(), np.ascontiguousarray(depth, np.float32).tobytes(), depth.shape
+
+
+def rgb_as_uint8(rgb: np.ndarray) -> np.ndarray:
+    """RGB values of any shape as uint8: integers in 0-255 as they are; floats with every value in [0, 1] (as some
+    conversions of sparse-to-dense's files store colour) times 255, else floats in [0, 255], rounded. A plain cast
+    would read [0, 1] colour as black. ValueError saying the range found for anything else."""
+    if rgb.dtype == np.uint8:
+        return rgb
+    lo, hi = (float(rgb.min()), float(rgb.max())) if rgb.size else (0.0, 0.0)
+    if not (np.isfinite([lo, hi]).all() and lo >= 0 and hi <= 255):
+        raise ValueError(f"rgb holds {rgb.dtype} values from {lo:g} to {hi:g}; expected uint8 (0-255) or floats in "
+                         "[0, 1] or [0, 255]")
+    if rgb.dtype.kind == "f":
+        rgb = np.round(rgb * 255.0 if hi <= 1.0 else rgb)
+    return rgb.astype(np.uint8)
 
 
 TFDS_SPLITS = {"train": "train", "test": "validation"}  # our split -> TFDS's (nyu_depth_v2 has no "test")

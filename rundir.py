@@ -15,6 +15,7 @@ import fcntl
 import io
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -104,11 +105,69 @@ def flag(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 
 
-def run_arguments(args, safe_on_resume, chief: bool = True) -> argparse.Namespace:
+class RefusingParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise RunStateError instead of printing the usage and exiting: the command
+    line's own rules (types, choices, ranges), applied to a saved run's arguments (check_saved_arguments)."""
+
+    def error(self, message):
+        raise RunStateError(message)
+
+
+def saved_argv(saved: dict) -> list[str]:
+    """The command line that gives `saved` (args.json's keys and values): a flag per key, true as the bare flag,
+    false and null left out (the flag's default), a list as its items. A value is attached with '=' so that one
+    starting with '-' or '@' (an @FILE to the parser) is read as a value."""
+    argv = []
+    for key, value in saved.items():
+        if value is True:
+            argv.append(flag(key))
+        elif isinstance(value, list):
+            argv += [flag(key), *map(str, value)]
+        elif value is not None and value is not False:
+            argv.append(f"{flag(key)}={value}")
+    return argv
+
+
+def _refusal(parse, saved: dict) -> str | None:
+    """Why parse (a parse_args raising RunStateError) refuses `saved` as a command line, or None if it takes it."""
+    try:
+        parse(saved_argv(saved))
+    except RunStateError as err:
+        return str(err)
+    return None
+
+
+def check_saved_arguments(path: Path, saved: dict, parse) -> None:
+    """RunStateError, one sentence naming `path` and the key, unless `saved` (args.json's keys and values, --out and
+    --resume left out) is what the command line itself would give: every key a flag, every value one the parser
+    accepts (its types, choices and checks: parse is the script's parse_args with a RefusingParser) and reads back
+    unchanged (a hand-edited "bs": "2" or "epochs": 2.5 is refused, with the value to write instead)."""
+    fix = "correct it, or start a new run with another --out"
+    unknown = [key for key in saved if key not in vars(parse([]))]
+    if unknown:
+        raise RunStateError(f'{path}: "{unknown[0]}" is no argument of this script; remove it, or start a new run '
+                            "with another --out")
+    reason = _refusal(parse, saved)
+    if reason is not None:  # the key whose removal makes the rest acceptable is the one to name
+        culprit = next((k for k in saved if _refusal(parse, {n: v for n, v in saved.items() if n != k}) is None), None)
+        if culprit is None:
+            raise RunStateError(f"{path} holds arguments the command line refuses ({reason}); {fix}")
+        raise RunStateError(f'{path}: "{culprit}": {json.dumps(saved[culprit])} is refused ({reason}); {fix}')
+    parsed = vars(parse(saved_argv(saved)))
+    for key, value in saved.items():
+        same_type = type(value) is type(parsed[key]) or (type(value) is int and type(parsed[key]) is float)
+        if value != parsed[key] or not same_type:
+            raise RunStateError(f'{path}: "{key}": {json.dumps(value)} is not what {flag(key)} holds; write '
+                                f'"{key}": {json.dumps(parsed[key])}, or start a new run with another --out')
+
+
+def run_arguments(args, safe_on_resume, chief: bool = True, parse=None) -> argparse.Namespace:
     """The run's arguments. With --resume, the saved ones of the run in --out with the flags given now that are
     safe to change (the names in safe_on_resume, each said on one line), or ValueError naming the others; else `args`,
     refusing an --out that already holds a run. Writes nothing (save_run_arguments does, once training can start).
-    A worker other than the chief (chief=False) writes no args.json and may have none: it uses what it was given."""
+    A worker other than the chief (chief=False) writes no args.json and may have none: it uses what it was given.
+    parse: the script's parse_args(argv) with a RefusingParser, to check the saved arguments by the command line's
+    rules (check_saved_arguments); None checks nothing."""
     run_dir = Path(args.out)
     saved_path = run_dir / "args.json"
     mine = {k: v for k, v in vars(args).items() if k != "given"}
@@ -120,7 +179,13 @@ def run_arguments(args, safe_on_resume, chief: bool = True) -> argparse.Namespac
         if not chief:
             return argparse.Namespace(**mine)
         raise FileNotFoundError(f"{saved_path} does not exist, so there is no run to resume in {run_dir}")
-    saved = {_RENAMED_FLAGS.get(k, k): v for k, v in read_json(saved_path).items()}
+    saved = read_json(saved_path)
+    if not isinstance(saved, dict):
+        raise RunStateError(f"{saved_path} holds no JSON object of arguments; restore it from a copy, or start a new "
+                            "run with another --out")
+    saved = {_RENAMED_FLAGS.get(k, k): v for k, v in saved.items()}
+    if parse is not None:
+        check_saved_arguments(saved_path, {k: v for k, v in saved.items() if k not in ("out", "resume")}, parse)
     changed = {k: mine[k] for k in args.given if k not in ("out", "resume") and saved.get(k) != mine[k]}
     refused = [k for k in changed if k not in safe_on_resume]
     if refused:
@@ -131,6 +196,12 @@ def run_arguments(args, safe_on_resume, chief: bool = True) -> argparse.Namespac
     for k, value in changed.items():
         print(f"resume: {flag(k)} {value} (was {saved.get(k)})", file=sys.stderr)
     return argparse.Namespace(**{**saved, **changed, "resume": True, "out": str(run_dir)})
+
+
+def resume_command(run_dir) -> str:
+    """The command that continues the run in run_dir, quoted for a POSIX shell: a folder such as 'my runs/run (1)'
+    pastes as the one argument it is."""
+    return shlex.join(["python", "train.py", "--out", str(run_dir), "--resume"])
 
 
 def save_run_arguments(args) -> None:

@@ -101,7 +101,8 @@ def write_csv(path, rows: list[dict]) -> None:
 
 def write_report(out: Path, args: argparse.Namespace, candidates: list, constants: list[Constant],
                  crops_used: set[str], skipped: list[str]) -> str:
-    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown."""
+    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown. metrics.json holds
+    each table row under "table" (keyed by TABLE_COLUMNS, numbers unrounded) beside the per-model details."""
     flip = not args.no_flip
     images = len(candidates[0].rows)
     data_label = f"{args.data} [{args.split}], {images} images"
@@ -140,6 +141,7 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, constant
         "constants": [{"kind": c.kind, "label": c.label, "depth_m": c.depth_m, "models": c.models,
                        "metrics": mean_over_images(c.rows)} for c in constants],
         "published": {"evaluated_on": nyu.PUBLISHED_ON, "rows": nyu.PUBLISHED},
+        "table": rows,  # every row of table.md and table.csv, in their order, the median-scaled ones included
     }
     for path in [out / "metrics.json"] + ([Path(args.json)] if args.json else []):
         path.write_text(json.dumps(metrics, indent=2) + "\n")

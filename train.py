@@ -9,6 +9,7 @@ from __future__ import annotations
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
 import errno
+import functools
 import re
 import shutil
 import sys
@@ -48,8 +49,9 @@ SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_spl
 WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)  # a full or read-only disk
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+def parse_args(argv=None, parser_class=argparse.ArgumentParser) -> argparse.Namespace:
+    """The command line's arguments; parser_class=rundir.RefusingParser raises instead of exiting (--resume's check)."""
+    parser = parser_class(
         description="Train a monocular depth model (UNet or DenseDepth transfer model). @FILE reads flags from FILE, "
                     "one per line (recipes/demo.txt is make demo's).",
         fromfile_prefix_chars="@",
@@ -192,6 +194,23 @@ def open_splits(args) -> tuple[Split, Split | None]:
     return source.split(train_name), None if val_name == "none" else source.split(val_name)
 
 
+UNIT_CHECK_FRAMES = 16  # training frames whose depth is checked against the depth range before training
+
+
+def check_depth_units(split: Split, depth_range_m) -> None:
+    """DataError when at most half the valid depth of the first UNIT_CHECK_FRAMES frames of `split` lies in
+    depth_range_m = (min, max) metres: data.py inspect's check and advice (data.split_stats, which also logs its
+    warning), e.g. TUM's 5000-per-metre depth read as millimetres would train on depths five times too far."""
+    stats = data.split_stats(split, UNIT_CHECK_FRAMES, depth_range_m)
+    if stats["in_range_fraction"] is None or stats["in_range_fraction"] > 0.5:  # unit_advice's rule: a majority
+        return
+    unit = stats["suggested_depth_units_per_metre"]
+    fix = f"pass --depth-units-per-metre {unit:g}" if unit else "check the depth files or --min-depth-m / --max-depth-m"
+    raise DataError(f"only {stats['in_range_fraction']:.0%} of the valid depth in the first {stats['frames_read']} "
+                    f"frames of {split.source} [{split.name}] lies in {depth_range_m[0]:g}-{depth_range_m[1]:g} m as "
+                    f"read ({split.depth_codec.description}); {fix}")
+
+
 def nothing_readable(split: Split) -> DataError:
     """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason."""
     skipped = split.take_skipped()
@@ -329,7 +348,8 @@ def main(args: argparse.Namespace) -> Path:
     """Train as `args` say; returns the path of the final model.keras (the chief's; other workers write none)."""
     resolver = cluster_resolver() if args.strategy == "multiworker" else None
     worker = worker_index(resolver)
-    args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0)
+    args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0,
+                                parse=functools.partial(parse_args, parser_class=rundir.RefusingParser))
     run_dir, chief = Path(args.out), worker == 0
     with ExitStack() as stack:
         locked = args.resume and run_dir.is_dir() and chief
@@ -351,6 +371,7 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     train_split, val_split = open_splits(args)
     # Before the model is built or a frame read: a worker launched with other flags or data stops every worker now.
     check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split)))
+    check_depth_units(train_split, (args.min_depth_m, args.max_depth_m))
 
     with strategy.scope():
         net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
@@ -436,7 +457,7 @@ def run(argv=None) -> int:
     """The command line: train, and turn a user mistake, a full or read-only disk and Ctrl-C into one sentence
     (exit 2, 2 and 130)."""
     args = parse_args(argv)
-    resume = f"python train.py --out {args.out} --resume"
+    resume = rundir.resume_command(args.out)
     try:
         main(args)
     except LOST_WORKER as err:

@@ -142,6 +142,18 @@ def test_a_command_line_error_is_the_only_line_on_stderr(tmp_path):
                           "(write the synthetic one with: python -m synth)\n")
 
 
+def test_a_users_tf_cpp_min_log_level_keeps_the_start_up_lines_hidden(tmp_path):
+    """TF_CPP_MIN_LOG_LEVEL=3, the usual way to silence TensorFlow, brought back its start-up lines ("WARNING: All
+    log messages before absl::InitializeLog()", oneDNN, "Could not find cuda drivers"): they print before TensorFlow
+    reads the level. The user's level is kept for what comes after. CUDA_VISIBLE_DEVICES is unset as a user's is."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DEPTH_QUIET_LOGGING", "CUDA_VISIBLE_DEVICES")}
+    run = subprocess.run([sys.executable, "data.py", "inspect", str(tmp_path / "missing")], cwd=ROOT,
+                         env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr == (f"error: {tmp_path / 'missing'} does not exist; pass a dataset path "
+                          "(write the synthetic one with: python -m synth)\n")
+
+
 def corrupt_dataset(tmp_path):
     """Three test frames, the middle one's depth PNG cut in half."""
     test = L.make_frames(3, seed=9)
@@ -344,7 +356,7 @@ def test_one_depth_unit_flag_in_every_script_recorded_in_args_json(tmp_path):
 def test_exif_portrait_is_upright_everywhere_and_a_size_mismatch_is_a_named_skip(tmp_path, capsys):
     """The training pipeline, inspect and predict.py read the portrait JPEG upright (evaluate.py: test_evaluate);
     the 640x480 RGB with a 200x200 depth is skipped by name, and is an error naming it with strict."""
-    import predict
+    import photos
 
     folder, (upright, depth) = L.odd_pairs(tmp_path / "odd")
     split = layouts.open_source(folder).split("all")
@@ -362,7 +374,7 @@ def test_exif_portrait_is_upright_everywhere_and_a_size_mismatch_is_a_named_skip
     assert data.main(data.parse_args(["inspect", str(folder)])) == 0
     stats = json.loads(capsys.readouterr().out)["all"]
     assert (stats["frames"], stats["frames_read"], stats["skipped"], stats["rgb_shape"]) == (2, 1, 1, "64x48x3")
-    np.testing.assert_array_equal(predict.read_rgb(folder / "portrait_rgb.jpg"), rgb)  # one orientation, one decoder
+    np.testing.assert_array_equal(photos.read_rgb(folder / "portrait_rgb.jpg"), rgb)  # one orientation, one decoder
 
     with pytest.raises(tf.errors.OpError, match="wrong_rgb.png.*RGB is 640x480 but depth is 200x200"):
         list(data.frames(split, strict=True))
@@ -456,3 +468,13 @@ def test_inspect_limit_counts_only_the_frames_asked_for(tmp_path, capsys):
     assert data.main(data.parse_args(["inspect", str(path)])) == 0
     stats = json.loads(capsys.readouterr().out)["test"]
     assert (stats["frames"], stats["frames_read"], stats["skipped"]) == (6, 3, 3)
+
+
+def test_a_heic_frame_in_a_dataset_is_named_with_how_to_convert_it():
+    """An RGB frame stored as HEIC (an iPhone capture) was 'not a readable image (cannot identify image file)'."""
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+    depth = L.make_frames(1, seed=3)[0][1]
+    with pytest.raises(layouts.FrameError) as info:
+        readers.check_frame("image", nyu.DEPTH_CODECS["png16_mm"], heic, L.depth_png16(depth), (0, 0))
+    assert str(info.value) == ("RGB: a HEIC / HEIF photo, which this pipeline cannot decode; convert it to JPEG or PNG "
+                               "(heif-convert photo.heic photo.jpg, from libheif)")

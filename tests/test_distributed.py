@@ -240,3 +240,37 @@ def test_two_workers_shards_are_augmented_as_one_device(tiny_data):
         np.testing.assert_array_equal(rgb, np.concatenate([shards[0][k][0], shards[1][k][0]]))
         np.testing.assert_array_equal(y_true, np.concatenate([shards[0][k][1], shards[1][k][1]]))
     assert not np.array_equal(one[0][0], one[2][0])  # the second pass reshuffles and augments anew
+
+
+@pytest.mark.parametrize("tf_config, said", [
+    ("{'cluster': {}}", "(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+    ('["127.0.0.1:1234"]', "(['127.0.0.1:1234'])"),
+])
+def test_a_tf_config_that_is_not_a_json_object_is_one_sentence_naming_it(tf_config, said, tmp_path, capsys,
+                                                                        monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    assert train_main.run(["--strategy", "multiworker", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: TF_CONFIG is not a JSON object {said}; set it as {{\"cluster\": {{\"worker\": [\"host-a:12345\", "
+        "\"host-b:12345\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}} with this worker's index (quoted in "
+        "single quotes for the shell), or unset it on one machine"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_port_already_in_use_is_one_sentence_naming_it(tmp_path, capsys, monkeypatch):
+    """TensorFlow said only "Could not start gRPC server" (an UnknownError) when this worker's port was taken."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        [other] = free_ports(1)
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": [f"127.0.0.1:{port}", f"127.0.0.1:{other}"]},
+                                                    "task": {"type": "worker", "index": 0}}))
+        assert train_main.run(["--strategy", "multiworker", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: port {port} of this worker's address 127.0.0.1:{port} (worker 0 in TF_CONFIG) is already in use by "
+        "another process, perhaps an earlier run; stop it, or give this worker a free port in TF_CONFIG on every "
+        "machine"]
+    assert not (tmp_path / "run").exists()

@@ -163,6 +163,11 @@ def test_cli_end_to_end_on_nyu_test_zip(tmp_path):
     assert hindsight["kind"] == "frames_mean" and hindsight["models"] == []
     assert hindsight["depth_m"] == pytest.approx(mean_m, rel=1e-5) and set(hindsight["metrics"]) == set(ERROR_METRICS)
     assert metrics["images"] == 3 and metrics["skipped"] == []
+    # Every row of table.md, the median-scaled one included, is in metrics.json, in the table's order.
+    markdown_rows = [line.split(" | ")[0].lstrip("| ") for line in table.splitlines()[-(len(nyu.PUBLISHED) + 3):]]
+    assert [row["method"] for row in metrics["table"]] == markdown_rows
+    [scaled] = [row for row in metrics["table"] if row["method"] == f"{model}, per-image median scaling"]
+    assert {k: scaled[k] for k in nyu.PUBLISHED_METRICS} == {k: result["median_scaled"][k] for k in nyu.PUBLISHED_METRICS}
 
     per_image = read_csv(out / "per_image_run_model.csv")
     assert [row["frame"] for row in per_image] == ["test_00000", "test_00001", "test_00002"]
@@ -365,3 +370,52 @@ def test_the_real_mixed_size_pairs_folder_is_evaluated(tmp_path, capsys):
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["images"] == 9 and [c["kind"] for c in metrics["constants"]] == ["frames_mean"]
     assert metrics["constants"][0]["depth_m"] == pytest.approx(mean_m, rel=1e-5)
+
+
+def test_dollar_signs_in_model_data_and_photo_paths_are_drawn_as_plain_text(tmp_path, capsys):
+    """'$' in every user string a figure draws (model paths as headings, the dataset path in titles, photo names as
+    row labels): Matplotlib read "runs$$/..." as mathtext and failed after scoring. All figures are written."""
+    test = L.make_frames(2, hw=(48, 64), seed=6)
+    (tmp_path / "my $$ data").mkdir()
+    data = L.write_zip(tmp_path / "my $$ data" / "nyu_test.zip", L.eigen_files(test, crop=(2, 45, 2, 61)))
+    models = [save_unet(tmp_path / f"runs$${name}" / "model.keras", seed) for seed, name in enumerate(("a", "b$"))]
+    photos = tmp_path / "my $$ photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photos / "my $$ photo.png")
+    out = tmp_path / "eval $x$"
+    args = evaluate.parse_args(["--model", models[0], "--model", models[1], "--data", str(data), "--no-flip",
+                                "--photos", str(photos), "--compare-frames", "2", "--out", str(out)])
+    assert evaluate.main(args) == 0, capsys.readouterr().err
+    assert "Traceback" not in capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("*.png")) == ["comparison.png", "examples_runs_a_model.png",
+                                                         "examples_runs_b_model.png", "photos.png"]
+    assert f"| {models[0]} | {data} [test], 2 images |" in (out / "table.md").read_text()
+
+
+def test_the_table_is_written_before_the_figures(tmp_path, capsys, monkeypatch):
+    """A figure that fails to draw (a bug, a full disk) leaves the table, CSVs and metrics.json of the scoring."""
+    data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(L.make_frames(2, hw=(48, 64), seed=6)))
+    model = save_unet(tmp_path / "run" / "model.keras", seed=0)
+
+    def broken_figure(*args, **kwargs):
+        raise RuntimeError("the figure failed")
+
+    monkeypatch.setattr(evaluate, "example_figure", broken_figure)
+    out = tmp_path / "eval"
+    with pytest.raises(RuntimeError, match="the figure failed"):
+        evaluate.main(evaluate.parse_args(["--model", model, "--data", str(data), "--no-flip", "--out", str(out)]))
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "per_image_run_model.csv", "table.csv", "table.md"]
+    assert f"| {model} | {data} [test], 2 images |" in capsys.readouterr().out
+
+
+def test_progress_in_a_log_file_is_whole_lines(tmp_path, capsys):
+    """Progress written to a file (a cluster job's log, make demo > log 2>&1) was tqdm's one line redrawn with
+    carriage returns; it is a line per update (at most every quiet.LOG_EVERY_S) and a last line with the count."""
+    data = L.write_zip(tmp_path / "nyu_test.zip", L.eigen_files(L.make_frames(3, hw=(48, 64), seed=6)))
+    model = save_unet(tmp_path / "run" / "model.keras", seed=0)
+    assert evaluate.main(evaluate.parse_args(["--model", model, "--data", str(data), "--no-flip",
+                                              "--out", str(tmp_path / "eval")])) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    progress = [line for line in err.splitlines() if line.startswith(("test mean depth:", "evaluate:"))]
+    assert [line.split("|")[-1].split()[0] for line in progress] == ["0/3", "3/3", "0/3", "3/3"]

@@ -66,3 +66,22 @@ def test_long_model_paths_are_headings_broken_after_a_slash():
     assert figures.wrapped("runs/demo/model.keras") == "runs/demo/model.keras"  # short enough: one line
     assert figures.wrapped("a_file_name_longer_than_thirty_characters.keras") == \
         "a_file_name_longer_than_thirty_characters.keras"  # no '/': its own line, whole
+
+
+def test_depth_colours_span_the_scored_pixels_only():
+    """A real frame's stray sensor readings (13 m, outside the 0.1-10 m range, so never scored) ran the colour bar
+    to 13 m; it spans the scored ground truth and predictions: here 1.5-5.5 m, though the frame holds 13 m and an
+    unscored prediction of 0.2 m."""
+    gt = np.full((8, 10), 3.0)
+    gt[0, 0], gt[7, 9], gt[4, 4] = 1.5, 5.0, 13.0
+    pred = gt + 0.5
+    pred[2, 2] = 0.2
+    scored = (gt <= 10.0)
+    scored[2, 2] = False
+    rgb = np.zeros((8, 10, 3), np.uint8)
+    fig = figures.examples_figure([figures.ExampleRow("frame", rgb, gt, pred, scored)], "one row")
+    assert [image.get_clim() for image in fig.axes[1].images + fig.axes[2].images] == [(1.5, 5.5)] * 2
+    fig = figures.comparison_figure([figures.ComparisonRow("frame", rgb, gt, [pred], ["abs_rel"], scored)], ["m"], "t")
+    assert [image.get_clim() for image in fig.axes[1].images + fig.axes[2].images] == [(1.5, 5.5)] * 2
+    fig = figures.comparison_figure([figures.ComparisonRow("frame", rgb, gt, [], [])], [], "a dataset's frames")
+    assert fig.axes[1].images[0].get_clim() == (1.5, 13.0)  # no scored pixels given: every depth there is

@@ -1,4 +1,7 @@
 """notebooks/explore_depth.ipynb runs top to bottom (training its own tiny model), so it never rots."""
+import os
+import subprocess
+
 import nbformat
 from nbclient import NotebookClient
 
@@ -23,3 +26,11 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     # evaluate.py's table: its metric columns and its two constants (the model recorded its training mean).
     assert "delta1" in text and "constant: training-set mean depth of" in text and "known only in hindsight" in text
     assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_make_notebook_adds_allow_root_only_when_run_as_root():
+    """JupyterLab refuses to start as root ("Running as root is not recommended. Use --allow-root"), which is how
+    Colab and most containers run make notebook."""
+    run = subprocess.run(["make", "-n", "notebook"], cwd=ROOT, capture_output=True, text=True)
+    [lab] = [line for line in run.stdout.splitlines() if "jupyter lab" in line]
+    assert ("--allow-root" in lab.split()) == (os.geteuid() == 0)

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import photos
 import predict
+import readers
 from depth import DepthScale
 from model import build_unet
 from nyu import INTRINSICS, MAX_DEPTH_M, MIN_DEPTH_M, scaled_intrinsics
@@ -94,12 +96,12 @@ def test_read_rgb_scales_16_bit_grey_and_composites_alpha(tmp_path):
     grey16 = np.array([[0, 257, 32896, 65535]], np.uint16)
     Image.fromarray(grey16).save(tmp_path / "g16.png")
     assert Image.open(tmp_path / "g16.png").mode == "I;16"
-    np.testing.assert_array_equal(predict.read_rgb(tmp_path / "g16.png")[0, :, 0], [0, 1, 128, 255])
+    np.testing.assert_array_equal(photos.read_rgb(tmp_path / "g16.png")[0, :, 0], [0, 1, 128, 255])
     rgba = np.zeros((1, 2, 4), np.uint8)
     rgba[0, 0] = (10, 20, 30, 255)  # opaque: unchanged
     rgba[0, 1] = (10, 20, 30, 0)  # transparent: white
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    np.testing.assert_array_equal(predict.read_rgb(tmp_path / "a.png")[0], [[10, 20, 30], [255, 255, 255]])
+    np.testing.assert_array_equal(photos.read_rgb(tmp_path / "a.png")[0], [[10, 20, 30], [255, 255, 255]])
 
 
 def odd_inputs(folder):
@@ -130,6 +132,8 @@ def test_cli_writes_every_good_input_at_its_size_and_names_the_bad_one(tmp_path,
     assert run.stdout.strip() == f"wrote depth for 5 of 6 images to {out} (X_depth.png: 16-bit PNG in millimetres)"
     assert "broken.png: not a readable image" in run.stderr and "Traceback" not in run.stderr
     assert "notes.txt" not in run.stderr
+    # Standard error is a pipe here, as a log file: progress in whole lines, never a carriage return.
+    assert "\r" not in run.stderr and "predict: 100%|##########| 6/6 " in run.stderr
     for stem, hw in expected.items():
         depth_m = np.load(out / f"{stem}_depth.npy")
         assert depth_m.shape == hw and depth_m.dtype == np.float32
@@ -223,6 +227,37 @@ def test_ply_back_projects_with_nyu_intrinsics_scaled_or_the_given_ones(tmp_path
         assert (point["red"], point["green"], point["blue"]) == tuple(rgb[v, u])
 
 
+def test_a_portrait_cloud_keeps_square_pixels_and_says_which_camera(tmp_path, model_path, capsys):
+    """A 300x400 portrait (not 4:3 landscape) without given intrinsics: one focal length, NYU's horizontal field of
+    view across its 400-pixel side, fx = fy = 518.8579 * 400 / 640 = 324.2862, centred at (149.5, 199.5); scaling
+    NYU's fx and fy apart gave fx 243.2 and fy 432.9, a cloud stretched 1.8 times in y."""
+    rgb = random_rgb((400, 300), seed=8)  # [H, W, 3]: 300 wide, 400 tall
+    Image.fromarray(rgb).save(tmp_path / "portrait.png")
+    out = tmp_path / "out"
+    args = predict.parse_args(["--model", str(model_path), str(tmp_path / "portrait.png"), "--out", str(out), "--ply"])
+    assert predict.main(args) == 0
+    camera, source = predict.photo_intrinsics((400, 300))
+    assert camera == pytest.approx({"fx": 324.2862, "fy": 324.2862, "cx": 149.5, "cy": 199.5}, rel=1e-6)
+    said = ("portrait.ply: camera fx 324.29 fy 324.29 cx 149.50 cy 199.50 pixels (square pixels: NYU's horizontal "
+            "field of view (63.3 deg) across the 400-pixel longer side of 300x400, centred (give --fx --fy --cx --cy "
+            "if known))")
+    assert said in capsys.readouterr().err.splitlines()
+    header = (out / "portrait.ply").read_bytes().split(b"end_header")[0].decode("ascii")
+    assert "comment metres; camera fx 324.29 fy 324.29 cx 149.50 cy 199.50 pixels (square pixels" in header
+    _, vertices = read_ply(out / "portrait.ply")
+    z = np.load(out / "portrait_depth.npy")
+    for v, u in ((0, 0), (399, 299), (50, 250)):
+        point = vertices[v * 300 + u]
+        expected = [(u - 149.5) * z[v, u] / 324.2862, (v - 199.5) * z[v, u] / 324.2862, z[v, u]]
+        np.testing.assert_allclose([point["x"], point["y"], point["z"]], expected, rtol=1e-4)
+
+
+def test_a_4_3_landscape_photo_keeps_nyus_calibration():
+    camera, source = predict.photo_intrinsics((750, 1000))
+    assert camera == pytest.approx(scaled_intrinsics((750, 1000)))
+    assert source == "NYU's Kinect intrinsics scaled from 640x480 to 1000x750"
+
+
 def test_scaled_intrinsics_keep_pixel_centres():
     assert scaled_intrinsics((480, 640)) == pytest.approx(INTRINSICS)
     half = scaled_intrinsics((240, 320))
@@ -258,12 +293,86 @@ def test_a_big_jpeg_is_decoded_at_the_networks_scale_and_depth_written_at_its_ow
 
     rgb = np.repeat(np.repeat(random_rgb((100, 125), seed=9), 16, axis=0), 16, axis=1)  # smooth at 1/16
     Image.fromarray(rgb).save(tmp_path / "big.jpg", quality=95)
-    small, hw = predict.open_rgb(tmp_path / "big.jpg", INPUT_HW)
+    small, hw = photos.open_rgb(tmp_path / "big.jpg", INPUT_HW)
     assert small.shape == (200, 250, 3) and hw == (1600, 2000)
-    full = predict.read_rgb(tmp_path / "big.jpg")
+    full = photos.read_rgb(tmp_path / "big.jpg")
     reduced = predict.predict_depth_m(model, small, out_hw=hw)
     assert reduced.shape == hw
     np.testing.assert_allclose(reduced, predict.predict_depth_m(model, full), atol=0.05)  # a grey level or so apart
     preview = figures.downscaled(reduced, figures.PREVIEW_SIDE)
     assert preview.shape == (400, 500)  # a quarter (2000 / 600 rounded up), box-averaged:
     assert preview[1, 2] == pytest.approx(reduced[4:8, 8:12].mean(), rel=1e-5)
+
+
+def test_dollar_signs_in_the_model_and_photo_paths_are_plain_text(tmp_path, model):
+    """'my $$ photo.png' titles its colour preview; Matplotlib read it as mathtext and predict.py stopped with a
+    traceback. Drawn as plain text, every file is written."""
+    model_path = tmp_path / "runs$$" / "model.keras"
+    model_path.parent.mkdir()
+    model.save(model_path)
+    Image.fromarray(random_rgb((30, 40))).save(tmp_path / "my $$ photo.png")
+    Image.fromarray(random_rgb((30, 40))).save(tmp_path / "cost $5 or $6.png")
+    out = tmp_path / "out $HOME"
+    args = predict.parse_args(["--model", str(model_path), str(tmp_path / "*.png"), "--out", str(out)])
+    assert predict.main(args) == 0
+    assert sorted(p.name for p in out.glob("*_color.png")) == ["cost $5 or $6_depth_color.png",
+                                                                "my $$ photo_depth_color.png"]
+
+
+def test_a_recursive_glob_through_symlink_loops_finds_each_photo_once(tmp_path, model_path, capsys):
+    """photos/loop -> photos: glob.glob("photos/**/*.png", recursive=True) listed a.png 41 times (until "too many
+    levels of symbolic links"), and with a second link in the loop it never ends. Each file once, by its real path;
+    a folder linked from outside the loop is still searched."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    for path in (folder / "a.png", folder / "sub" / "b.png", tmp_path / "elsewhere" / "c.png"):
+        Image.fromarray(random_rgb((30, 40))).save(path)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    pattern = str(folder / "**" / "*.png")
+    found, unmatched, _ = photos.find_inputs([pattern])
+    assert found == [folder / "a.png", folder / "sub" / "b.png"] and unmatched == []
+
+    (folder / "sub" / "up").symlink_to(folder, target_is_directory=True)  # a second way round the loop
+    (folder / "sub" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    found, *_ = photos.find_inputs([pattern, str(folder / "*" / "*.png")])  # loop/a.png is a.png again
+    assert found == [folder / "a.png", folder / "sub" / "b.png", folder / "sub" / "linked" / "c.png"]
+    out = tmp_path / "out"
+    assert predict.main(predict.parse_args(["--model", str(model_path), pattern, "--out", str(out)])) == 0
+    assert sorted(p.name for p in out.glob("*.npy")) == ["a_depth.npy", "b_depth.npy", "c_depth.npy"]
+    assert capsys.readouterr().out.startswith("wrote depth for 3 of 3 images")
+
+
+# The first bytes of an iPhone photo: a 24-byte 'ftyp' box of brand heic (ISO/IEC 23008-12), then the rest of the file.
+HEIC_BYTES = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
+HEIF_HINT = ("convert to JPEG first (heif-convert photo.heic photo.jpg, from libheif; sips -s format jpeg on macOS), "
+             "or pip install pillow-heif, which is then used to read them")
+
+
+@pytest.mark.skipif(readers.heif_readable(), reason="pillow-heif is installed: HEIC photos are read")
+def test_heic_photos_are_named_with_how_to_convert_them(tmp_path, model_path, capsys):
+    """In a folder, HEIC photos were silently left out; given by name, "cannot identify image file". Both name the
+    files, say the format is not readable here and how to convert it (a HEIC named .jpg is known by its bytes)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(random_rgb((30, 40))).save(folder / "a.png")
+    for name in ("IMG_0001.HEIC", "IMG_0002.heic"):
+        (folder / name).write_bytes(HEIC_BYTES)
+    out = tmp_path / "out"
+    assert predict.main(predict.parse_args(["--model", str(model_path), str(folder), "--out", str(out)])) == 1
+    captured = capsys.readouterr()
+    assert (f"{folder}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read "
+            f"them; {HEIF_HINT}") in captured.err.splitlines()
+    assert captured.out.startswith("wrote depth for 1 of 1 images") and (out / "a_depth.npy").exists()
+
+    (tmp_path / "misnamed.jpg").write_bytes(HEIC_BYTES)
+    for path in (folder / "IMG_0001.HEIC", tmp_path / "misnamed.jpg"):
+        assert predict.main(predict.parse_args(["--model", str(model_path), str(path), "--out", str(out)])) == 1
+        assert (f"{path}: a HEIC / HEIF photo, which this installation cannot read; {HEIF_HINT}"
+                in capsys.readouterr().err.splitlines())
+
+    (folder / "a.png").unlink()
+    assert predict.main(predict.parse_args(["--model", str(model_path), str(folder), "--out", str(out)])) == 2
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"{folder}: skipped 2 HEIC / HEIF photos (IMG_0001.HEIC, IMG_0002.heic): this installation cannot read them; "
+        f"{HEIF_HINT}", f"error: no image file this installation can read matched {folder}"]

@@ -7,6 +7,7 @@ import csv
 import errno
 import json
 import os
+import shlex
 
 import keras
 import numpy as np
@@ -168,3 +169,63 @@ def test_a_damaged_args_json_is_one_sentence(tmp_path, capsys):
     (tmp_path / "run" / "args.json").write_text("")
     code, _, err = train(capsys, "--out", tmp_path / "run", "--resume")
     assert code == 2 and f"error: {tmp_path}/run/args.json is damaged" in err
+
+
+@pytest.mark.parametrize("edit, sentence", [
+    ({"bs": "2"}, '"bs": "2" is not what --bs holds; write "bs": 2, or start a new run with another --out'),
+    ({"epochs": 2.5}, "\"epochs\": 2.5 is refused (argument --epochs: invalid int value: '2.5'); correct it, or start "
+                      "a new run with another --out"),
+    ({"model": "resnet"}, "\"model\": \"resnet\" is refused (argument --model: invalid choice: 'resnet' (choose from "
+                          "'transfer', 'unet')); correct it, or start a new run with another --out"),
+    ({"lr": -1.0}, '"lr": -1.0 is refused (--lr, --decoder-width, --time-budget, --log-every and --collective-timeout '
+                   'must be positive and --theta not negative); correct it, or start a new run with another --out'),
+    ({"no_augment": "yes"}, "\"no_augment\": \"yes\" is refused (argument --no-augment: ignored explicit argument "
+                            "'yes'); correct it, or start a new run with another --out"),
+    ({"epochs": None}, '"epochs": null is not what --epochs holds; write "epochs": 20, or start a new run with '
+                       'another --out'),
+    ({"batch": 2}, '"batch" is no argument of this script; remove it, or start a new run with another --out'),
+])
+def test_a_hand_edited_args_json_is_checked_by_the_command_lines_rules(tiny_data, tmp_path, capsys, edit, sentence):
+    """args.json's values go through train.parse_args as a command line and must read back unchanged: a wrong type,
+    an unknown model or key, a negative rate are one sentence naming args.json and the key (exit 2), nothing written."""
+    run_dir = tmp_path / "run"
+    saved = {**vars(train_py.parse_args([*TINY, "--data", tiny_data, "--out", str(run_dir), "--epochs", "1"])),
+             "resume": False}
+    del saved["given"]
+    run_dir.mkdir()
+    (run_dir / "args.json").write_text(json.dumps({**saved, **edit}))
+    before = sorted(run_dir.iterdir())
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 2 and err.strip().splitlines() == [f"error: {run_dir / 'args.json'}: {sentence}"]
+    assert sorted(run_dir.iterdir()) == before and json.loads((run_dir / "args.json").read_text()) == {**saved, **edit}
+
+
+def test_a_saved_run_with_the_parsers_own_values_passes_the_check(tiny_data, tmp_path):
+    args = train_py.parse_args([*TINY, "--data", tiny_data, "--out", str(tmp_path), "--input-size", "32", "48",
+                                "--min-depth-m", "0.5", "--lr", "1e-3", "--data=@weird-name", "--no-augment"])
+    saved = {k: v for k, v in vars(args).items() if k not in ("given", "out", "resume")}
+    rundir.check_saved_arguments(tmp_path / "args.json", json.loads(json.dumps(saved)),
+                                 lambda argv: train_py.parse_args(argv, rundir.RefusingParser))
+
+
+@pytest.mark.parametrize("flag", ["--lr", "--bs", "--epochs"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_zero_or_negative_rate_batch_and_epochs_are_refused_on_the_command_line(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_py.parse_args([f"{flag}={value}"])
+    assert exit_info.value.code == 2 and f"{flag}" in capsys.readouterr().err
+
+
+def test_the_printed_resume_command_is_quoted_for_the_shell(tiny_data, tmp_path, capsys, monkeypatch):
+    """--out "my runs/run (1)" was printed bare, which pastes as a shell syntax error."""
+    run_dir = tmp_path / "my runs" / "run (1)"
+
+    def interrupted(self, iterator, steps, stop):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.Steps, "train", interrupted)
+    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")
+    assert code == 130
+    command = f"python train.py --out '{run_dir}' --resume"
+    assert err.strip().splitlines()[-1] == f"interrupted: no epoch is saved yet in {run_dir}; continue with {command}"
+    assert shlex.split(command)[3] == str(run_dir)

@@ -222,3 +222,24 @@ def test_tfds_missing_package_is_one_sentence_naming_it(tmp_path, monkeypatch, c
     assert len(err) == 1 and err[0].startswith("error: reading a tfds: dataset needs the tensorflow-datasets package")
     assert err[0].endswith("install it with: pip install tensorflow-datasets")
     assert not out.exists()
+
+
+def test_float_rgb_in_0_1_is_scaled_not_read_as_black(tmp_path):
+    """A sparse-to-dense .h5 whose rgb is float in [0, 1] was cast to uint8 as all 0 (black) without a word: it is
+    scaled by 255 (float 0-255 rounded), and colour out of both ranges skips the frame with the range found."""
+    rgb, depth = L.make_frames(1, seed=3)[0]
+    root = tmp_path / "nyudepthv2" / "val" / "official"
+    root.mkdir(parents=True)
+    stored = {"00001.h5": rgb / 255.0, "00002.h5": rgb.astype(np.float64), "00003.h5": rgb * 2.0 - 3.0}
+    for name, values in stored.items():
+        with h5py.File(root / name, "w") as f:
+            f.create_dataset("rgb", data=np.transpose(values, (2, 0, 1)).astype(np.float32))
+            f.create_dataset("depth", data=depth)
+    split = layouts.open_source(tmp_path / "nyudepthv2").split("test")
+    read = {int(frame["index"]): frame["rgb"].numpy() for frame in data.frames(split)}
+    assert sorted(read) == [0, 1]
+    for index in (0, 1):
+        np.testing.assert_array_equal(read[index], rgb)
+    [skipped] = split.take_skipped()
+    assert skipped.endswith("00003.h5: ValueError: rgb holds float32 values from -3 to 507; expected uint8 (0-255) "
+                            "or floats in [0, 1] or [0, 255]")

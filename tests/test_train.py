@@ -256,3 +256,21 @@ def test_freeze_encoder_epochs_trains_in_two_phases(tiny_data, tmp_path, capsys)
                       capsys=capsys)
     assert code == 0 and "epochs 1-1: encoder frozen" in err and "epochs 2-2: encoder trainable" in err
     assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1]
+
+
+def test_depth_read_in_the_wrong_unit_stops_with_data_py_inspects_advice(tmp_path, capsys):
+    """TUM's 16-bit depth (5000 per metre) read as NYU's millimetres: depths of 1-7.75 m come out 5 to 38.75 m, and
+    training used to go on ("training frames' mean depth 17 m"). Read as millimetres only depths up to 2 m (10 m
+    as read) lie in 0.1-10 m: about a fifth of these ramps."""
+    frames = L.make_frames(4, seed=1)
+    L.write_pairs(tmp_path / "tum" / "train", frames, "png", units_per_metre=5000)
+    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", tmp_path / "run", "--epochs", "1", capsys=capsys)
+    as_mm = np.concatenate([depth[depth > 0] for _, depth in frames]) * 5.0
+    fraction = np.mean((as_mm >= 0.1) & (as_mm <= 10.0))
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: only {fraction:.0%} of the valid depth in the first 4 frames of {tmp_path / 'tum' / 'train'} [train] "
+        "lies in 0.1-10 m as read (16-bit PNG in millimetres); pass --depth-units-per-metre 5000")
+    assert not (tmp_path / "run").exists()
+    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", tmp_path / "run", "--epochs", "1",
+                      "--steps-per-epoch", "1", "--depth-units-per-metre", "5000", capsys=capsys)
+    assert code == 0, err
