@@ -23,7 +23,7 @@ import numpy as np
 
 import nyu
 from depth import DepthScale
-from encoders import encoder_spec
+from encoders import ENCODERS, encoder_spec
 from weights import assign_keras2_weights, bundled_weights, is_keras2_model, load_encoder_weights, read_keras2_weights
 
 
@@ -252,6 +252,23 @@ def build_model(kind: str = "unet", synchronized_bn: bool = False, **kwargs) -> 
             # such argument, so it is set here once the layers exist.
             layer.synchronized = synchronized_bn
     return model
+
+
+def architecture_of(model: keras.Model) -> dict:
+    """The build_model arguments that made `model` (built here, or loaded from a .keras file of this project):
+    {"kind", "input_hw", "depth_scale"} and the UNet's "base_filters" or the transfer model's "encoder" and
+    "decoder_width". The transfer model's encoder is read from its name (build_transfer's "densedepth_<encoder>",
+    import_densedepth's "densedepth": densenet169). ValueError for a model this file did not build."""
+    names = {layer.name for layer in model.layers}
+    found = {"input_hw": tuple(model.input_shape[1:3]), "depth_scale": depth_scale_of(model)}
+    if {"down1_1_conv", "output_conv"} <= names:
+        return {"kind": "unet", **found, "base_filters": model.get_layer("down1_1_conv").filters}
+    encoder = "densenet169" if model.name == "densedepth" else model.name.removeprefix("densedepth_")
+    if {"conv2", "conv3"} <= names and encoder in ENCODERS:
+        kernel = model.get_layer("conv2").kernel  # [1, 1, encoder channels, decoder width]
+        return {"kind": "transfer", **found, "encoder": encoder, "decoder_width": kernel.shape[-1] / kernel.shape[-2]}
+    raise ValueError(f"model {model.name!r} ends in a DepthOutput but is neither model.py's UNet nor its transfer "
+                     f"model on one of {sorted(ENCODERS)}; start from a model train.py saved")
 
 
 def load_model(path) -> keras.Model:

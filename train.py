@@ -44,7 +44,7 @@ SAFE_ON_RESUME = ("epochs", "time_budget", "lr", "val_steps", "tb_images", "log_
 SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_split", "input_size", "min_depth_m", "max_depth_m", "depth_mode",
                         "no_augment", "model", "encoder", "encoder_weights", "decoder_width", "base_filters",
                         "freeze_encoder_epochs", "epochs", "bs", "lr", "theta", "steps_per_epoch", "val_steps", "seed",
-                        "no_bias_init", "mixed_precision", "steps_per_execution", "ema_momentum")
+                        "no_bias_init", "mixed_precision", "steps_per_execution", "ema_momentum", "init_from")
 WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)  # a full or read-only disk
 
 
@@ -75,6 +75,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--strict", action="store_true", help="stop at the first unreadable frame instead of skipping it")
 
     g = parser.add_argument_group("model")
+    g.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="fine-tune: start from every weight of MODEL, a .keras file of this project (a run's "
+                        "model.keras or checkpoint, DenseDepth's imported model); its architecture, input size and "
+                        "depth scale are used (a flag given that contradicts them is an error); a fresh optimizer")
     g.add_argument("--model", choices=sorted(models.BUILDERS), default="unet", help="architecture (default unet)")
     g.add_argument("--encoder", choices=sorted(ENCODERS), default=models.DEFAULT_ENCODER,
                    help=f"transfer model's encoder (default {models.DEFAULT_ENCODER}, DenseDepth's)")
@@ -156,7 +160,7 @@ def _check(parser, args) -> None:
                      "and --theta not negative")
     if not 0 <= args.ema_momentum < 1:
         parser.error(f"--ema-momentum must be in [0, 1), got {args.ema_momentum}")
-    if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer"):
+    if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer" and not args.init_from):
         parser.error("--freeze-encoder-epochs takes N >= 0 and needs --model transfer (the UNet has no encoder)")
     if args.resume and args.out is None:
         parser.error("--resume needs --out RUN_DIR, the run to continue")
@@ -242,6 +246,60 @@ def build_net(args, depth_scale: DepthScale, synchronized_bn: bool = False) -> k
     return models.build_model(args.model, synchronized_bn=synchronized_bn, **kwargs, **per_kind[args.model])
 
 
+def init_net(path, synchronized_bn: bool = False) -> keras.Model:
+    """--init-from: the model at `path` (a .keras file of this project) with its weights, uncompiled, rebuilt
+    layer by layer so that the global dtype policy (--mixed-precision) and synchronized_bn apply as in build_net.
+    ValueError naming the file for a file that is not a model, or a model model.py did not build."""
+    try:
+        source = models.load_model(path)
+    except ValueError as err:
+        raise ValueError(f"--init-from: {err}") from None
+    try:
+        models.architecture_of(source)
+    except ValueError as err:
+        raise ValueError(f"--init-from {path}: {err}") from None
+
+    def rebuild(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer):
+            config.pop("dtype", None)  # saved as the policy it was trained under; take today's
+        if isinstance(layer, keras.layers.BatchNormalization):
+            config["synchronized"] = synchronized_bn
+        return layer.__class__.from_config(config)
+
+    net = keras.models.clone_model(source, clone_function=rebuild)
+    net.set_weights(source.get_weights())
+    return net
+
+
+def flags_of(net: keras.Model) -> dict:
+    """The flags whose values a model fixes (models.architecture_of), as train.py names them."""
+    built = models.architecture_of(net)
+    scale = built["depth_scale"]
+    flags = {"model": built["kind"], "input_size": list(built["input_hw"]), "depth_mode": scale.mode,
+             "min_depth_m": scale.min_depth_m, "max_depth_m": scale.max_depth_m}
+    return {**flags, **{k: built[k] for k in ("encoder", "decoder_width", "base_filters") if k in built}}
+
+
+def adopt_init_model(args, net: keras.Model, given) -> argparse.Namespace:
+    """`args` with every flag the --init-from model `net` fixes set from it (so args.json records them), and no
+    encoder weights; ValueError when a flag in `given` (those on the command line) contradicts the model."""
+    fixed = flags_of(net)
+    for name, value in fixed.items():
+        if name in given and getattr(args, name) != value:
+            shown = lambda v: " ".join(map(str, v)) if isinstance(v, list) else f"{v:g}" if isinstance(v, float) else v  # noqa: E731
+            raise ValueError(f"{rundir.flag(name)} {shown(getattr(args, name))} contradicts --init-from "
+                             f"{args.init_from}, whose {rundir.flag(name)[2:]} is {shown(value)}: drop "
+                             f"{rundir.flag(name)}, the model fixes it")
+    if "encoder_weights" in given:
+        raise ValueError(f"--encoder-weights has no use with --init-from: every weight comes from {args.init_from}; "
+                         "drop --encoder-weights")
+    if args.freeze_encoder_epochs and fixed["model"] != "transfer":
+        raise ValueError(f"--freeze-encoder-epochs needs a transfer model, and --init-from {args.init_from} is a "
+                         f"{fixed['model']}")
+    return argparse.Namespace(**{**vars(args), **fixed, "encoder_weights": None})
+
+
 def compile_net(net: keras.Model, args, depth_scale: DepthScale) -> keras.Model:
     """Compile with a fresh Adam (amsgrad; keeping a moving average of the weights if --ema-momentum), the
     DenseDepth loss, its terms and delta1 / abs_rel as metrics.
@@ -323,16 +381,17 @@ def main(args: argparse.Namespace) -> Path:
     """Train as `args` say; returns the path of the final model.keras (the chief's; other workers write none)."""
     resolver = cluster_resolver() if args.strategy == "multiworker" else None
     worker = worker_index(resolver)
+    given = set(args.given)  # the flags on the command line, which an --init-from model must not contradict
     args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0)
     run_dir, chief = Path(args.out), worker == 0
     with ExitStack() as stack:
         locked = args.resume and run_dir.is_dir() and chief
         if locked:
             stack.enter_context(rundir.RunLock(run_dir))  # at once: nothing may read the state another writes
-        return train(args, run_dir, worker, resolver, stack, locked)
+        return train(args, run_dir, worker, resolver, stack, locked, given)
 
 
-def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: bool) -> Path:
+def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: bool, given=()) -> Path:
     """main's work once the arguments are known; `stack` holds the run's lock (`locked`), or takes it."""
     chief = worker == 0
     strategy = make_strategy(args.strategy, args.logical_devices, resolver, args.collective_timeout)  # TF's first work
@@ -341,13 +400,19 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         raise ValueError(f"--bs {args.bs} does not divide by the {replicas} replicas: pass a multiple of {replicas}")
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.mixed_precision)
+    net = None
+    if getattr(args, "init_from", None):  # getattr: runs saved before the flag lack it
+        with strategy.scope():  # a resumed run's weights then come from its backup, as any run's
+            net = init_net(args.init_from, synchronized_bn=replicas > 1)
+        args = args if args.resume else adopt_init_model(args, net, given)
     depth_scale = DepthScale(args.depth_mode, args.min_depth_m, args.max_depth_m)
     train_split, val_split = open_splits(args)
     # Before the model is built or a frame read: a worker launched with other flags or data stops every worker now.
     check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split)))
 
-    with strategy.scope():
-        net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
+    if net is None:
+        with strategy.scope():
+            net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
     target_hw = tuple(net.output_shape[1:3])
     train_plain, val_plain = datasets(args, train_split, val_split, target_hw, depth_scale)
     batches_seen, valid_pixels, mean_target, mean_depth_m = target_statistics(train_plain, depth_scale)
@@ -372,7 +437,9 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
     models.record_train_mean_depth(net, mean_depth_m)  # saved in every .keras file of the run
     print(f"training frames' mean depth {mean_depth_m:.3f} m, recorded in the model (evaluate.py's fair baseline)",
           file=sys.stderr)
-    if not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
+    if getattr(args, "init_from", None):
+        print(f"starting from every weight of {args.init_from}", file=sys.stderr)
+    elif not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
         models.set_output_bias(net, mean_target)
         print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",
               file=sys.stderr)
