@@ -33,21 +33,24 @@ from weights import assign_keras2_weights, bundled_weights, is_keras2_model, loa
 
 @keras.saving.register_keras_serializable(package="depth")
 class DepthOutput(keras.layers.Identity):
-    """Identity on the predicted depth [B, h, w, 1]; its config holds the model's DepthScale and the mean depth
+    """Identity on the predicted depth [B, h, w, 1]; its config holds the model's DepthScale, the mean depth
     in metres of its training frames (`train_mean_depth_m`, recorded by train.py; None for a model not trained
-    by it, or saved before train.py recorded it), so a saved model knows its fair constant baseline.
+    by it, or saved before train.py recorded it), so a saved model knows its fair constant baseline, and which
+    frames those were (`train_data`, e.g. "600 frames of data/synth [train]"; None when not recorded).
 
     Registered with Keras, so `keras.models.load_model(path)` restores it once this module is imported.
     """
 
-    def __init__(self, mode, min_depth_m, max_depth_m, train_mean_depth_m=None, **kwargs):
+    def __init__(self, mode, min_depth_m, max_depth_m, train_mean_depth_m=None, train_data=None, **kwargs):
         kwargs.setdefault("dtype", "float32")  # under mixed precision the model still outputs float32
         super().__init__(**kwargs)
         self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)
         self.train_mean_depth_m = train_mean_depth_m
+        self.train_data = train_data
 
     def get_config(self):
-        return {**super().get_config(), **self.depth_scale.to_config(), "train_mean_depth_m": self.train_mean_depth_m}
+        return {**super().get_config(), **self.depth_scale.to_config(), "train_mean_depth_m": self.train_mean_depth_m,
+                "train_data": self.train_data}
 
 
 def depth_output(model: keras.Model) -> DepthOutput:
@@ -72,9 +75,16 @@ def train_mean_depth_of(model: keras.Model) -> float | None:
     return depth_output(model).train_mean_depth_m
 
 
-def record_train_mean_depth(model: keras.Model, depth_m: float) -> None:
-    """Store depth_m (metres) in the model's DepthOutput config, saved with every .keras file written after."""
+def train_data_of(model: keras.Model) -> str | None:
+    """Which frames the model's recorded mean depth is over, as train.py recorded it; None when nothing did."""
+    return depth_output(model).train_data
+
+
+def record_train_mean_depth(model: keras.Model, depth_m: float, data: str | None = None) -> None:
+    """Store depth_m (metres), the mean depth of the training frames described by `data`, in the model's
+    DepthOutput config, saved with every .keras file written after."""
     depth_output(model).train_mean_depth_m = float(depth_m)
+    depth_output(model).train_data = data
 
 
 # ---------------------------------------------------------------------------

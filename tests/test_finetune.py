@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+import finetune
 import loop
 import model as models
 import nyu_layouts as L
@@ -108,10 +109,10 @@ def test_a_transfer_model_is_copied_weight_for_weight_under_either_precision(tmp
     net.save(tmp_path / "transfer.keras")
     train_py.set_precision(mixed)
     try:
-        copy = train_py.init_net(tmp_path / "transfer.keras")
+        copy = finetune.init_net(tmp_path / "transfer.keras")
     finally:
         train_py.set_precision(False)
-    assert train_py.flags_of(copy) == {"model": "transfer", "encoder": "mobilenetv2", "decoder_width": 0.25,
+    assert finetune.flags_of(copy) == {"model": "transfer", "encoder": "mobilenetv2", "decoder_width": 0.25,
                                        "input_size": [32, 48], "depth_mode": "inverse", "min_depth_m": 0.1,
                                        "max_depth_m": 10.0}
     for got, want in zip(copy.get_weights(), net.get_weights(), strict=True):
