@@ -5,6 +5,7 @@ run's model.keras or checkpoint, DenseDepth's imported model). The model fixes t
 from __future__ import annotations
 
 import argparse
+import sys
 
 import keras
 
@@ -56,9 +57,9 @@ def adopt_init_model(args, net: keras.Model, given) -> argparse.Namespace:
             raise ValueError(f"{rundir.flag(name)} {_shown(getattr(args, name))} contradicts --init-from "
                              f"{args.init_from}, whose {rundir.flag(name)[2:]} is {_shown(value)}: drop "
                              f"{rundir.flag(name)}, the model fixes it")
-    if "encoder_weights" in given:
-        raise ValueError(f"--encoder-weights has no use with --init-from: every weight comes from {args.init_from}; "
-                         "drop --encoder-weights")
+    if "encoder_weights" in given:  # e.g. from a recipe file the pretraining run used: no contradiction, no use
+        print(f"--encoder-weights {args.encoder_weights} is not used: every weight comes from {args.init_from}",
+              file=sys.stderr)
     if args.freeze_encoder_epochs and fixed["model"] != "transfer":
         raise ValueError(f"--freeze-encoder-epochs needs a transfer model, and --init-from {args.init_from} is a "
                          f"{fixed['model']}")

@@ -71,13 +71,14 @@ def test_a_fine_tuning_run_starts_from_the_source_and_resumes_to_the_uninterrupt
 
     monkeypatch.setattr(loop.Steps, "train", first_step_sees)
     run_dir = tmp_path / "resumed"
-    # the model's own values given again are no contradiction
+    # the model's own values given again are no contradiction, nor encoder weights (say, from a recipe file)
     flags = ["--init-from", source, "--data", tiny_data, *RUN, "--lr", "1e-3", "--model", "unet", "--input-size", "32",
-             "48"]
+             "48", "--encoder-weights", "imagenet"]
     code, err = run(capsys, *flags, "--epochs", "1", "--out", run_dir)
     assert code == 0, err
     np.testing.assert_array_equal(seen[0], keras.models.load_model(source).predict(images(), verbose=0))
     assert f"starting from every weight of {source}" in err and "output bias set" not in err
+    assert f"--encoder-weights imagenet is not used: every weight comes from {source}" in err
     saved = json.loads((run_dir / "args.json").read_text())
     assert {k: saved[k] for k in ("init_from", "model", "input_size", "base_filters", "depth_mode", "min_depth_m",
                                   "max_depth_m", "encoder_weights")} == {
@@ -130,8 +131,6 @@ def test_a_transfer_model_is_copied_weight_for_weight_under_either_precision(tmp
                                   "metres: drop --depth-mode, the model fixes it"),
     (["--model", "transfer"], "error: --model transfer contradicts --init-from {src}, whose model is unet: drop "
                               "--model, the model fixes it"),
-    (["--encoder-weights", "none"], "error: --encoder-weights has no use with --init-from: every weight comes from "
-                                    "{src}; drop --encoder-weights"),
     (["--freeze-encoder-epochs", "1"], "error: --freeze-encoder-epochs needs a transfer model, and --init-from {src} "
                                        "is a unet"),
 ])
