@@ -102,19 +102,19 @@ def monitored(val) -> str:
     return "val_loss" if val is not None else "loss"
 
 
-def make_callbacks(run_dir: Path, history: list[dict], val, val_split, train_split, depth_scale,
-                   tb_images: int) -> list:
+def make_callbacks(run_dir: Path, history: list[dict], val, splits, depth_scale, tb_images: int) -> list:
     """The chief's end-of-epoch callbacks, in the order they must run: history.csv and the last and best
     checkpoints (so the backup, saved after them, never counts an epoch they lack), TensorBoard scalars,
-    skipped-frame reports and `tb_images` validation depth maps. history: the rows of completed epochs
-    (rundir.read_history); val: the validation dataset or None (then "best" monitors the training loss)."""
+    skipped-frame reports of `splits` (every split the run reads) and `tb_images` validation depth maps.
+    history: the rows of completed epochs (rundir.read_history); val: the validation dataset or None (then "best"
+    monitors the training loss)."""
     monitor = monitored(val)
     best = min((row[monitor] for row in history if monitor in row), default=None)
     callbacks = [
         History(run_dir / "history.csv", history),
         Checkpoints(run_dir / "checkpoints", monitor, best),
         Scalars(run_dir / "logs"),
-        SkippedFrames([train_split, val_split]),
+        SkippedFrames(splits),
     ]
     if val is not None and tb_images > 0:
         rgb, y_true = next(iter(val.unbatch().batch(tb_images)))

@@ -47,7 +47,7 @@ def hed_normalize(x, name):
 
 
 def tf_normalize(x, name):
-    """TensorFlow-style preprocessing (MobileNetV2): [0, 1] -> [-1, 1]."""
+    """TensorFlow-style preprocessing (MobileNet v1 and v2): [0, 1] -> [-1, 1]."""
     return keras.layers.Rescaling(2.0, offset=-1.0, name=f"{name}_to_pm1")(x)
 
 
@@ -150,11 +150,29 @@ class Encoder:
     output: str  # the 1/32 feature map the decoder starts from
     preprocess: Callable  # (x, name): RGB in [0, 1] -> the input the encoder's ImageNet weights were trained on
     imagenet_file: str | None  # the file keras.applications caches in ~/.keras/models; None: Keras has none
+    alpha: float | None = None  # MobileNet v1's width multiplier: conv1 has 32 * alpha filters (weights.py checks)
 
 
 def _application(constructor):
     """A keras.applications constructor without its classifier or weights (load_encoder_weights sets those)."""
     return functools.partial(constructor, include_top=False, weights=None)
+
+
+MOBILENET_CONV1_FILTERS = 32  # MobileNet v1's first convolution at alpha 1 (Howard et al. 2017, Table 1)
+MOBILENET_ALPHA_TEXT = {1.0: "1_0", 0.75: "7_5"}  # how keras.applications names each width's weights file
+
+
+def _mobilenet(alpha: float) -> Encoder:
+    """MobileNet v1 (Howard et al. 2017; FastDepth's encoder) at width `alpha`, tapped at the last pointwise
+    convolution of each resolution; inputs in [-1, 1] (keras.applications.mobilenet.preprocess_input)."""
+    return Encoder(
+        constructor=functools.partial(_application(keras.applications.MobileNet), alpha=alpha),
+        skips=("conv_pw_11_relu", "conv_pw_5_relu", "conv_pw_3_relu", "conv_pw_1_relu"),
+        output="conv_pw_13_relu",
+        preprocess=tf_normalize,
+        imagenet_file=f"mobilenet_{MOBILENET_ALPHA_TEXT[alpha]}_224_tf_no_top.h5",
+        alpha=alpha,
+    )
 
 
 def _densenet(constructor, depth: int) -> Encoder:
@@ -186,6 +204,8 @@ ENCODERS = {
         preprocess=tf_normalize,
         imagenet_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
     ),
+    "mobilenet": _mobilenet(1.0),
+    "mobilenet-0.75": _mobilenet(0.75),  # the width of ../shared/weights' ImageNet file
     "vgg16": Encoder(  # the last conv of each block, the deepest map at its size (HED taps the same ones)
         constructor=_application(keras.applications.VGG16),
         skips=("block5_conv3", "block4_conv3", "block3_conv3", "block2_conv2"),

@@ -34,6 +34,7 @@ from depth import DepthScale
 from layouts import DataError, Split, add_depth_units_argument, open_source
 from loss import depth_errors
 from backends import add_trust_argument, load_depth_model, recorded_mean_depth_m
+from model import train_data_of
 from photos import read_photos
 from predict import NonFiniteDepth, predict_depth_m
 
@@ -115,13 +116,15 @@ def scale_shift_aligned(gt_m: np.ndarray, pred_m: np.ndarray, valid: np.ndarray,
 @dataclasses.dataclass
 class Candidate:
     """A model under evaluation: its label in the table, file-name slug, the mean training depth in metres it
-    recorded (backends.recorded_mean_depth_m; None if none), and per-image results."""
+    recorded (backends.recorded_mean_depth_m; None if none), which frames that mean is over (a Keras model's
+    model.train_data_of, e.g. a mixture's datasets; None if not recorded), and per-image results."""
 
     label: str
     slug: str
     model: keras.Model
     depth_scale: DepthScale
     train_mean_depth_m: float | None = None
+    train_data: str | None = None
     rows: list = dataclasses.field(default_factory=list)  # per image: frame, index, ms, ERROR_METRICS[, median_*]
 
     @property
@@ -239,8 +242,12 @@ def fair_baselines(candidates: list[Candidate], source, max_frames: int) -> tupl
         if c.train_mean_depth_m is None:
             unrecorded.append(c.label)
         else:
-            by_cm.setdefault(round(c.train_mean_depth_m, 2), (c.train_mean_depth_m, []))[1].append(c.label)
-    constants = [table.Constant("training_mean", depth_m, labels) for depth_m, labels in by_cm.values()]
+            _, labels, data = by_cm.setdefault(round(c.train_mean_depth_m, 2), (c.train_mean_depth_m, [], []))
+            labels.append(c.label)
+            if c.train_data and c.train_data not in data:
+                data.append(c.train_data)
+    constants = [table.Constant("training_mean", depth_m, labels, data=" / ".join(data) or None)
+                 for depth_m, labels, data in by_cm.values()]
     if unrecorded and "train" in source.splits:
         train_mean_m = mean_depth_m(source.split("train"), max_frames)
         constants.append(table.Constant("train_split_mean", train_mean_m, unrecorded))
@@ -368,7 +375,8 @@ def load_candidates(paths, *, trust_saved_model: bool = False) -> list[Candidate
     candidates = []
     for path, slug in zip(paths, model_slugs(paths)):
         model, depth_scale = load_depth_model(path, trust_saved_model=trust_saved_model)
-        candidates.append(Candidate(path, slug, model, depth_scale, recorded_mean_depth_m(model)))
+        train_data = train_data_of(model) if isinstance(model, keras.Model) else None  # exports keep no record
+        candidates.append(Candidate(path, slug, model, depth_scale, recorded_mean_depth_m(model), train_data))
     return candidates
 
 

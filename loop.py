@@ -19,9 +19,9 @@ import time
 import keras
 import tensorflow as tf
 
-import data
 from depth import unpack_target
 from loss import batch_totals, logs_from_totals, loss_counts, terms_from_parts, weighted_loss
+from mixtures import Mixture
 
 SUM = tf.distribute.ReduceOp.SUM
 STOP = "stop"  # the totals' key of the replicas' stop requests (the time budget), summed like the rest
@@ -54,19 +54,24 @@ def shard_select(context: tf.distribute.InputContext, per_replica_batch: int, tr
 
 def distributed_dataset(strategy, split, global_batch: int, training: bool, skip_steps: int = 0, take_steps=None,
                         **make_dataset_kwargs):
-    """strategy.distribute_datasets_from_function over data.make_dataset of `split`, each worker reading its
-    shard (shard_select) in per-replica batches. Training repeats and starts after `skip_steps` global steps
-    (a resumed run's data position); take_steps limits a finite (validation) dataset to that many global steps."""
+    """strategy.distribute_datasets_from_function over data.make_dataset of `split` (a Split, or a
+    mixtures.Mixture of several), each worker reading its shard (shard_select) of each split in per-replica
+    batches. Training repeats and starts after `skip_steps` global steps (a resumed run's data position: the
+    batches are a function of the seed, so skipping them reproduces the uninterrupted run's next ones);
+    take_steps limits a finite (validation) dataset to that many global steps."""
+    mixture = split if isinstance(split, Mixture) else Mixture.of(split)
 
     def make(context):
         per_replica = context.get_per_replica_batch_size(global_batch)
         local = context.num_replicas_in_sync // context.num_input_pipelines
-        # A streamed split (TFDS) has no frame indices to deal out: read whole by one worker, it needs no select
-        # (data.frames refuses one, so several workers stop with a sentence).
-        one_reader = split.stream is not None and context.num_input_pipelines == 1
-        select = None if one_reader else shard_select(context, per_replica, training)
-        dataset = data.make_dataset(split, batch_size=per_replica, training=training, select=select,
-                                    **make_dataset_kwargs)
+
+        def select(one):
+            # A streamed split (TFDS) has no frame indices to deal out: read whole by one worker, it needs no select
+            # (data.frames refuses one, so several workers stop with a sentence).
+            one_reader = one.stream is not None and context.num_input_pipelines == 1
+            return None if one_reader else shard_select(context, per_replica, training)
+
+        dataset = mixture.dataset(batch_size=per_replica, training=training, select=select, **make_dataset_kwargs)
         if training:
             dataset = dataset.repeat().skip(skip_steps * local)
         return dataset.take(take_steps * local) if take_steps else dataset

@@ -23,7 +23,7 @@ import numpy as np
 
 import nyu
 from depth import DepthScale
-from encoders import KERASHUB_PREFIX, encoder_spec, is_kerashub
+from encoders import ENCODERS, KERASHUB_PREFIX, encoder_spec, is_kerashub
 from weights import assign_keras2_weights, bundled_weights, is_keras2_model, load_encoder_weights, read_keras2_weights
 
 
@@ -33,23 +33,26 @@ from weights import assign_keras2_weights, bundled_weights, is_keras2_model, loa
 
 @keras.saving.register_keras_serializable(package="depth")
 class DepthOutput(keras.layers.Identity):
-    """Identity on the predicted depth [B, h, w, 1]; its config holds the model's DepthScale and the mean depth
+    """Identity on the predicted depth [B, h, w, 1]; its config holds the model's DepthScale, the mean depth
     in metres of its training frames (`train_mean_depth_m`, recorded by train.py; None for a model not trained
-    by it, or saved before train.py recorded it), so a saved model knows its fair constant baseline.
+    by it, or saved before train.py recorded it), so a saved model knows its fair constant baseline, and which
+    frames those were (`train_data`, e.g. "600 frames of data/synth [train]"; None when not recorded).
 
     Registered with Keras, so `keras.models.load_model(path)` restores it once this module is imported.
     """
 
-    def __init__(self, mode, min_depth_m, max_depth_m, train_mean_depth_m=None, relative=False, **kwargs):
+    def __init__(self, mode, min_depth_m, max_depth_m, train_mean_depth_m=None, train_data=None, relative=False,
+                 **kwargs):
         kwargs.setdefault("dtype", "float32")  # under mixed precision the model still outputs float32
         super().__init__(**kwargs)
         self.depth_scale = DepthScale(mode, min_depth_m, max_depth_m)
         self.train_mean_depth_m = train_mean_depth_m
+        self.train_data = train_data
         self.relative = bool(relative)  # depth up to an unknown scale and shift (kerashub.RelativeToRange), not metres
 
     def get_config(self):
         return {**super().get_config(), **self.depth_scale.to_config(), "train_mean_depth_m": self.train_mean_depth_m,
-                "relative": self.relative}
+                "train_data": self.train_data, "relative": self.relative}
 
 
 def depth_output(model: keras.Model) -> DepthOutput:
@@ -80,9 +83,16 @@ def is_relative(model) -> bool:
     return isinstance(model, keras.Model) and getattr(model.layers[-1], "relative", False)
 
 
-def record_train_mean_depth(model: keras.Model, depth_m: float) -> None:
-    """Store depth_m (metres) in the model's DepthOutput config, saved with every .keras file written after."""
+def train_data_of(model: keras.Model) -> str | None:
+    """Which frames the model's recorded mean depth is over, as train.py recorded it; None when nothing did."""
+    return depth_output(model).train_data
+
+
+def record_train_mean_depth(model: keras.Model, depth_m: float, data: str | None = None) -> None:
+    """Store depth_m (metres), the mean depth of the training frames described by `data`, in the model's
+    DepthOutput config, saved with every .keras file written after."""
     depth_output(model).train_mean_depth_m = float(depth_m)
+    depth_output(model).train_data = data
 
 
 # ---------------------------------------------------------------------------
@@ -279,6 +289,23 @@ def build_model(kind: str = "unet", synchronized_bn: bool = False, **kwargs) -> 
             # such argument, so it is set here once the layers exist.
             layer.synchronized = synchronized_bn
     return model
+
+
+def architecture_of(model: keras.Model) -> dict:
+    """The build_model arguments that made `model` (built here, or loaded from a .keras file of this project):
+    {"kind", "input_hw", "depth_scale"} and the UNet's "base_filters" or the transfer model's "encoder" and
+    "decoder_width". The transfer model's encoder is read from its name (build_transfer's "densedepth_<encoder>",
+    import_densedepth's "densedepth": densenet169). ValueError for a model this file did not build."""
+    names = {layer.name for layer in model.layers}
+    found = {"input_hw": tuple(model.input_shape[1:3]), "depth_scale": depth_scale_of(model)}
+    if {"down1_1_conv", "output_conv"} <= names:
+        return {"kind": "unet", **found, "base_filters": model.get_layer("down1_1_conv").filters}
+    encoder = "densenet169" if model.name == "densedepth" else model.name.removeprefix("densedepth_")
+    if {"conv2", "conv3"} <= names and encoder in ENCODERS:
+        kernel = model.get_layer("conv2").kernel  # [1, 1, encoder channels, decoder width]
+        return {"kind": "transfer", **found, "encoder": encoder, "decoder_width": kernel.shape[-1] / kernel.shape[-2]}
+    raise ValueError(f"model {model.name!r} ends in a DepthOutput but is neither model.py's UNet nor its transfer "
+                     f"model on one of {sorted(ENCODERS)}; start from a model train.py saved")
 
 
 def load_model(path) -> keras.Model:

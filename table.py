@@ -42,12 +42,14 @@ def names_text(names: list[str]) -> str:
 class Constant:
     """One depth in metres predicted everywhere, scored like a model (evaluate.score_split fills rows, one dict of
     ERROR_METRICS per image). kind: a key of CONSTANT_LABELS; models: the labels of the models whose fair
-    baseline it is (none for the hindsight constant)."""
+    baseline it is (none for the hindsight constant); data: the training frames a training mean is over, as the
+    models recorded them (model.train_data_of; None when they did not)."""
 
     kind: str
     depth_m: float
     models: list[str] = dataclasses.field(default_factory=list)
     rows: list = dataclasses.field(default_factory=list)
+    data: str | None = None
 
     @property
     def label(self) -> str:
@@ -121,6 +123,8 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, constant
         "depth of a model's training frames (recorded by train.py), what a model could know; the evaluated frames' "
         "own mean is known only in hindsight.",
     ]
+    notes += [f"Training frames of {names_text(c.models)}, whose mean depth is their fair baseline: {c.data}."
+              for c in constants if c.data]
     if skipped:
         notes.append(f"Skipped {len(skipped)} frames: " + "; ".join(skipped))
     markdown = "# Depth evaluation\n\n" + "\n\n".join(notes) + "\n\n" + markdown_table(rows) + "\n"
@@ -138,7 +142,7 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, constant
             }
             for c in candidates
         },
-        "constants": [{"kind": c.kind, "label": c.label, "depth_m": c.depth_m, "models": c.models,
+        "constants": [{"kind": c.kind, "label": c.label, "depth_m": c.depth_m, "models": c.models, "data": c.data,
                        "metrics": mean_over_images(c.rows)} for c in constants],
         "published": {"evaluated_on": nyu.PUBLISHED_ON, "rows": nyu.PUBLISHED},
         "table": rows,  # every row of table.md and table.csv, in their order, the median-scaled ones included

@@ -31,9 +31,12 @@ from depth import SCALE_MODES, DepthScale, unpack_target
 from distribute import (DEFAULT_COLLECTIVE_TIMEOUT_S, LOST_WORKER, STRATEGIES, check_same_everywhere,
                         cluster_resolver, common_epoch, make_strategy, worker_fields, worker_index)
 from encoders import ENCODER_NAMES
-from layouts import DataError, Split, add_depth_units_argument, open_source
+from layouts import DataError, Split, add_depth_units_argument
 from loop import Deadline, Loop, NonFiniteLoss, Progress, Steps, distributed_dataset
 from loss import DEFAULT_THETA, DepthLoss, loss_metrics
+from finetune import adopt_init_model, init_net
+from mixtures import (Mixture, add_data_argument, data_specs, data_value, open_mixtures, readable_frames,
+                      target_statistics, training_statistics)
 
 DEFAULT_DATA = synth.SYNTH_DIR  # written on first use by synth.ensure_synthetic
 # Flags --resume may change (each said on one line); any other given with --resume is refused. Results stay those
@@ -45,7 +48,7 @@ SAFE_ON_RESUME = ("epochs", "time_budget", "lr", "val_steps", "tb_images", "log_
 SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_split", "input_size", "min_depth_m", "max_depth_m", "depth_mode",
                         "no_augment", "model", "preset", "encoder", "encoder_weights", "decoder_width", "base_filters",
                         "freeze_encoder_epochs", "epochs", "bs", "lr", "theta", "steps_per_epoch", "val_steps", "seed",
-                        "no_bias_init", "mixed_precision", "steps_per_execution", "ema_momentum")
+                        "no_bias_init", "mixed_precision", "steps_per_execution", "ema_momentum", "init_from")
 WRITE_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM)  # a full or read-only disk
 
 
@@ -57,8 +60,7 @@ def parse_args(argv=None, parser_class=argparse.ArgumentParser) -> argparse.Name
         fromfile_prefix_chars="@",
     )
     g = parser.add_argument_group("data")
-    g.add_argument("--data", default=DEFAULT_DATA,
-                   help=f"any dataset layouts.py reads (default {DEFAULT_DATA}: the synthetic set, written on first use)")
+    add_data_argument(g, DEFAULT_DATA, f"{DEFAULT_DATA}: the synthetic set, written on first use")
     g.add_argument("--tfds-data-dir", default=None,
                    help="where a --data tfds:NAME dataset is prepared (default: TensorFlow Datasets' own)")
     g.add_argument("--train-split", default="auto", help="split to train on (default: 'train', else 'all')")
@@ -77,6 +79,10 @@ def parse_args(argv=None, parser_class=argparse.ArgumentParser) -> argparse.Name
     g.add_argument("--strict", action="store_true", help="stop at the first unreadable frame instead of skipping it")
 
     g = parser.add_argument_group("model")
+    g.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="fine-tune: start from every weight of MODEL, a .keras file of this project (a run's "
+                        "model.keras or checkpoint, DenseDepth's imported model); its architecture, input size and "
+                        "depth scale are used (a flag given that contradicts them is an error); a fresh optimizer")
     g.add_argument("--model", choices=sorted(models.BUILDERS), default="unet", help="architecture (default unet)")
     g.add_argument("--encoder", choices=ENCODER_NAMES, default=models.DEFAULT_ENCODER,
                    help=f"transfer model's encoder (default {models.DEFAULT_ENCODER}, DenseDepth's); kerashub:PRESET "
@@ -140,6 +146,7 @@ def parse_args(argv=None, parser_class=argparse.ArgumentParser) -> argparse.Name
                    help="multiworker: stop when another worker has not answered for this long (default "
                         f"{DEFAULT_COLLECTIVE_TIMEOUT_S:g})")
     args = parser.parse_args(argv)
+    args.data = data_value(args.data, DEFAULT_DATA)
     _check(parser, args)
     # The flags given on the command line (or in an @FILE), which --resume applies or refuses.
     unset = object()  # argparse sets a default only where the namespace has no value yet
@@ -163,7 +170,7 @@ def _check(parser, args) -> None:
                      "and --theta not negative")
     if not 0 <= args.ema_momentum < 1:
         parser.error(f"--ema-momentum must be in [0, 1), got {args.ema_momentum}")
-    if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer"):
+    if args.freeze_encoder_epochs < 0 or (args.freeze_encoder_epochs and args.model != "transfer" and not args.init_from):
         parser.error("--freeze-encoder-epochs takes N >= 0 and needs --model transfer (the UNet has no encoder)")
     if args.resume and args.out is None:
         parser.error("--resume needs --out RUN_DIR, the run to continue")
@@ -184,14 +191,17 @@ def set_precision(mixed: bool) -> str:
 # Data
 # ---------------------------------------------------------------------------
 
-def open_splits(args) -> tuple[Split, Split | None]:
-    """(train split, validation split or None) of --data, making the synthetic set on first use."""
-    path = synth.ensure_synthetic(args.data) if args.data == DEFAULT_DATA else args.data
+def prepare_data(path: str) -> str:
+    """The path to open for a --data path: the default synthetic set is written there on first use."""
+    return synth.ensure_synthetic(path) if path == DEFAULT_DATA else path
+
+
+def open_data(args) -> tuple[Mixture, Mixture | None]:
+    """(training mixture, validation mixture or None) of --data: one dataset or several (mixtures.open_mixtures)."""
     # getattr: runs saved before these flags lack them
-    source = open_source(path, getattr(args, "depth_units_per_metre", None), getattr(args, "tfds_data_dir", None))
-    train_name = args.train_split if args.train_split != "auto" else ("train" if "train" in source.splits else "all")
-    val_name = args.val_split if args.val_split != "auto" else ("test" if "test" in source.splits else "none")
-    return source.split(train_name), None if val_name == "none" else source.split(val_name)
+    return open_mixtures(data_specs(args.data), train_split=args.train_split, val_split=args.val_split,
+                         depth_units_per_metre=getattr(args, "depth_units_per_metre", None),
+                         tfds_data_dir=getattr(args, "tfds_data_dir", None), prepare=prepare_data)
 
 
 UNIT_CHECK_FRAMES = 16  # training frames whose depth is checked against the depth range before training
@@ -211,20 +221,11 @@ def check_depth_units(split: Split, depth_range_m) -> None:
                     f"read ({split.depth_codec.description}); {fix}")
 
 
-def nothing_readable(split: Split) -> DataError:
-    """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason."""
-    skipped = split.take_skipped()
-    return DataError(f"no frame of {split.source} [{split.name}] is readable ({len(split)} tried), "
-                     f"e.g. {skipped[0] if skipped else 'none listed'}")
 
-
-def readable_frames(split: Split) -> int:
-    """How many frames of `split` can be read (their files there and whole), through the pipeline's reading
-    stage alone, so that the validation length counts the frames that will arrive. DataError when none can."""
-    count = int(data.blobs(split).reduce(np.int64(0), lambda total, _: total + 1))
-    if count == 0:
-        raise nothing_readable(split)
-    return count
+def open_splits(args) -> tuple[Split, Split | None]:
+    """(train split, validation split or None) of the first dataset of --data (export.py's int8 calibration)."""
+    train, val = open_data(args)
+    return train.splits[0], val.splits[0] if val else None
 
 
 def example_options(args, target_hw, depth_scale) -> dict:
@@ -233,21 +234,13 @@ def example_options(args, target_hw, depth_scale) -> dict:
                 strict=args.strict, augmentation=None if args.no_augment else data.Augment())
 
 
-def datasets(args, train_split, val_split, target_hw, depth_scale):
-    """(repeating training dataset, validation dataset or None), batched at --bs, on one device: the first
-    batches' statistics, the depth maps, the benchmark. Training itself reads distributed_datasets."""
+def distributed_datasets(strategy, args, train, val, target_hw, depth_scale, skip_steps: int):
+    """(training, validation or None) distributed datasets of global batch --bs of `train` and `val` (Splits or
+    Mixtures), each worker reading only its own share of the frames (loop.shard_select); training starts after
+    `skip_steps` steps (a resumed run's position)."""
     common = example_options(args, target_hw, depth_scale)
-    train = data.make_dataset(train_split, batch_size=args.bs, training=True, **common).repeat()
-    val = data.make_dataset(val_split, batch_size=args.bs, **common) if val_split is not None else None
-    return train, val
-
-
-def distributed_datasets(strategy, args, train_split, val_split, target_hw, depth_scale, skip_steps: int):
-    """(training, validation or None) distributed datasets of global batch --bs, each worker reading only its own
-    share of the frames (loop.shard_select); training starts after `skip_steps` steps (a resumed run's position)."""
-    common = example_options(args, target_hw, depth_scale)
-    train = distributed_dataset(strategy, train_split, args.bs, True, skip_steps=skip_steps, **common)
-    val = val_split and distributed_dataset(strategy, val_split, args.bs, False, take_steps=args.val_steps, **common)
+    train = distributed_dataset(strategy, train, args.bs, True, skip_steps=skip_steps, **common)
+    val = val and distributed_dataset(strategy, val, args.bs, False, take_steps=args.val_steps, **common)
     return train, val
 
 
@@ -295,33 +288,6 @@ def training_phases(args) -> list[tuple[int, int, bool]]:
     return [phase for phase in phases if phase[1] > phase[0]]
 
 
-def target_statistics(dataset: tf.data.Dataset, depth_scale: DepthScale,
-                      batches: int = 8) -> tuple[int, float, float, float]:
-    """(batches read, valid target pixels, their mean encoded target, their mean depth in metres) over the first
-    `batches` batches of the training dataset, whose targets depth_scale encodes (so depths are clipped to its
-    range); 0 batches means a whole pass over the split gave none."""
-    seen, total, total_m, count = 0, 0.0, 0.0, 0.0
-    for _, y_true in dataset.take(batches):
-        target, mask = unpack_target(y_true)
-        seen, count = seen + 1, count + float(tf.reduce_sum(mask))
-        total += float(tf.reduce_sum(target * mask))
-        total_m += float(tf.reduce_sum(depth_scale.decode(target) * mask))
-    return seen, count, total / max(count, 1.0), total_m / max(count, 1.0)
-
-
-def check_training_data(split: Split, batches_seen: int, valid_pixels: float, batch_size: int) -> None:
-    """DataError, before anything is written, when the training split gives nothing to learn from: no
-    readable frame, fewer readable frames than a batch, or no valid depth pixel in the first batches."""
-    where = f"{split.source} [{split.name}]"
-    if batches_seen == 0:
-        if len(split.skipped) >= len(split):
-            raise nothing_readable(split)
-        raise DataError(f"{where} has {len(split) - len(split.skipped)} readable frames, fewer than --bs {batch_size}")
-    if valid_pixels == 0:
-        raise DataError(f"no valid depth pixel in the first {batches_seen * batch_size} frames of {where}: every "
-                        "depth there is 0, NaN, negative or outside the depth range; check the depth files")
-
-
 def init_output_bias(net: keras.Model, dataset: tf.data.Dataset, batches: int = 8) -> float:
     """model.set_output_bias to the mean encoded target over `batches` training batches; returns it."""
     mean = target_statistics(dataset, models.depth_scale_of(net), batches)[2]
@@ -348,6 +314,7 @@ def main(args: argparse.Namespace) -> Path:
     """Train as `args` say; returns the path of the final model.keras (the chief's; other workers write none)."""
     resolver = cluster_resolver() if args.strategy == "multiworker" else None
     worker = worker_index(resolver)
+    given = set(args.given)  # the flags on the command line, which an --init-from model must not contradict
     args = rundir.run_arguments(args, SAFE_ON_RESUME, chief=worker == 0,
                                 parse=functools.partial(parse_args, parser_class=rundir.RefusingParser))
     run_dir, chief = Path(args.out), worker == 0
@@ -355,10 +322,10 @@ def main(args: argparse.Namespace) -> Path:
         locked = args.resume and run_dir.is_dir() and chief
         if locked:
             stack.enter_context(rundir.RunLock(run_dir))  # at once: nothing may read the state another writes
-        return train(args, run_dir, worker, resolver, stack, locked)
+        return train(args, run_dir, worker, resolver, stack, locked, given)
 
 
-def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: bool) -> Path:
+def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: bool, given=()) -> Path:
     """main's work once the arguments are known; `stack` holds the run's lock (`locked`), or takes it."""
     chief = worker == 0
     strategy = make_strategy(args.strategy, args.logical_devices, resolver, args.collective_timeout)  # TF's first work
@@ -367,20 +334,29 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         raise ValueError(f"--bs {args.bs} does not divide by the {replicas} replicas: pass a multiple of {replicas}")
     keras.utils.set_random_seed(args.seed)
     policy = set_precision(args.mixed_precision)
+    net = None
+    if getattr(args, "init_from", None):  # getattr: runs saved before the flag lack it
+        with strategy.scope():  # a resumed run's weights then come from its backup, as any run's
+            net = init_net(args.init_from, synchronized_bn=replicas > 1)
+        args = args if args.resume else adopt_init_model(args, net, given)
     depth_scale = DepthScale(args.depth_mode, args.min_depth_m, args.max_depth_m)
-    train_split, val_split = open_splits(args)
+    train_data, val_data = open_data(args)
     # Before the model is built or a frame read: a worker launched with other flags or data stops every worker now.
-    check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER, (train_split, val_split)))
-    check_depth_units(train_split, (args.min_depth_m, args.max_depth_m))
+    check_same_everywhere(strategy, worker_fields(args, SAME_ON_EVERY_WORKER,
+                                                  train_data.splits + (val_data.splits if val_data else [])))
+    for split in train_data.splits:
+        check_depth_units(split, (args.min_depth_m, args.max_depth_m))
 
-    with strategy.scope():
-        net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
+    if net is None:
+        with strategy.scope():
+            net = build_net(args, depth_scale, synchronized_bn=replicas > 1)
     target_hw = tuple(net.output_shape[1:3])
-    train_plain, val_plain = datasets(args, train_split, val_split, target_hw, depth_scale)
-    batches_seen, valid_pixels, mean_target, mean_depth_m = target_statistics(train_plain, depth_scale)
-    check_training_data(train_split, batches_seen, valid_pixels, args.bs)
-    if val_split is not None:
-        readable_frames(val_split)  # a validation split with no readable frame is an error, not a loss of 0
+    common = example_options(args, target_hw, depth_scale)
+    mean_target, mean_depth_m = training_statistics(train_data, batch_size=args.bs, **common)
+    for split in val_data.splits if val_data else []:
+        readable_frames(split)  # a validation split with no readable frame is an error, not a loss of 0
+    # one device's validation batches: the depth maps TensorBoard shows
+    val_plain = val_data and val_data.dataset(batch_size=args.bs, **common)
     if not locked:  # a new run (or a worker): lock its folder now, before the first write
         stack.enter_context(rundir.RunLock(run_dir if chief else rundir.backup_dir(run_dir, worker)))
     backup = rundir.Backup(rundir.backup_dir(run_dir, worker))
@@ -396,26 +372,28 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
         print(f"{run_dir} is complete ({position[0]} of {args.epochs} epochs); --resume --epochs N trains it further",
               file=sys.stderr)
         return run_dir / "model.keras"
-    models.record_train_mean_depth(net, mean_depth_m)  # saved in every .keras file of the run
+    models.record_train_mean_depth(net, mean_depth_m, train_data.describe())  # saved in every .keras file of the run
     print(f"training frames' mean depth {mean_depth_m:.3f} m, recorded in the model (evaluate.py's fair baseline)",
           file=sys.stderr)
-    if not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
+    if getattr(args, "init_from", None):
+        print(f"starting from every weight of {args.init_from}", file=sys.stderr)
+    elif not args.no_bias_init and position[0] == 0:  # a resumed run's bias comes from its backup
         models.set_output_bias(net, mean_target)
         print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",
               file=sys.stderr)
-    steps = args.steps_per_epoch or max(1, len(train_split) // args.bs)
+    steps = args.steps_per_epoch or max(1, len(train_data) // args.bs)
+    validating = "nothing" if val_data is None else val_data.describe(weighted=False) if len(val_data.splits) > 1 else \
+        f"{len(val_data)} frames [{val_data.splits[0].name}]"
     print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {replicas} replica(s)"
-          f"{f', worker {worker}' if resolver else ''}) on {len(train_split)} frames of {train_split.source} "
-          f"[{train_split.name}], {steps} steps x {args.epochs} epochs; validating on "
-          f"{f'{len(val_split)} frames [{val_split.name}]' if val_split else 'nothing'}; run: {run_dir}",
-          file=sys.stderr)
+          f"{f', worker {worker}' if resolver else ''}) on {train_data.describe()}, {steps} steps x {args.epochs} "
+          f"epochs; validating on {validating}; run: {run_dir}", file=sys.stderr)
 
     history = [row for row in rundir.read_history(run_dir / "history.csv") if row["epoch"] < position[0]]
-    train_data, val_data = distributed_datasets(strategy, args, train_split, val_split, target_hw, depth_scale,
-                                                skip_steps=position[1])
-    callbacks = make_callbacks(run_dir, history, val_plain, val_split, train_split, depth_scale,
-                               args.tb_images) if chief else []
-    loop = Loop(steps=None, iterator=iter(train_data), val=val_data, steps_per_epoch=steps,
+    train_stream, val_stream = distributed_datasets(strategy, args, train_data, val_data, target_hw, depth_scale,
+                                                    skip_steps=position[1])
+    splits = train_data.splits + (val_data.splits if val_data else [])
+    callbacks = make_callbacks(run_dir, history, val_plain, splits, depth_scale, args.tb_images) if chief else []
+    loop = Loop(steps=None, iterator=iter(train_stream), val=val_stream, steps_per_epoch=steps,
                 steps_per_call=args.steps_per_execution, deadline=Deadline(args.time_budget),
                 progress=Progress(steps, args.epochs, args.log_every, enabled=chief),
                 callbacks=keras.callbacks.CallbackList(callbacks, model=net), backup=backup, global_step=position[1])

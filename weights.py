@@ -15,7 +15,7 @@ import h5py
 import keras
 import numpy as np
 
-from encoders import encoder_spec, hed_normalize
+from encoders import ENCODERS, MOBILENET_CONV1_FILTERS, encoder_spec, hed_normalize
 
 # ---------------------------------------------------------------------------
 # Encoder weights that ship inside a pip package, so training can start from them offline
@@ -131,7 +131,9 @@ def load_encoder_weights(backbone: keras.Model, encoder: str, encoder_weights: s
             )
         source = spec.constructor(input_tensor=image)
         if is_legacy_weights_file(encoder_weights):  # e.g. keras-squeezenet's SqueezeNet v1.1 file
-            assign_by_layer_name(source, legacy_layer_weights(encoder_weights), encoder_weights)
+            file_weights = legacy_layer_weights(encoder_weights)
+            check_mobilenet_alpha(file_weights, encoder, encoder_weights)
+            assign_by_layer_name(source, file_weights, encoder_weights)
         else:
             source.load_weights(encoder_weights)
     for layer in source.layers:
@@ -176,6 +178,21 @@ def legacy_layer_weights(h5_path) -> dict[str, list[np.ndarray]]:
             for layer_name in _h5_strings(group.attrs["layer_names"])
             if len(group[layer_name].attrs["weight_names"])
         }
+
+
+def check_mobilenet_alpha(file_weights: dict[str, list[np.ndarray]], encoder: str, h5_path) -> None:
+    """For a MobileNet v1 encoder (encoders.Encoder.alpha set): ValueError naming h5_path when the file's width
+    (its conv1 kernel's filters over MOBILENET_CONV1_FILTERS) is not the encoder's, naming the encoder that fits."""
+    alpha = encoder_spec(encoder).alpha
+    if alpha is None or "conv1" not in file_weights:
+        return
+    filters = file_weights["conv1"][0].shape[-1]
+    found = filters / MOBILENET_CONV1_FILTERS
+    if found != alpha:
+        fitting = [name for name, spec in ENCODERS.items() if spec.alpha == found]
+        fix = f"use the {fitting[0]} encoder (--encoder {fitting[0]})" if fitting else "no encoder here has that width"
+        raise ValueError(f"{h5_path} holds MobileNet weights of alpha {found:g} (conv1 has {filters} filters), but "
+                         f"the {encoder} encoder has alpha {alpha:g}: {fix}")
 
 
 def assign_by_layer_name(model: keras.Model, file_weights: dict[str, list[np.ndarray]], h5_path) -> None:

@@ -1,6 +1,8 @@
 """The squeezenet encoder: SqueezeNet v1.1 from keras-squeezenet's ImageNet file (../shared/weights when present,
 else a file this test writes in the same Keras 1 layout), read by layer name, with Caffe preprocessing inside the
-model, and one-sentence refusals of a file that does not fit."""
+model, and one-sentence refusals of a file that does not fit. The mobilenet encoders: MobileNet v1 at alpha 1 and
+0.75 from Keras Applications' file layout (../shared/weights' when present), [-1, 1] inputs, and a file of
+another width refused in one sentence."""
 from pathlib import Path
 
 import h5py
@@ -9,11 +11,11 @@ import numpy as np
 import pytest
 
 from encoders import squeezenet
-from model import build_transfer
+from model import build_transfer, encoder_layer_names
 
-SQUEEZENET_FILE = Path(__file__).resolve().parents[2] / "shared" / "weights" / (
-    "squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5"
-)
+SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
+SQUEEZENET_FILE = SHARED_WEIGHTS / "squeezenet_weights_tf_dim_ordering_tf_kernels_notop.h5"
+MOBILENET_FILE = SHARED_WEIGHTS / "mobilenet_7_5_224_tf_no_top.h5"
 HW = (48, 80)
 
 
@@ -94,3 +96,53 @@ def test_the_real_imagenet_file_loads_into_the_encoder():
         int(np.prod(v.shape)) for layer in model.layers if layer.name.startswith(("conv1", "fire")) for v in layer.weights
     )
     assert encoder_parameters == 722_496  # the file's README
+
+
+# ---------------------------------------------------------------------------
+# MobileNet v1
+# ---------------------------------------------------------------------------
+
+def random_mobilenet(alpha: float, seed=0) -> keras.Model:
+    bare = keras.applications.MobileNet(include_top=False, weights=None, alpha=alpha, input_shape=(32, 32, 3))
+    for v in bare.weights:
+        v.assign(np.random.default_rng(seed).uniform(0.5, 1.0, v.shape).astype("float32"))
+    return bare
+
+
+def test_a_mobilenet_file_fills_the_encoder_of_its_width_and_refuses_the_other(tmp_path):
+    path = tmp_path / "mobilenet_7_5_notop.h5"
+    bare = random_mobilenet(0.75)
+    write_keras1_weights(bare, path)  # the Keras Applications layout: layer_names, conv1 holding conv1/kernel ...
+
+    model = build_transfer("mobilenet-0.75", encoder_weights=str(path), input_hw=(32, 48))
+    assert model.output_shape == (None, 16, 24, 1)
+    for layer in (layer for layer in bare.layers if layer.weights):
+        for expected, got in zip(layer.weights, model.get_layer(layer.name).weights, strict=True):
+            np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    with pytest.raises(ValueError) as refused:
+        build_transfer("mobilenet", encoder_weights=str(path), input_hw=(32, 48))
+    assert str(refused.value) == (f"{path} holds MobileNet weights of alpha 0.75 (conv1 has 24 filters), but the "
+                                  "mobilenet encoder has alpha 1: use the mobilenet-0.75 encoder (--encoder "
+                                  "mobilenet-0.75)")
+
+
+def test_mobilenet_takes_inputs_in_minus_one_to_one():
+    """keras.applications.mobilenet.preprocess_input's convention: RGB x in [0, 255] -> x / 127.5 - 1."""
+    model = build_transfer("mobilenet", input_hw=(32, 32))
+    first_conv_input = keras.Model(model.input, model.get_layer("conv1").input)
+    rgb = np.zeros((1, 32, 32, 3), "float32")
+    rgb[..., :] = [1.0, 0.5, 0.0]
+    np.testing.assert_allclose(first_conv_input(rgb).numpy()[0, 0, 0],
+                               keras.applications.mobilenet.preprocess_input(np.array([255.0, 127.5, 0.0])), atol=1e-6)
+
+
+@pytest.mark.skipif(not MOBILENET_FILE.is_file(), reason=f"no {MOBILENET_FILE} (the workplace's ../shared/weights)")
+def test_the_real_mobilenet_imagenet_file_loads_into_the_encoder():
+    model = build_transfer("mobilenet-0.75", encoder_weights=str(MOBILENET_FILE), input_hw=(32, 48))
+    with h5py.File(MOBILENET_FILE, "r") as f:
+        np.testing.assert_array_equal(model.get_layer("conv_pw_13").kernel.numpy(), f["conv_pw_13"]["conv_pw_13/kernel"][()])
+        np.testing.assert_array_equal(model.get_layer("conv1_bn").moving_variance.numpy(),
+                                      f["conv1_bn"]["conv1_bn/moving_variance"][()])
+    encoder_parameters = sum(int(np.prod(v.shape)) for name in encoder_layer_names(model)
+                             for v in model.get_layer(name).weights)
+    assert encoder_parameters == 1_832_976  # the file's README

@@ -1,0 +1,225 @@
+"""A run's data: one dataset, or a mixture of several (`train.py --data A --data B:weight=0.5,units=5000`), each
+with its own depth unit and sampling weight, read through data.make_dataset and mixed by tf.data; and the checks
+that the data can train before anything is written.
+
+A --data value is PATH, optionally followed by ':' and comma-separated options (DATA_OPTIONS): weight=W (the
+dataset's share of the training frames, relative to the others'; default 1) and units=N (its 16-bit depth per
+metre, as --depth-units-per-metre for this dataset alone). Only a last ':' part made of such options is read as
+options, so paths holding ':' (tfds:nyu_depth_v2) keep it; a value naming an existing path is always that path.
+
+Training draws every frame from dataset i with probability weight_i / sum(weights)
+(`tf.data.Dataset.sample_from_datasets`, seeded by --seed), each dataset shuffled, augmented and repeated on its
+own; validation reads each dataset's validation split in turn. One dataset reads exactly as data.make_dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+import data
+from depth import DepthScale, unpack_target
+from layouts import DataError, Split, open_source, positive_float
+
+DATA_OPTIONS = {"weight": positive_float, "units": positive_float}  # --data PATH:weight=W,units=N
+_OPTIONS = re.compile(r"^(\w+=[^,=:]+)(,\w+=[^,=:]+)*$")
+
+
+# ---------------------------------------------------------------------------
+# --data values
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """One --data value: the dataset's path, its sampling weight and its 16-bit depth unit (None: the layout's own,
+    or --depth-units-per-metre)."""
+
+    path: str
+    weight: float = 1.0
+    units_per_metre: float | None = None
+
+
+def parse_data_spec(text: str) -> DataSpec:
+    """'PATH[:weight=W][,units=N]' -> DataSpec; DataError naming an unknown option or a bad value."""
+    path, _, tail = text.rpartition(":")
+    if not path or not _OPTIONS.match(tail) or Path(text).exists():
+        return DataSpec(text)
+    options = dict(item.split("=") for item in tail.split(","))
+    unknown = sorted(set(options) - set(DATA_OPTIONS))
+    if unknown:
+        raise DataError(f"--data {text}: unknown option {unknown[0]!r}; the options are "
+                        f"{', '.join(f'{k}=N' for k in DATA_OPTIONS)} (e.g. --data {path}:weight=0.5,units=5000)")
+    try:
+        values = {key: DATA_OPTIONS[key](value) for key, value in options.items()}
+    except (ValueError, argparse.ArgumentTypeError) as err:  # not a number, or not above 0
+        raise DataError(f"--data {text}: {err}") from None
+    return DataSpec(path, values.get("weight", 1.0), values.get("units"))
+
+
+class _AppendData(argparse.Action):
+    """--data: each use adds a dataset (replacing the default, not added to it), its options checked at once."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            parse_data_spec(values)
+        except DataError as err:
+            parser.error(str(err))
+        given = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, [*given, values] if isinstance(given, list) else [values])
+
+
+def add_data_argument(parser, default: str, default_help: str) -> None:
+    """Add --data (PATH[:weight=W,units=N], any number of times); data_value turns what it parsed into args.data."""
+    parser.add_argument("--data", action=_AppendData, default=None, metavar="PATH[:weight=W,units=N]",
+                        help=f"any dataset layouts.py reads (default {default_help}); given several times, a "
+                             "mixture: each dataset gives its weight's share of the training frames (weight=W, "
+                             "default 1) and may have its own 16-bit depth unit (units=N per metre)")
+
+
+def data_value(parsed: list | None, default: str):
+    """args.data from what --data parsed: the default, the one value given (as before mixtures: a run's
+    args.json keeps a plain path), or the list of a mixture's values."""
+    return default if not parsed else parsed[0] if len(parsed) == 1 else parsed
+
+
+def data_specs(data_flag) -> list[DataSpec]:
+    """args.data (one --data value, or a list of them for a mixture) -> its DataSpecs."""
+    return [parse_data_spec(text) for text in ([data_flag] if isinstance(data_flag, str) else data_flag)]
+
+
+# ---------------------------------------------------------------------------
+# The mixture
+# ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Mixture:
+    """Splits of one or more datasets, and the share of the training frames each gives (weights summing to 1)."""
+
+    splits: list[Split]
+    weights: list[float]
+
+    @classmethod
+    def of(cls, splits, weights=None) -> "Mixture":
+        """A Mixture of `splits` (a Split alone: a mixture of one) at `weights` (default equal), normalised."""
+        splits = [splits] if isinstance(splits, Split) else list(splits)
+        weights = np.ones(len(splits)) if weights is None else np.asarray(weights, float)
+        return cls(splits, list(weights / weights.sum()))
+
+    def __len__(self):
+        return sum(len(split) for split in self.splits)
+
+    def describe(self, weighted: bool = True) -> str:
+        """'N frames of SOURCE [split]' for each dataset, joined by ' + ', each with its weight when weighted and
+        there are several (a validation mixture reads every frame: it has none)."""
+        named = [f"{len(s)} frames of {s.source} [{s.name}]" for s in self.splits]
+        if len(named) == 1 or not weighted:
+            return " + ".join(named)
+        return " + ".join(f"{text} (weight {weight:.2f})" for text, weight in zip(named, self.weights))
+
+    def dataset(self, *, batch_size: int, training: bool = False, seed: int = 0, select=None,
+                **options) -> tf.data.Dataset:
+        """data.make_dataset over the mixture: batches (rgb [B, H, W, 3], y_true [B, h, w, 2]) of frames drawn
+        from the datasets at their weights (training: each dataset shuffled and repeated on its own, dataset i
+        seeded seed + i, the draws seeded by seed; sample_from_datasets), or every validation frame once, dataset
+        after dataset. select: None, or a function of a Split giving make_dataset's `select` for it (a worker's
+        shard, loop.shard_select). options: make_dataset's other arguments. One dataset: make_dataset itself."""
+        selects = [select(split) if select else None for split in self.splits]
+        if len(self.splits) == 1:
+            return data.make_dataset(self.splits[0], batch_size=batch_size, training=training, seed=seed,
+                                     select=selects[0], **options)
+        examples = [data.make_dataset(split, batch_size=1, training=training, seed=seed + i, select=chosen,
+                                      **options).unbatch()
+                    for i, (split, chosen) in enumerate(zip(self.splits, selects))]
+        if training:
+            mixed = tf.data.Dataset.sample_from_datasets([e.repeat() for e in examples], weights=self.weights,
+                                                         seed=seed)
+        else:
+            mixed = functools.reduce(tf.data.Dataset.concatenate, examples)
+        return mixed.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+
+def open_mixtures(specs: list[DataSpec], *, train_split: str = "auto", val_split: str = "auto",
+                  depth_units_per_metre: float | None = None, tfds_data_dir=None,
+                  prepare=lambda path: path) -> tuple[Mixture, Mixture | None]:
+    """(training mixture, validation mixture or None) of the datasets `specs`. Each dataset's splits are chosen
+    alone: train_split 'auto' is its 'train' split if it has one, else 'all'; val_split 'auto' its 'test' split if
+    it has one, else none ('none': no validation). A dataset's own units replace depth_units_per_metre.
+    prepare(path) -> the path to open (train.py writes the default synthetic set there on first use)."""
+    trains, vals = [], []
+    for spec in specs:
+        units = spec.units_per_metre if spec.units_per_metre is not None else depth_units_per_metre
+        source = open_source(prepare(spec.path), units, tfds_data_dir)
+        train_name = train_split if train_split != "auto" else ("train" if "train" in source.splits else "all")
+        val_name = val_split if val_split != "auto" else ("test" if "test" in source.splits else "none")
+        trains.append(source.split(train_name))
+        if val_name != "none":
+            vals.append(source.split(val_name))
+    return Mixture.of(trains, [spec.weight for spec in specs]), Mixture.of(vals) if vals else None
+
+
+# ---------------------------------------------------------------------------
+# Can the data train? (read before anything is written)
+# ---------------------------------------------------------------------------
+
+def nothing_readable(split: Split) -> DataError:
+    """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason."""
+    skipped = split.take_skipped()
+    return DataError(f"no frame of {split.source} [{split.name}] is readable ({len(split)} tried), "
+                     f"e.g. {skipped[0] if skipped else 'none listed'}")
+
+
+def readable_frames(split: Split) -> int:
+    """How many frames of `split` can be read (their files there and whole), through the pipeline's reading
+    stage alone, so that the validation length counts the frames that will arrive. DataError when none can."""
+    count = int(data.blobs(split).reduce(np.int64(0), lambda total, _: total + 1))
+    if count == 0:
+        raise nothing_readable(split)
+    return count
+
+
+def target_statistics(dataset: tf.data.Dataset, depth_scale: DepthScale,
+                      batches: int = 8) -> tuple[int, float, float, float]:
+    """(batches read, valid target pixels, their mean encoded target, their mean depth in metres) over the first
+    `batches` batches of the training dataset, whose targets depth_scale encodes (so depths are clipped to its
+    range); 0 batches means a whole pass over the split gave none."""
+    seen, total, total_m, count = 0, 0.0, 0.0, 0.0
+    for _, y_true in dataset.take(batches):
+        target, mask = unpack_target(y_true)
+        seen, count = seen + 1, count + float(tf.reduce_sum(mask))
+        total += float(tf.reduce_sum(target * mask))
+        total_m += float(tf.reduce_sum(depth_scale.decode(target) * mask))
+    return seen, count, total / max(count, 1.0), total_m / max(count, 1.0)
+
+
+def check_training_data(split: Split, batches_seen: int, valid_pixels: float, batch_size: int) -> None:
+    """DataError, before anything is written, when the training split gives nothing to learn from: no
+    readable frame, fewer readable frames than a batch, or no valid depth pixel in the first batches."""
+    where = f"{split.source} [{split.name}]"
+    if batches_seen == 0:
+        if len(split.skipped) >= len(split):
+            raise nothing_readable(split)
+        raise DataError(f"{where} has {len(split) - len(split.skipped)} readable frames, fewer than --bs {batch_size}")
+    if valid_pixels == 0:
+        raise DataError(f"no valid depth pixel in the first {batches_seen * batch_size} frames of {where}: every "
+                        "depth there is 0, NaN, negative or outside the depth range; check the depth files")
+
+
+def training_statistics(train: Mixture, *, batch_size: int, depth_scale: DepthScale, seed: int = 0,
+                        **options) -> tuple[float, float]:
+    """(mean encoded target, mean depth in metres) of the valid pixels of the mixture's first 8 training batches,
+    after checking every dataset alone (check_training_data: each must fill a batch of batch_size with some valid
+    depth; a worker's shard keeps whole batches of each). options: make_dataset's other arguments."""
+    for i, split in enumerate(train.splits):
+        alone = data.make_dataset(split, batch_size=batch_size, training=True, seed=seed + i, depth_scale=depth_scale,
+                                  **options).repeat()
+        stats = target_statistics(alone, depth_scale)
+        check_training_data(split, *stats[:2], batch_size)
+    if len(train.splits) > 1:
+        mixed = train.dataset(batch_size=batch_size, training=True, seed=seed, depth_scale=depth_scale, **options)
+        stats = target_statistics(mixed, depth_scale)
+    return stats[2], stats[3]

@@ -1,0 +1,157 @@
+"""train.py --init-from: a fine-tuning run starts from exactly the given model's weights (its step-0 predictions
+are the source's), takes the model's architecture, input size and depth scale, refuses a flag that contradicts
+them or a file that is not this project's model in one sentence, records the new data's mean depth, and resumes
+from its backup like any run."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import finetune
+import loop
+import model as models
+import nyu_layouts as L
+import train as train_py
+from depth import DepthScale
+
+SCALE = DepthScale("metres", 0.2, 8.0)  # not train.py's defaults, so adopting them shows
+RUN = ["--bs", "2", "--tb-images", "0", "--steps-per-epoch", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
+    return str(L.write_zip(tmp_path_factory.mktemp("data") / "nyu_data.zip", files))
+
+
+def randomized(net, seed=0):
+    """`net` with random biases and BatchNorm statistics too (an output bias of 0.123 among them), as a trained
+    model has: a bias re-initialised from the data, or statistics left out, would change its predictions."""
+    rng = np.random.default_rng(seed)
+    for v in net.weights:
+        if v.name in ("gamma", "moving_variance"):
+            v.assign(rng.uniform(0.5, 1.5, v.shape).astype("float32"))
+        elif v.name in ("beta", "moving_mean", "bias"):
+            v.assign(rng.normal(0.0, 0.1, v.shape).astype("float32"))
+    models.set_output_bias(net, 0.123)
+    return net
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A trained-looking UNet of 4 filters at 32x48 in metres over 0.2-8 m, recording a mean depth of 2 m."""
+    net = randomized(models.build_unet(input_hw=(32, 48), base_filters=4, depth_scale=SCALE))
+    models.record_train_mean_depth(net, 2.0)
+    path = tmp_path_factory.mktemp("source") / "source.keras"
+    net.save(path)
+    return path
+
+
+def images(seed=0):
+    return np.random.default_rng(seed).random((2, 32, 48, 3), dtype=np.float32)
+
+
+def run(capsys, *flags):
+    code = train_py.run([str(f) for f in flags])
+    return code, capsys.readouterr().err
+
+
+def test_a_fine_tuning_run_starts_from_the_source_and_resumes_to_the_uninterrupted_weights(
+        source, tiny_data, tmp_path, capsys, monkeypatch):
+    """Its first step starts from the source's weights exactly (the output bias is not set from the data), it
+    records the model's flags and the new data's mean depth; on --resume the weights come from the run's backup,
+    not from --init-from again, so the resumed run ends where the uninterrupted one does."""
+    real, seen = loop.Steps.train, []
+
+    def first_step_sees(self, iterator, steps, stop):
+        if not seen:
+            seen.append(self.net.predict(images(), verbose=0))  # the weights training starts from
+        return real(self, iterator, steps, stop)
+
+    monkeypatch.setattr(loop.Steps, "train", first_step_sees)
+    run_dir = tmp_path / "resumed"
+    # the model's own values given again are no contradiction, nor encoder weights (say, from a recipe file)
+    flags = ["--init-from", source, "--data", tiny_data, *RUN, "--lr", "1e-3", "--model", "unet", "--input-size", "32",
+             "48", "--encoder-weights", "imagenet"]
+    code, err = run(capsys, *flags, "--epochs", "1", "--out", run_dir)
+    assert code == 0, err
+    np.testing.assert_array_equal(seen[0], keras.models.load_model(source).predict(images(), verbose=0))
+    assert f"starting from every weight of {source}" in err and "output bias set" not in err
+    assert f"--encoder-weights imagenet is not used: every weight comes from {source}" in err
+    saved = json.loads((run_dir / "args.json").read_text())
+    assert {k: saved[k] for k in ("init_from", "model", "input_size", "base_filters", "depth_mode", "min_depth_m",
+                                  "max_depth_m", "encoder_weights")} == {
+        "init_from": str(source), "model": "unet", "input_size": [32, 48], "base_filters": 4, "depth_mode": "metres",
+        "min_depth_m": 0.2, "max_depth_m": 8.0, "encoder_weights": None}
+    final = models.load_model(run_dir / "model.keras")
+    assert models.depth_scale_of(final) == SCALE
+    # the new training frames' mean depth (as test_train computes it), not the source's 2 m
+    stored = [np.round(depth * 25.5) / 25.5 for _, depth in L.make_frames(8, seed=1)]
+    assert models.train_mean_depth_of(final) == pytest.approx(np.mean(np.concatenate([d[d > 0] for d in stored])),
+                                                              rel=1e-3)
+
+    seen.clear()
+    code, err = run(capsys, "--out", run_dir, "--resume", "--epochs", "2")
+    assert code == 0 and "resume: --epochs 2 (was 1)" in err
+    assert not np.array_equal(seen[0], keras.models.load_model(source).predict(images(), verbose=0))
+    assert run(capsys, *flags, "--epochs", "2", "--out", tmp_path / "uninterrupted")[0] == 0
+    resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
+    expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
+    for got, want in zip(resumed, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_transfer_model_is_copied_weight_for_weight_under_either_precision(tmp_path, mixed):
+    """init_net rebuilds every layer under the global dtype policy: in float32 the copy predicts exactly as the
+    source; under --mixed-precision its layers compute in bfloat16 (on CPUs) from the same weights."""
+    net = randomized(models.build_transfer("mobilenetv2", input_hw=(32, 48), decoder_width=0.25))
+    net.save(tmp_path / "transfer.keras")
+    train_py.set_precision(mixed)
+    try:
+        copy = finetune.init_net(tmp_path / "transfer.keras")
+    finally:
+        train_py.set_precision(False)
+    assert finetune.flags_of(copy) == {"model": "transfer", "encoder": "mobilenetv2", "decoder_width": 0.25,
+                                       "input_size": [32, 48], "depth_mode": "inverse", "min_depth_m": 0.1,
+                                       "max_depth_m": 10.0}
+    for got, want in zip(copy.get_weights(), net.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert copy.get_layer("conv2").dtype_policy.name == ("mixed_bfloat16" if mixed else "float32")
+    assert copy.output.dtype == "float32"
+    if not mixed:
+        np.testing.assert_array_equal(copy.predict(images(), verbose=0), net.predict(images(), verbose=0))
+
+
+@pytest.mark.parametrize("flags, sentence", [
+    (["--input-size", "64", "64"], "error: --input-size 64 64 contradicts --init-from {src}, whose input-size is "
+                                   "32 48: drop --input-size, the model fixes it"),
+    (["--depth-mode", "inverse"], "error: --depth-mode inverse contradicts --init-from {src}, whose depth-mode is "
+                                  "metres: drop --depth-mode, the model fixes it"),
+    (["--model", "transfer"], "error: --model transfer contradicts --init-from {src}, whose model is unet: drop "
+                              "--model, the model fixes it"),
+    (["--freeze-encoder-epochs", "1"], "error: --freeze-encoder-epochs needs a transfer model, and --init-from {src} "
+                                       "is a unet"),
+])
+def test_a_flag_contradicting_the_model_is_one_sentence(source, tiny_data, tmp_path, capsys, flags, sentence):
+    code, err = run(capsys, "--init-from", source, "--data", tiny_data, *RUN, *flags, "--out", tmp_path / "run")
+    assert code == 2 and err.strip().splitlines()[-1] == sentence.format(src=source)
+    assert not (tmp_path / "run" / "args.json").exists()
+
+
+def test_a_file_that_is_not_this_project_s_model_is_one_sentence(tiny_data, tmp_path, capsys):
+    notes = tmp_path / "notes.keras"
+    notes.write_text("not a model")
+    image = keras.Input((32, 48, 3))
+    foreign = tmp_path / "foreign.keras"
+    keras.Model(image, keras.layers.Conv2D(1, 3, padding="same", name="head")(image), name="theirs").save(foreign)
+    for path, sentence in [
+        (notes, f"error: --init-from: {notes} is not a Keras model file (a .keras zip or an .h5); pass a model "
+                "train.py saved"),
+        (foreign, f"error: --init-from {foreign}: model 'theirs' ends in Conv2D 'head', not a DepthOutput, so it does "
+                  "not record its depth scale; build it with this model.py"),
+        (tmp_path / "missing.keras", f"error: no model file at {tmp_path / 'missing.keras'}"),
+    ]:
+        code, err = run(capsys, "--init-from", path, "--data", tiny_data, *RUN, "--out", tmp_path / "run")
+        assert code == 2 and err.strip().splitlines()[-1] == sentence and "Traceback" not in err

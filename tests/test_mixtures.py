@@ -1,0 +1,138 @@
+"""mixtures.py and train.py --data given several times: the PATH:weight=W,units=N syntax, a mixture drawing each
+dataset at its weight (deterministic for a seed), each worker reading its own shard of each dataset, a mixture run
+logging and recording its datasets, validating on each one's validation split, and resuming to the uninterrupted
+weights."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import evaluate
+import loop
+import model as models
+import nyu_layouts as L
+import train as train_py
+from depth import DepthScale, unpack_target
+from layouts import DataError
+from mixtures import DataSpec, open_mixtures, parse_data_spec
+
+SCALE = DepthScale("metres", 0.1, 10.0)  # the target is the depth itself, so a frame is known by its depth
+OPTIONS = dict(input_hw=(16, 16), target_hw=(16, 16), depth_scale=SCALE, augmentation=None)
+
+
+def constant_depth_frames(first_m, count=8):
+    """`count` frames of random colour whose depth is first_m + 0.1 * i metres everywhere (frame i)."""
+    rng = np.random.default_rng(int(first_m * 10))
+    return [(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), np.full((24, 32), first_m + 0.1 * i, np.float32))
+            for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def two_folders(tmp_path_factory):
+    """Own-captures folders: A, depths 1.0-1.7 m in mm; B, depths 4.0-4.7 m at 5000 per metre (TUM's unit)."""
+    root = tmp_path_factory.mktemp("mix")
+    a = L.write_pairs(root / "a", constant_depth_frames(1.0), "png")
+    b = L.write_pairs(root / "b", constant_depth_frames(4.0), "png", units_per_metre=5000)
+    return str(a), str(b)
+
+
+def frame_ids(batches) -> list[int]:
+    """Each example's frame, as its depth in decimetres: 10-17 are A's frames, 40-47 B's."""
+    return [int(round(10 * float(tf.reduce_mean(SCALE.decode(unpack_target(y)[0][k])))))
+            for _, y in batches for k in range(len(y))]
+
+
+@pytest.mark.parametrize("text, spec", [
+    ("data/synth", DataSpec("data/synth")),
+    ("../shared/real_captures:weight=0.5,units=1000", DataSpec("../shared/real_captures", 0.5, 1000.0)),
+    ("tfds:nyu_depth_v2", DataSpec("tfds:nyu_depth_v2")),  # a ':' that starts no options stays in the path
+    ("tfds:nyu_depth_v2:weight=2", DataSpec("tfds:nyu_depth_v2", 2.0)),
+    ("/data/a:b/caps:units=5000", DataSpec("/data/a:b/caps", 1.0, 5000.0)),
+])
+def test_data_values_read_as_path_weight_and_units(text, spec):
+    assert parse_data_spec(text) == spec
+
+
+def test_an_existing_path_is_a_path_whatever_it_holds(tmp_path):
+    odd = tmp_path / "caps:weight=2"
+    odd.mkdir()
+    assert parse_data_spec(str(odd)) == DataSpec(str(odd))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("caps:wieght=2", "--data caps:wieght=2: unknown option 'wieght'; the options are weight=N, units=N"),
+    ("caps:weight=-1", "--data caps:weight=-1: must be above 0, got -1"),
+    ("caps:units=mm", "--data caps:units=mm: could not convert string to float: 'mm'"),
+])
+def test_bad_options_are_one_sentence(text, message, capsys):
+    with pytest.raises(DataError, match="^" + message):
+        parse_data_spec(text)
+    with pytest.raises(SystemExit) as stop:
+        train_py.parse_args(["--data", "data/synth", "--data", text])
+    assert stop.value.code == 2 and f"error: {message}" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_mixture_draws_each_dataset_at_its_weight_deterministically(two_folders):
+    """weight=3 against weight=1: 400 frames hold A's about 300 times. The count is binomial (n 400, p 0.75,
+    sd sqrt(400 * 0.75 * 0.25) = 8.7), so 300 +- 26 is three standard deviations. Every frame comes with its own
+    depth: B's 16-bit PNGs are read at their own 5000 per metre. The same seed draws the same frames."""
+    a, b = two_folders
+    train, val = open_mixtures([DataSpec(a, 3.0), DataSpec(b, 1.0, 5000.0)])
+    assert val is None and train.weights == [0.75, 0.25]  # own-captures folders have one split, 'all'
+    drawn = frame_ids(train.dataset(batch_size=4, training=True, seed=0, **OPTIONS).take(100))
+    assert set(drawn) == set(range(10, 18)) | set(range(40, 48))
+    from_a = sum(i < 40 for i in drawn)
+    assert abs(from_a - 300) <= 26, from_a
+    again = frame_ids(train.dataset(batch_size=4, training=True, seed=0, **OPTIONS).take(100))
+    other = frame_ids(train.dataset(batch_size=4, training=True, seed=1, **OPTIONS).take(100))
+    assert drawn == again and drawn != other
+
+
+def test_each_worker_reads_its_own_shard_of_every_dataset(two_folders):
+    """Two workers (loop.shard_select, per-replica batch 2): in each dataset's first pass, the frames worker 0
+    reads and those worker 1 reads are 4 and 4 different ones, all 8 together."""
+    train, _ = open_mixtures([DataSpec(two_folders[0]), DataSpec(two_folders[1], 1.0, 5000.0)])
+    firsts = []
+    for worker in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        select = lambda split: loop.shard_select(context, per_replica_batch=2, training=True)  # noqa: E731
+        drawn = frame_ids(train.dataset(batch_size=2, training=True, seed=0, select=select, **OPTIONS).take(40))
+        firsts.append([[i for i in drawn if (i < 40) == from_a][:4] for from_a in (True, False)])
+    for part, frames in enumerate((range(10, 18), range(40, 48))):
+        mine, theirs = set(firsts[0][part]), set(firsts[1][part])
+        assert len(mine) == len(theirs) == 4 and mine | theirs == set(frames)
+
+
+@pytest.fixture(scope="module")
+def two_zips(tmp_path_factory):
+    """Two nyu_data.zip datasets of 8 training and 4 test frames each."""
+    root = tmp_path_factory.mktemp("zips")
+    return [str(L.write_zip(root / f"{name}.zip", L.densedepth_files(L.make_frames(8, seed=seed),
+                                                                      L.make_frames(4, seed=seed + 1))))
+            for name, seed in (("a", 1), ("b", 3))]
+
+
+def test_a_mixture_run_says_its_datasets_and_resumes_to_the_uninterrupted_weights(two_zips, tmp_path, capsys):
+    a, b = two_zips
+    flags = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "1",
+             "--steps-per-epoch", "3", "--data", f"{a}:weight=3", "--data", b]
+    run_dir = tmp_path / "resumed"
+    assert train_py.run([*flags, "--epochs", "1", "--out", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    training = f"8 frames of {a} [train] (weight 0.75) + 8 frames of {b} [train] (weight 0.25)"
+    assert f"on {training}, 3 steps x 1 epochs; validating on 4 frames of {a} [test] + 4 frames of {b} [test]" in err
+    assert json.loads((run_dir / "args.json").read_text())["data"] == [f"{a}:weight=3", b]
+    assert models.train_data_of(models.load_model(run_dir / "model.keras")) == training
+    assert evaluate.main(evaluate.parse_args(["--model", str(run_dir / "model.keras"), "--data", a, "--limit", "2",
+                                              "--out", str(tmp_path / "eval")])) == 0
+    assert (f"Training frames of {run_dir / 'model.keras'}, whose mean depth is their fair baseline: {training}."
+            in (tmp_path / "eval" / "table.md").read_text())
+
+    assert train_py.run(["--out", str(run_dir), "--resume", "--epochs", "2"]) == 0
+    assert train_py.run([*flags, "--epochs", "2", "--out", str(tmp_path / "uninterrupted")]) == 0
+    resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
+    expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
+    for got, want in zip(resumed, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
