@@ -4,7 +4,8 @@ that the data can train before anything is written.
 
 A --data value is PATH, optionally followed by ':' and comma-separated options (DATA_OPTIONS): weight=W (the
 dataset's share of the training frames, relative to the others'; default 1) and units=N (its 16-bit depth per
-metre, as --depth-units-per-metre for this dataset alone). Only a last ':' part made of such options is read as
+metre, as --depth-units-per-metre for this dataset alone), train=SPLIT and val=SPLIT (this dataset's training and
+validation splits, as --train-split and --val-split for it alone; val=none: it gives no validation). Only a last ':' part made of such options is read as
 options, so paths holding ':' (tfds:nyu_depth_v2) keep it; a value naming an existing path is always that path.
 
 Training draws every frame from dataset i with probability weight_i / sum(weights)
@@ -26,7 +27,7 @@ import data
 from depth import DepthScale, unpack_target
 from layouts import DataError, Split, open_source, positive_float
 
-DATA_OPTIONS = {"weight": positive_float, "units": positive_float}  # --data PATH:weight=W,units=N
+DATA_OPTIONS = {"weight": positive_float, "units": positive_float, "train": str, "val": str}  # --data PATH:weight=W
 _OPTIONS = re.compile(r"^(\w+=[^,=:]+)(,\w+=[^,=:]+)*$")
 
 
@@ -36,16 +37,18 @@ _OPTIONS = re.compile(r"^(\w+=[^,=:]+)(,\w+=[^,=:]+)*$")
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """One --data value: the dataset's path, its sampling weight and its 16-bit depth unit (None: the layout's own,
-    or --depth-units-per-metre)."""
+    """One --data value: the dataset's path, its sampling weight, its 16-bit depth unit (None: the layout's own,
+    or --depth-units-per-metre) and its training and validation split names (None: --train-split, --val-split)."""
 
     path: str
     weight: float = 1.0
     units_per_metre: float | None = None
+    train_split: str | None = None
+    val_split: str | None = None
 
 
 def parse_data_spec(text: str) -> DataSpec:
-    """'PATH[:weight=W][,units=N]' -> DataSpec; DataError naming an unknown option or a bad value."""
+    """'PATH[:weight=W][,units=N][,train=SPLIT][,val=SPLIT]' -> DataSpec; DataError naming an unknown option or a bad value."""
     path, _, tail = text.rpartition(":")
     if not path or not _OPTIONS.match(tail) or Path(text).exists():
         return DataSpec(text)
@@ -58,7 +61,7 @@ def parse_data_spec(text: str) -> DataSpec:
         values = {key: DATA_OPTIONS[key](value) for key, value in options.items()}
     except (ValueError, argparse.ArgumentTypeError) as err:  # not a number, or not above 0
         raise DataError(f"--data {text}: {err}") from None
-    return DataSpec(path, values.get("weight", 1.0), values.get("units"))
+    return DataSpec(path, values.get("weight", 1.0), values.get("units"), values.get("train"), values.get("val"))
 
 
 class _AppendData(argparse.Action):
@@ -74,11 +77,13 @@ class _AppendData(argparse.Action):
 
 
 def add_data_argument(parser, default: str, default_help: str) -> None:
-    """Add --data (PATH[:weight=W,units=N], any number of times); data_value turns what it parsed into args.data."""
-    parser.add_argument("--data", action=_AppendData, default=None, metavar="PATH[:weight=W,units=N]",
+    """Add --data (PATH[:weight=W,units=N,train=SPLIT,val=SPLIT], any number of times); data_value turns what it
+    parsed into args.data."""
+    parser.add_argument("--data", action=_AppendData, default=None, metavar="PATH[:weight=W,units=N,train=S,val=S]",
                         help=f"any dataset layouts.py reads (default {default_help}); given several times, a "
                              "mixture: each dataset gives its weight's share of the training frames (weight=W, "
-                             "default 1) and may have its own 16-bit depth unit (units=N per metre)")
+                             "default 1) and may have its own 16-bit depth unit (units=N per metre) and splits "
+                             "(train=SPLIT, val=SPLIT or val=none)")
 
 
 def data_value(parsed: list | None, default: str):
@@ -147,15 +152,17 @@ def open_mixtures(specs: list[DataSpec], *, train_split: str = "auto", val_split
                   depth_units_per_metre: float | None = None, tfds_data_dir=None,
                   prepare=lambda path: path) -> tuple[Mixture, Mixture | None]:
     """(training mixture, validation mixture or None) of the datasets `specs`. Each dataset's splits are chosen
-    alone: train_split 'auto' is its 'train' split if it has one, else 'all'; val_split 'auto' its 'test' split if
-    it has one, else none ('none': no validation). A dataset's own units replace depth_units_per_metre.
+    alone (a spec's own train=/val= first, else train_split and val_split): 'auto' for training is its 'train' split
+    if it has one, else 'all'; 'auto' for validation its 'test' split if it has one, else none ('none': none). A dataset's own units replace depth_units_per_metre.
     prepare(path) -> the path to open (train.py writes the default synthetic set there on first use)."""
     trains, vals = [], []
     for spec in specs:
         units = spec.units_per_metre if spec.units_per_metre is not None else depth_units_per_metre
         source = open_source(prepare(spec.path), units, tfds_data_dir)
-        train_name = train_split if train_split != "auto" else ("train" if "train" in source.splits else "all")
-        val_name = val_split if val_split != "auto" else ("test" if "test" in source.splits else "none")
+        train_name = spec.train_split or train_split
+        val_name = spec.val_split or val_split
+        train_name = train_name if train_name != "auto" else ("train" if "train" in source.splits else "all")
+        val_name = val_name if val_name != "auto" else ("test" if "test" in source.splits else "none")
         trains.append(source.split(train_name))
         if val_name != "none":
             vals.append(source.split(val_name))
