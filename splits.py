@@ -10,6 +10,9 @@ from nyu import DEPTH_CODECS, DepthCodec
 from readers import DataError, FrameError, check_frame
 
 
+INTERSECT = "&"  # --train-split A&B: the frames in both splits A and B (Source.split)
+
+
 @dataclasses.dataclass
 class Split:
     """One split of a dataset: a list of frame keys and a reader that turns a key into its blobs.
@@ -103,7 +106,14 @@ class Source:
     splits: dict
 
     def split(self, name: str) -> Split:
-        """The split called `name`; DataError listing the splits there are if it has none."""
+        """The split called `name`; DataError listing the splits there are if it has none. 'A&B' is the frames of
+        split A that split B holds too, in A's order (e.g. a folder of captures' 'all-but-val&all-but-<capture>':
+        the training frames of every capture but one)."""
+        if INTERSECT in name:
+            first, *others = (self.split(part) for part in name.split(INTERSECT))
+            shared = set.intersection(*(set(other.keys) for other in others))
+            return dataclasses.replace(first, name=name, keys=[key for key in first.keys if key in shared],
+                                       skipped={})
         if name not in self.splits:
             raise DataError(
                 f"{self.path} ({self.layout}) has no '{name}' split; it has: {', '.join(self.splits) or 'none'}"

@@ -151,6 +151,12 @@ def test_a_folder_of_captures_is_one_dataset_holding_out_blocks_or_whole_capture
     assert source.split("desk").keys[0] == ("desk/color/00000.jpg", "desk/depth/00000.png")
     assert_frames(source.split("kitchen"), L.make_frames(25, hw=(8, 8), seed=1), MM / 2 + 1e-6)
     assert captures.held_out_blocks(143) == [*range(20, 30), *range(70, 80), *range(120, 130)]
+    # 'A&B': the training frames of every capture but the kitchen, and the kitchen's held-out blocks
+    trained = source.split("all-but-val&all-but-kitchen")
+    assert (trained.name, len(trained)) == ("all-but-val&all-but-kitchen", 14)  # desk 12, lounge's 2 train frames
+    assert [rgb for rgb, _ in source.split("val&kitchen").keys] == held_out[:5]
+    with pytest.raises(layouts.DataError, match="no 'nothing' split"):
+        source.split("val&nothing")
 
 
 def test_inspect_lists_a_collections_splits_with_frame_counts(tmp_path, capsys):
