@@ -63,7 +63,9 @@ def adopt_init_model(args, net: keras.Model, given) -> argparse.Namespace:
     if args.freeze_encoder_epochs and fixed["model"] != "transfer":
         raise ValueError(f"--freeze-encoder-epochs needs a transfer model, and --init-from {args.init_from} is a "
                          f"{fixed['model']}")
-    return argparse.Namespace(**{**vars(args), **fixed, "encoder_weights": None})
+    # 'none': this run loads no encoder weights of its own (they come from the model), and args.json stays a
+    # command line --resume's check reads back as written
+    return argparse.Namespace(**{**vars(args), **fixed, "encoder_weights": "none"})
 
 
 def _shown(value) -> str:

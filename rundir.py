@@ -113,14 +113,20 @@ class RefusingParser(argparse.ArgumentParser):
         raise RunStateError(message)
 
 
+REPEATED_FLAGS = ("data",)  # flags given once per value, saved as a list: train.py's --data (a mixture)
+
+
 def saved_argv(saved: dict) -> list[str]:
     """The command line that gives `saved` (args.json's keys and values): a flag per key, true as the bare flag,
-    false and null left out (the flag's default), a list as its items. A value is attached with '=' so that one
-    starting with '-' or '@' (an @FILE to the parser) is read as a value."""
+    false and null left out (the flag's default), a list as its items (a key of REPEATED_FLAGS: the flag once per
+    item). A value is attached with '=' so that one starting with '-' or '@' (an @FILE to the parser) is read as a
+    value."""
     argv = []
     for key, value in saved.items():
         if value is True:
             argv.append(flag(key))
+        elif isinstance(value, list) and key in REPEATED_FLAGS:
+            argv += [f"{flag(key)}={item}" for item in value]
         elif isinstance(value, list):
             argv += [flag(key), *map(str, value)]
         elif value is not None and value is not False:

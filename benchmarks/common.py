@@ -13,7 +13,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-import model
 import nyu
 import synth
 from layouts import DataError, Split, open_source
@@ -93,7 +92,7 @@ SIZES = {
     ),
 }
 
-MODEL_KINDS = tuple(model.BUILDERS)  # "unet", "transfer"
+MODEL_KINDS = ("unet", "transfer")  # the benchmarked architectures (depth-anything needs a KerasHub preset and a square input)
 BASELINE_WORKERS = 2  # PyDataset(workers=2): the threads Keras builds the baseline's batches on, one per core here
 TEST_FRAMES = 8  # test frames in each cached synthetic set: the photographs of the inference measure
 BASELINE_LOADER = "DenseDepth-style PyDataset"  # the pipeline's baseline, by the name every result uses

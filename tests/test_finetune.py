@@ -83,7 +83,7 @@ def test_a_fine_tuning_run_starts_from_the_source_and_resumes_to_the_uninterrupt
     assert {k: saved[k] for k in ("init_from", "model", "input_size", "base_filters", "depth_mode", "min_depth_m",
                                   "max_depth_m", "encoder_weights")} == {
         "init_from": str(source), "model": "unet", "input_size": [32, 48], "base_filters": 4, "depth_mode": "metres",
-        "min_depth_m": 0.2, "max_depth_m": 8.0, "encoder_weights": None}
+        "min_depth_m": 0.2, "max_depth_m": 8.0, "encoder_weights": "none"}
     final = models.load_model(run_dir / "model.keras")
     assert models.depth_scale_of(final) == SCALE
     # the new training frames' mean depth (as test_train computes it), not the source's 2 m

@@ -176,7 +176,7 @@ def test_a_damaged_args_json_is_one_sentence(tmp_path, capsys):
     ({"epochs": 2.5}, "\"epochs\": 2.5 is refused (argument --epochs: invalid int value: '2.5'); correct it, or start "
                       "a new run with another --out"),
     ({"model": "resnet"}, "\"model\": \"resnet\" is refused (argument --model: invalid choice: 'resnet' (choose from "
-                          "'transfer', 'unet')); correct it, or start a new run with another --out"),
+                          "'depth-anything', 'transfer', 'unet')); correct it, or start a new run with another --out"),
     ({"lr": -1.0}, '"lr": -1.0 is refused (--lr, --decoder-width, --time-budget, --log-every and --collective-timeout '
                    'must be positive and --theta not negative); correct it, or start a new run with another --out'),
     ({"no_augment": "yes"}, "\"no_augment\": \"yes\" is refused (argument --no-augment: ignored explicit argument "
