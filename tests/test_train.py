@@ -21,16 +21,31 @@ import nyu_layouts as L
 import train as train_py
 from depth import DepthScale, pack_target
 from loop import Steps
-from conftest import ROOT
+from conftest import ROOT, built_once
 
 TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "2"]
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    """DenseDepth's nyu_data.zip layout with 8 train and 4 test frames of 48x64."""
-    files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
-    return str(L.write_zip(tmp_path_factory.mktemp("data") / "nyu_data.zip", files))
+    """DenseDepth's nyu_data.zip layout with 8 train and 4 test frames of 48x64 (one path for every xdist worker, as
+    the shared run's args.json records it)."""
+    def write(folder):
+        folder.mkdir()
+        L.write_zip(folder / "nyu_data.zip", L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2)))
+    return str(built_once(tmp_path_factory, "train_tiny_data", write) / "nyu_data.zip")
+
+
+# The tiny run that learns, trained once: test_tiny_unet_learns_saves_and_reloads checks it, and it is the
+# uninterrupted twin of test_killed_run_resumes_to_the_uninterrupted_weights's killed run (--ema-momentum: the moving
+# average too must come back from the backup, the optimizer's variables).
+LEARNS = [*TINY, "--epochs", "4", "--steps-per-epoch", "8", "--lr", "3e-3", "--ema-momentum", "0.9"]
+
+
+@pytest.fixture(scope="module")
+def learned_run(tiny_data, tmp_path_factory):
+    return built_once(tmp_path_factory, "train_learned_run",
+                      lambda run_dir: train(*LEARNS, "--data", tiny_data, "--out", run_dir))
 
 
 def train(*flags, capsys=None):
@@ -47,9 +62,8 @@ def history(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_tiny_unet_learns_saves_and_reloads(tiny_data, tmp_path):
-    run_dir = tmp_path / "run"
-    train(*TINY, "--data", tiny_data, "--out", str(run_dir), "--epochs", "4", "--steps-per-epoch", "8", "--lr", "3e-3")
+def test_tiny_unet_learns_saves_and_reloads(tiny_data, learned_run):
+    run_dir = learned_run
     rows = history(run_dir)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
     losses = [float(r["loss"]) for r in rows]
@@ -93,12 +107,11 @@ def test_target_statistics_mean_depth_is_in_metres_not_inverse_depth():
     assert mean_depth_m == pytest.approx((1 + 2 + 4) / 3)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path, capsys):
+def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, learned_run, tmp_path, capsys):
     """A real SIGKILL during epoch 2, then --resume: each epoch logged once, every model file loads, and the weights
-    are those of the same run uninterrupted (the backup holds the optimizer and the data position)."""
+    are those of the same run uninterrupted (learned_run; the backup holds the optimizer and the data position)."""
     run_dir = tmp_path / "run"
-    # --ema-momentum: the moving average too must come back from the backup (the optimizer's variables)
-    flags = [*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "25", "--ema-momentum", "0.9"]
+    flags = [*LEARNS, "--data", tiny_data]
     proc = subprocess.Popen([sys.executable, "train.py", *flags, "--out", str(run_dir)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -109,17 +122,16 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, tmp_path, ca
     assert proc.poll() is None, "training ended before it could be interrupted"
     proc.send_signal(signal.SIGKILL)  # during epoch 2 or its writes: no chance to clean up
     proc.wait()
-    assert 1 <= len(history(run_dir)) < 3
+    assert 1 <= len(history(run_dir)) < 4
 
     code, err = train("--out", run_dir, "--resume", capsys=capsys)
     assert code == 0 and "resuming" in err
-    assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1, 2]
-    train(*flags, "--out", tmp_path / "uninterrupted")
+    assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1, 2, 3]
     x = np.random.default_rng(0).random((2, 32, 48, 3), dtype=np.float32)
     resumed = keras.models.load_model(run_dir / "model.keras")
     for name in ("checkpoints/last.keras", "checkpoints/best.keras"):
         keras.models.load_model(run_dir / name).predict(x, verbose=0)
-    expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras")
+    expected = keras.models.load_model(learned_run / "model.keras")
     for got, want in zip(resumed.get_weights(), expected.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     code, err = train("--out", run_dir, capsys=capsys)
