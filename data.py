@@ -20,13 +20,13 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 import nyu
 from decode import decode_depth, decode_rgb, finite_positive
 from depth import DepthScale, pack_target
 from layouts import (EXPECTED_LAYOUTS, DataError, FrameError, Split, add_depth_units_argument, open_source,
                      positive_float)
+from quiet import progress_bar
 from readers import decode_problem
 
 LOG = logging.getLogger("depth.data")
@@ -347,7 +347,7 @@ def split_stats(split: Split, limit: int | None = None, depth_range_m=(nyu.MIN_D
     shapes, lo, hi, total, valid, pixels, seen = {}, np.inf, -np.inf, 0.0, 0, 0, 0
     in_range = dict.fromkeys(nyu.in_range_by_unit(np.zeros(0), split.depth_codec, depth_range_m), 0)
     stream = frames(split).prefetch(tf.data.AUTOTUNE)
-    for frame in tqdm(stream, total=count, desc=f"{split.name}", unit="frame", file=sys.stderr):
+    for frame in progress_bar(stream, total=count, desc=f"{split.name}", unit="frame"):
         seen += 1
         shape = "x".join(str(v) for v in frame["rgb"].shape)
         shapes[shape] = shapes.get(shape, 0) + 1

@@ -3,6 +3,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,3 +46,14 @@ FIRST = ("test_distributed.py",)  # minutes of multi-process runs: started first
 def pytest_collection_modifyitems(items):
     """Run FIRST's modules before the rest (a stable sort: the same order on every pytest-xdist worker)."""
     items.sort(key=lambda item: item.path.name not in FIRST)
+
+
+def randomize(model, seed=0):
+    """Give biases and BatchNorm parameters and statistics random values near their defaults (kernels are
+    random already), so equality checks cover them and the outputs stay finite."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if v.name in ("gamma", "moving_variance"):
+            v.assign(rng.uniform(0.5, 1.5, v.shape).astype("float32"))
+        elif v.name in ("beta", "moving_mean", "bias"):
+            v.assign(rng.normal(0.0, 0.1, v.shape).astype("float32"))

@@ -14,6 +14,7 @@ import model as models
 import nyu_layouts as L
 import train as train_py
 from depth import DepthScale
+from conftest import randomize
 
 SCALE = DepthScale("metres", 0.2, 8.0)  # not train.py's defaults, so adopting them shows
 RUN = ["--bs", "2", "--tb-images", "0", "--steps-per-epoch", "2"]
@@ -28,12 +29,7 @@ def tiny_data(tmp_path_factory):
 def randomized(net, seed=0):
     """`net` with random biases and BatchNorm statistics too (an output bias of 0.123 among them), as a trained
     model has: a bias re-initialised from the data, or statistics left out, would change its predictions."""
-    rng = np.random.default_rng(seed)
-    for v in net.weights:
-        if v.name in ("gamma", "moving_variance"):
-            v.assign(rng.uniform(0.5, 1.5, v.shape).astype("float32"))
-        elif v.name in ("beta", "moving_mean", "bias"):
-            v.assign(rng.normal(0.0, 0.1, v.shape).astype("float32"))
+    randomize(net, seed)
     models.set_output_bias(net, 0.123)
     return net
 

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import randomize
 from depth import DepthScale
 from encoders import ENCODERS, caffe_normalize, hed_normalize, resnet34, tf_normalize, torch_normalize
 from model import (
@@ -37,17 +38,6 @@ TRANSFER_HW = (48, 80)
 def images(hw, batch=2, seed=0):
     """[batch, H, W, 3] float32 RGB in [0, 1]."""
     return np.random.default_rng(seed).random((batch, *hw, 3), dtype=np.float32)
-
-
-def randomize(model, seed=0):
-    """Give biases and BatchNorm parameters and statistics random values near their defaults (kernels are
-    random already), so equality checks cover them and the outputs stay finite."""
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        if v.name in ("gamma", "moving_variance"):
-            v.assign(rng.uniform(0.5, 1.5, v.shape).astype("float32"))
-        elif v.name in ("beta", "moving_mean", "bias"):
-            v.assign(rng.normal(0.0, 0.1, v.shape).astype("float32"))
 
 
 def predict(model, x):
