@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 import figures
+from cli import user_error
 import nyu
 import predict
 import video
@@ -199,8 +200,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         models = load_models(args.model)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     build_page(models).launch(server_name=args.host, server_port=args.port)
     return 0
 

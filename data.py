@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 import nyu
+from cli import user_error
 from decode import decode_depth, decode_rgb, finite_positive
 from depth import DepthScale, pack_target
 from layouts import (EXPECTED_LAYOUTS, DataError, FrameError, Split, add_depth_units_argument, open_source,
@@ -416,8 +417,7 @@ def main(args) -> int:
                         args.tfds_data_dir)
         print(json.dumps(stats, indent=2))
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     return 0
 
 

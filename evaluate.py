@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 import figures
+from cli import user_error
 import nyu
 import table
 from data import frames
@@ -386,8 +387,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         candidates = load_candidates(args.model, trust_saved_model=args.trust_saved_model)
     except (FileNotFoundError, ValueError) as err:  # load_model's and depth_scale_of's one-sentence errors
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -418,11 +418,9 @@ def main(args: argparse.Namespace) -> int:
             written.append(out / "photos.png")
             photo_figure(written[-1], photos, candidates, flip=not args.no_flip)
     except (DataError, NonFiniteDepth) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     except OSError as err:  # an output file or folder cannot be written
-        print(f"error: cannot write {err.filename} ({err.strerror})", file=sys.stderr)
-        return 2
+        return user_error(f"cannot write {err.filename} ({err.strerror})")
     if skipped:
         print(f"skipped {len(skipped)} frames:\n  " + "\n  ".join(skipped), file=sys.stderr)
     if notice:

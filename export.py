@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from cli import first_line, user_error
 import train
 from backends import ExportInfo, import_runtime, info_json, read_info, sidecar_path
 from data import frames, resize_rgb
@@ -357,14 +358,11 @@ def main(args: argparse.Namespace) -> int:
         out = export_model(net, depth_scale, args.out, fmt=args.format, quantize=args.quantize,
                            flip=not args.no_flip, calibration=calibration, source=args.model)
     except (FileNotFoundError, ValueError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     except OSError as err:  # --out's folder is read-only or full
-        print(f"error: cannot write {err.filename or args.out} ({err.strerror}); {WRITE_FIX}", file=sys.stderr)
-        return 2
+        return user_error(f"cannot write {err.filename or args.out} ({err.strerror}); {WRITE_FIX}")
     except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError) as err:  # the same in TensorFlow's
-        print(f"error: cannot write {args.out} ({train.first_line(err)}); {WRITE_FIX}", file=sys.stderr)  # writers
-        return 2
+        return user_error(f"cannot write {args.out} ({first_line(err)}); {WRITE_FIX}")  # writers
     size = sum(p.stat().st_size for p in out.rglob("*")) if out.is_dir() else out.stat().st_size
     print(f"wrote {out} ({size / 2**20:.1f} MiB; {args.format}, quantize {args.quantize}, flip "
           f"{'inside' if not args.no_flip else 'not included'}) and {sidecar_path(out)}: float32 RGB in [0, 1] "

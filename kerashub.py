@@ -25,6 +25,7 @@ import keras
 import numpy as np
 
 import nyu
+from cli import user_error
 from depth import DepthScale
 from encoders import KERASHUB_PREFIX
 from model import DEFAULT_PRESET, PREPROCESS_PREFIX, DepthOutput
@@ -318,8 +319,7 @@ def main(args: argparse.Namespace) -> int:
         net = build_depth_anything(args.preset, input_hw=tuple(args.input_size), relative=True,
                                    depth_scale=DepthScale("inverse", args.min_depth_m, args.max_depth_m))
     except (ValueError, ModuleNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     net.save(args.out)
     print(f"wrote {args.out}: {net.name}, relative depth (evaluate it with --align scale-shift)", file=sys.stderr)
     return 0

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 import nyu
+from cli import user_error
 from depth import DepthScale
 from encoders import ENCODERS, KERASHUB_PREFIX, encoder_spec, is_kerashub
 from weights import assign_keras2_weights, bundled_weights, is_keras2_model, load_encoder_weights, read_keras2_weights
@@ -390,8 +391,7 @@ def main(args: argparse.Namespace) -> int:
         )
         model.save(args.out)
     except (OSError, ValueError) as err:  # read_keras2_weights' and the checks' one-sentence errors, or --out
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     print(f"wrote {args.out}: {model.count_params():,} parameters, input {model.input_shape}, "
           f"output {model.output_shape}, {depth_scale_of(model)}")
     return 0

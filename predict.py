@@ -21,6 +21,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 import figures
+from cli import user_error
 import nyu
 from data import resize_rgb
 from depth import DepthScale
@@ -304,8 +305,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         model, depth_scale = load_depth_model(args.model, trust_saved_model=args.trust_saved_model)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(f"{err}")
     if is_relative(model):
         print(f"note: {args.model} predicts relative depth (up to an unknown scale and shift), not metres",
               file=sys.stderr)
@@ -313,15 +313,13 @@ def main(args: argparse.Namespace) -> int:
     if not paths:
         report_inputs_left_out([], unsupported)
         what = "no image file this installation can read" if unsupported else "no image file"
-        print(f"error: {what} matched {' '.join(args.inputs)}", file=sys.stderr)
-        return 2
+        return user_error(f"{what} matched {' '.join(args.inputs)}")
     report_inputs_left_out(unmatched, unsupported)
     out_dir = Path(args.out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        print(f"error: cannot create the output folder {out_dir} ({err.strerror})", file=sys.stderr)
-        return 2
+        return user_error(f"cannot create the output folder {out_dir} ({err.strerror})")
     given_intrinsics = {name: getattr(args, name) for name in _INTRINSIC_FLAGS} if args.fx is not None else None
     png_codec = png_codec_for(depth_scale.max_depth_m)
     import video  # here: video.py imports this module
@@ -338,11 +336,9 @@ def main(args: argparse.Namespace) -> int:
                                               flip=not args.no_flip, ply=args.ply, intrinsics=given_intrinsics,
                                               png_codec=png_codec)
     except OSError as err:  # the output folder is read-only or full
-        print(f"error: cannot write {err.filename} ({err.strerror}); choose another --out", file=sys.stderr)
-        return 2
+        return user_error(f"cannot write {err.filename} ({err.strerror}); choose another --out")
     if nonfinite:
-        print(f"error: {NonFiniteDepth(args.model, nonfinite, len(paths) - unreadable)}", file=sys.stderr)
-        return 2
+        return user_error(f"{NonFiniteDepth(args.model, nonfinite, len(paths) - unreadable)}")
     print(f"wrote depth for {len(paths) - unreadable} of {len(paths)} images to {out_dir} "
           f"(X_depth.png: {nyu.DEPTH_CODECS[png_codec].description})")
     return 1 if unreadable or unmatched or unsupported or failed_clips else 0

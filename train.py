@@ -10,7 +10,6 @@ import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before Ten
 import argparse
 import errno
 import functools
-import re
 import shutil
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import data
+from cli import first_line, user_error
 import model as models
 import nyu
 import synth
@@ -425,12 +425,6 @@ def train(args, run_dir: Path, worker: int, resolver, stack: ExitStack, locked: 
 USER_ERRORS = (DataError, FileNotFoundError, FileExistsError, ValueError, RuntimeError, tf.errors.OpError)
 
 
-def first_line(err: Exception) -> str:
-    """An error's first line, without TensorFlow's "{{function_node ...}}" prefix."""
-    message = err.message if isinstance(err, tf.errors.OpError) else str(err)
-    return re.sub(r"^\{\{[^}]*\}\}\s*", "", message.strip().splitlines()[0] if message.strip() else repr(err))
-
-
 def run(argv=None) -> int:
     """The command line: train, and turn a user mistake, a full or read-only disk and Ctrl-C into one sentence
     (exit 2, 2 and 130)."""
@@ -441,18 +435,16 @@ def run(argv=None) -> int:
     except LOST_WORKER as err:
         if args.strategy != "multiworker":
             raise
-        print(f"error: lost contact with another worker ({first_line(err)}); {rundir.saved_epochs(Path(args.out))}: "
-              "relaunch every worker with the same command and --resume", file=sys.stderr)
-        return 2
+        return user_error(f"lost contact with another worker ({first_line(err)}); "
+                          f"{rundir.saved_epochs(Path(args.out))}: relaunch every worker with the same command and --resume")
     except USER_ERRORS as err:
-        print(f"error: {first_line(err)}", file=sys.stderr)
-        return 2
+        return user_error(first_line(err))
     except OSError as err:
         if err.errno not in WRITE_ERRNOS:
             raise
-        print(f"error: could not write {err.filename or 'a file'}: {err.strerror}; {rundir.saved_epochs(Path(args.out))}: "
-              f"free space (or make {args.out} writable), then continue with {resume}", file=sys.stderr)
-        return 2
+        return user_error(f"could not write {err.filename or 'a file'}: {err.strerror}; "
+                          f"{rundir.saved_epochs(Path(args.out))}: free space (or make {args.out} writable), "
+                          f"then continue with {resume}")
     except KeyboardInterrupt:
         print(f"\ninterrupted: {rundir.saved_epochs(Path(args.out))} in {args.out}; continue with {resume}", file=sys.stderr)
         return 130
