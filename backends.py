@@ -28,7 +28,7 @@ from model import depth_scale_of, load_model, train_mean_depth_of
 from opscan import TRUST_FLAG, refuse_denied_ops
 
 UNITS = "metres"
-INPUT_DESCRIPTION = "float32 RGB in [0, 1], [B, H, W, 3] at input_hw (resize first, as data.resize_rgb does)"
+INPUT_DESCRIPTION = "float32 RGB in [0, 1], [B, H, W, 3] at input_hw (resize first, as inference.resize_rgb does)"
 SAVED_MODEL_FILE = "saved_model.pb"  # what makes a folder a SavedModel
 
 

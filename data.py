@@ -25,6 +25,7 @@ import nyu
 from cli import user_error
 from decode import decode_depth, decode_rgb, finite_positive
 from depth import DepthScale, pack_target
+from inference import resize_rgb  # the network input, as predict.py and export.py make it
 from layouts import (EXPECTED_LAYOUTS, DataError, FrameError, Split, add_depth_units_argument, open_source,
                      positive_float)
 from quiet import progress_bar
@@ -170,21 +171,6 @@ def resize_depth(depth_m, size):
     total = tf.image.resize(depth_m * valid, size, method="area")
     mask = tf.cast(weight >= 0.5, tf.float32)
     return tf.math.divide_no_nan(total, weight) * mask, mask
-
-
-def resize_rgb(rgb_uint8, size):
-    """RGB uint8 [..., H, W, 3] -> float32 [..., h, w, 3] in [0, 1]: unchanged at the same size, an area average
-    (a box filter, which never aliases) when shrinking both sides, else bilinear with antialiasing.
-
-    Area is 4x cheaper than antialiased bilinear here and differs from it by under one grey level on average.
-    """
-    hw, size_t = tf.shape(rgb_uint8)[-3:-1], tf.constant(size, tf.int32)
-    resized = tf.case([
-        (tf.reduce_all(hw == size_t), lambda: tf.cast(rgb_uint8, tf.float32)),
-        (tf.reduce_all(hw >= size_t), lambda: tf.image.resize(rgb_uint8, size, method="area")),
-    ], default=lambda: tf.image.resize(rgb_uint8, size, method="bilinear", antialias=True))
-    resized = tf.ensure_shape(resized, [*rgb_uint8.shape[:-3], *size, 3])  # the same-size branch knows no size
-    return tf.clip_by_value(resized / 255.0, 0.0, 1.0)
 
 
 def aspect_crop(rgb, depth_m, aspect_hw, at=(0.5, 0.5)):

@@ -28,86 +28,18 @@ import numpy as np
 
 import figures
 from cli import user_error
-import nyu
 import table
 from data import frames
 from depth import DepthScale
-from layouts import DataError, Split, add_depth_units_argument, open_source
-from loss import depth_errors
+from layouts import DataError, Split, add_depth_units_argument, evenly_spaced, open_source
 from backends import add_trust_argument, load_depth_model, recorded_mean_depth_m
 from model import train_data_of
 from photos import read_photos
 from predict import NonFiniteDepth, predict_depth_m
+from protocol import CROP_CHOICES, compute_errors, frame_crop, median_scaled, scale_shift_aligned, valid_mask
 
-NYU_FRAME_TEXT = f"{nyu.FRAME_HW[0]}x{nyu.FRAME_HW[1]}"
-CROP_CHOICES = {
-    "auto": f"the data's own crop (eigen_test_crop.npy) if it ships one, else eigen for {NYU_FRAME_TEXT} frames, "
-            "else none",
-    **{name: f"{crop.whose}, {nyu.box_text(crop.box)} ({NYU_FRAME_TEXT} frames only)" for name, crop in nyu.CROPS.items()},
-    "none": "the whole frame",
-}
 BASELINE_FRAMES = 200  # train-split frames (evenly spaced) averaged for models that recorded no training mean
 MAX_PHOTOS = 6  # photographs without ground truth in photos.png (and the notebook's figure)
-
-
-# ---------------------------------------------------------------------------
-# Scoring one image
-# ---------------------------------------------------------------------------
-
-def compute_errors(gt, pred, mask=None) -> dict[str, float]:
-    """`loss.depth_errors` as Python floats: gt and pred [...] in metres (ground truth FIRST, the denominator
-    of the relative errors), mask the same shape (True = scored). Keys: ERROR_METRICS."""
-    return {name: float(value) for name, value in depth_errors(gt, pred, mask).items()}
-
-
-def frame_crop(choice: str, hw, data_crop=None) -> tuple[tuple | None, str]:
-    """(box, label): the crop (top, bottom, left, right, inclusive) a frame of size hw = (H, W) is scored in,
-    None for the whole frame, and a label saying which. choice: a key of CROP_CHOICES; data_crop: the
-    split's own crop (Split.crop). The NYU crops (nyu.CROPS) are refused for frames of another size."""
-    nyu_frame = tuple(hw) == nyu.FRAME_HW
-    if choice == "auto":
-        if data_crop is not None:
-            return tuple(data_crop), f"the data's own ({nyu.box_text(data_crop)})"
-        choice = "eigen" if nyu_frame else "none"
-    if choice == "none":
-        return None, "none (whole frame)"
-    if not nyu_frame:
-        raise DataError(f"--crop {choice} is defined for {NYU_FRAME_TEXT} NYU frames, not {hw[0]}x{hw[1]}; "
-                        "use --crop auto or none")
-    crop = nyu.CROPS[choice]
-    return crop.box, f"{choice}: {crop.whose} ({nyu.box_text(crop.box)})"
-
-
-def crop_mask(hw, box=None) -> np.ndarray:
-    """bool [H, W]: True inside box = (top, bottom, left, right), all inclusive; everywhere for None."""
-    mask = np.zeros(hw, bool)
-    top, bottom, left, right = box if box is not None else (0, hw[0] - 1, 0, hw[1] - 1)
-    mask[top:bottom + 1, left:right + 1] = True
-    return mask
-
-
-def valid_mask(gt_m: np.ndarray, depth_scale: DepthScale, box=None) -> np.ndarray:
-    """bool [H, W]: the scored pixels, inside the crop where the ground truth [H, W] (metres) is within
-    [depth_scale.min_depth_m, depth_scale.max_depth_m]."""
-    in_range = (gt_m >= depth_scale.min_depth_m) & (gt_m <= depth_scale.max_depth_m)
-    return in_range & crop_mask(gt_m.shape, box)
-
-
-def median_scaled(gt_m: np.ndarray, pred_m: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """pred * median(gt) / median(pred) over the valid pixels (DenseDepth's per-image median scaling), unclipped."""
-    return pred_m * (np.median(gt_m[valid]) / np.median(pred_m[valid]))
-
-
-def scale_shift_aligned(gt_m: np.ndarray, pred_m: np.ndarray, valid: np.ndarray, depth_scale: DepthScale) -> np.ndarray:
-    """pred [H, W] metres aligned per image in inverse depth, as MiDaS (Ranftl et al. 2020) and Marigold score
-    relative depth: s, t minimise the sum over the valid pixels of (s / pred + t - 1 / gt)^2 (least squares), and
-    the result is 1 / (s / pred + t), clipped to [depth_scale.min_depth_m, max_depth_m] (an aligned inverse depth
-    at or below 1 / max_depth_m, at or past the far limit, becomes max_depth_m)."""
-    inverse_pred = 1.0 / pred_m.astype(np.float64)
-    design = np.stack([inverse_pred[valid], np.ones(int(valid.sum()))], axis=1)
-    (s, t), *_ = np.linalg.lstsq(design, 1.0 / gt_m[valid].astype(np.float64), rcond=None)
-    aligned = np.maximum(s * inverse_pred + t, 1.0 / depth_scale.max_depth_m)
-    return np.clip(1.0 / aligned, depth_scale.min_depth_m, depth_scale.max_depth_m).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -142,11 +74,6 @@ def model_slugs(paths) -> list[str]:
         slug = re.sub(r"[^A-Za-z0-9.-]+", "_", "_".join(Path(path).with_suffix("").parts[-2:])).strip("_")
         slugs.append(slug if slug not in slugs else f"{slug}_{len(slugs) + 1}")
     return slugs
-
-
-def evenly_spaced(length: int, count: int) -> np.ndarray:
-    """int [min(count, length)]: positions in range(length), evenly spaced from the first to the last, no repeats."""
-    return np.unique(np.linspace(0, length - 1, min(count, length)).round().astype(int))
 
 
 def mean_depth_m(split: Split, max_frames: int) -> float:
@@ -406,7 +333,9 @@ def main(args: argparse.Namespace) -> int:
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)
         # The numbers first: a figure that fails to draw never costs the scores it took the whole split to get.
-        print(table.write_report(out, args, candidates, constants, crops_used, skipped))
+        print(table.write_report(out, candidates, constants, data=args.data, split=args.split, flip=not args.no_flip,
+                                 median_scaling=args.median_scaling, scale_shift=args.align == "scale-shift",
+                                 crops_used=crops_used, skipped=skipped, json_path=args.json))
         for c in candidates:
             example_figure(out / f"examples_{c.slug}.png", split, c, crop=args.crop, flip=not args.no_flip)
         written = [out / "examples_*.png"]

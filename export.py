@@ -28,13 +28,13 @@ import numpy as np
 import tensorflow as tf
 
 from cli import first_line, user_error
-import train
 from backends import ExportInfo, import_runtime, info_json, read_info, sidecar_path
-from data import frames, resize_rgb
+from data import frames
 from depth import DepthScale
-from evaluate import evenly_spaced
 from exportcheck import QUANTIZATION_NAMES, RUNTIMES, check_runs, output_step_m, tflite_quantization
-from layouts import DataError, Split
+from inference import network_depth_m, resize_rgb
+from layouts import DataError, Split, evenly_spaced
+from mixtures import data_specs, open_mixtures
 from model import depth_scale_of, load_model, train_mean_depth_of
 from staging import check_replaceable, publish, remove_stale_staging, staging_folder
 
@@ -51,8 +51,8 @@ class MetresModel(keras.Model):
     """A depth network's prediction decoded to metres, flip-averaged when `flip`:
     RGB float32 [B, h, w, 3] in [0, 1] -> depth float32 [B, h', w', 1] in metres, clipped to the scale's range.
 
-    The arithmetic of predict.predict_depth_m at the network's output size: the direct prediction averaged,
-    in metres, with the mirrored image's mirrored back (DenseDepth's test-time augmentation).
+    inference.network_depth_m, the graph predict.predict_depth_m runs at the network's output size, as a
+    Keras model that model.export can write.
     """
 
     def __init__(self, net: keras.Model, depth_scale: DepthScale, flip: bool, **kwargs):
@@ -60,13 +60,7 @@ class MetresModel(keras.Model):
         self.net, self.depth_scale, self.flip = net, depth_scale, flip
 
     def call(self, x):
-        if self.flip:
-            x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)  # [2B, h, w, 3]: one network call for both
-        depth = self.depth_scale.decode(self.net(x, training=False))
-        if self.flip:
-            direct, mirrored = tf.split(depth, 2, axis=0)
-            depth = (direct + tf.reverse(mirrored, axis=[2])) / 2.0
-        return depth
+        return network_depth_m(lambda image: self.net(image, training=False), x, self.depth_scale, flip=self.flip)
 
 
 def float32_copy(net: keras.Model) -> keras.Model:
@@ -253,18 +247,23 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
 # Calibration images for int8
 # ---------------------------------------------------------------------------
 
-def training_split(model_path, data_path: str | None) -> Split:
-    """The split int8 calibration draws from: data_path's training split, else the one the args.json beside
-    model_path (train.py's run directory) names. ValueError when neither is known."""
-    if data_path is not None:
-        run = argparse.Namespace(data=data_path, train_split="auto")
+def training_split(*, model_path, data: str | None) -> Split:
+    """The split int8 calibration draws from: the training split of `data` (a --data value: its 'train' split,
+    else 'all'), else the training split of the first dataset the args.json beside model_path (train.py's run
+    directory) names, read as train.py read it (its --train-split, --depth-units-per-metre, --tfds-data-dir).
+    ValueError when neither is known; DataError when the data cannot be opened."""
+    if data is not None:
+        run = {"data": data}
     else:
         saved = Path(model_path).parent / "args.json"
-        if not saved.is_file():
+        run = json.loads(saved.read_text()) if saved.is_file() else {}
+        if "data" not in run:
             raise ValueError(f"int8 calibrates on training images, and {model_path} has no args.json beside it "
                              "naming its training data; pass --data")
-        run = argparse.Namespace(**json.loads(saved.read_text()))
-    return train.open_splits(argparse.Namespace(data=run.data, train_split=run.train_split, val_split="none"))[0]
+    train, _ = open_mixtures(data_specs(run["data"]), train_split=run.get("train_split", "auto"), val_split="none",
+                             depth_units_per_metre=run.get("depth_units_per_metre"),
+                             tfds_data_dir=run.get("tfds_data_dir"))
+    return train.splits[0]
 
 
 class CalibrationImages:
@@ -353,7 +352,7 @@ def main(args: argparse.Namespace) -> int:
         depth_scale = depth_scale_of(net)
         calibration = None
         if args.quantize == "int8":
-            split = training_split(args.model, args.data)
+            split = training_split(model_path=args.model, data=args.data)
             calibration = calibration_images(split, net.input_shape[1:3], args.calibration_frames)
         out = export_model(net, depth_scale, args.out, fmt=args.format, quantize=args.quantize,
                            flip=not args.no_flip, calibration=calibration, source=args.model)

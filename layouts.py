@@ -286,3 +286,10 @@ def _open_path(path) -> Source:
     if not any(len(s) for s in source.splits.values()):
         raise DataError(f"{path} looks like {layout} but holds no frames")
     return source
+
+
+def evenly_spaced(length: int, count: int) -> np.ndarray:
+    """int [min(count, length)]: positions in range(length), evenly spaced from the first to the last, no repeats;
+    the frames a sample of a split takes (Split.subset), e.g. export.py's int8 calibration and evaluate.py's
+    baseline frames and figures."""
+    return np.unique(np.linspace(0, length - 1, min(count, length)).round().astype(int))

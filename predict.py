@@ -23,9 +23,9 @@ from tqdm import tqdm
 import figures
 from cli import user_error
 import nyu
-from data import resize_rgb
 from depth import DepthScale
 from backends import ExportedModel, add_trust_argument, load_depth_model
+from inference import network_depth_m, resize_rgb
 from model import depth_scale_of, is_relative
 from photos import find_inputs, open_rgb, report_inputs_left_out, unreadable_text
 from readers import IMAGE_ERRORS
@@ -56,12 +56,13 @@ def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = No
                     out_hw=None) -> np.ndarray:
     """Depth in metres for RGB images of any size, at their own size (or out_hw = (H, W) when given).
 
-    rgb: uint8 [B, H, W, 3] or [H, W, 3]. Each image is resized to the model's input size, predicted,
-    decoded to metres with `depth_scale` (default: the model's own, `depth_scale_of`) and resized back
-    bilinearly to H x W. flip=True averages (in metres) with the prediction on the mirrored image, mirrored
-    back (DenseDepth's test-time augmentation). Returns float32 [B, H, W] (or [H, W] for one [H, W, 3]
-    image), clipped to [depth_scale.min_depth_m, depth_scale.max_depth_m]. model may also be a
-    backends.ExportedModel (its own scale is metres); one whose graph holds the flip average is run once.
+    rgb: uint8 [B, H, W, 3] or [H, W, 3]. Each image is resized to the model's input size, predicted and
+    decoded to metres with `depth_scale` (default: the model's own, `depth_scale_of`) by
+    inference.network_depth_m (the graph export.py writes too), and resized back bilinearly to H x W. flip=True
+    averages (in metres) with the prediction on the mirrored image, mirrored back (DenseDepth's test-time
+    augmentation). Returns float32 [B, H, W] (or [H, W] for one [H, W, 3] image), clipped to
+    [depth_scale.min_depth_m, depth_scale.max_depth_m]. model may also be a backends.ExportedModel (its own
+    scale is metres); one whose graph holds the flip average is run once.
     """
     rgb = np.asarray(rgb)
     if rgb.ndim not in (3, 4) or rgb.shape[-1] != 3:
@@ -71,12 +72,7 @@ def predict_depth_m(model: keras.Model, rgb, depth_scale: DepthScale | None = No
     flip = flip and not (isinstance(model, ExportedModel) and model.flips_inside)  # done inside its graph
     batch = rgb[None] if rgb.ndim == 3 else rgb
     x = resize_rgb(batch, model.input_shape[1:3])  # [B, h, w, 3] in [0, 1]
-    if flip:
-        x = tf.concat([x, tf.image.flip_left_right(x)], axis=0)  # [2B, h, w, 3]: one call for both
-    depth = depth_scale.decode(forward_pass(model)(x))  # [B or 2B, h', w', 1] metres
-    if flip:  # averaged at the network's size: resizing commutes with mirroring, and full size costs memory
-        direct, mirrored = tf.split(depth, 2, axis=0)
-        depth = (direct + tf.image.flip_left_right(mirrored)) / 2.0
+    depth = network_depth_m(forward_pass(model), x, depth_scale, flip=flip)  # [B, h', w', 1] metres
     # Clipped before resizing, where it is cheap (interpolation stays inside the range), and the full-size result
     # viewed rather than copied: a 10000x8000 photograph's depth is 320 MB per copy.
     depth = tf.clip_by_value(depth, depth_scale.min_depth_m, depth_scale.max_depth_m)

@@ -6,7 +6,6 @@ ms_per_image. Every number is a mean over images of per-image errors.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -101,15 +100,17 @@ def write_csv(path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def write_report(out: Path, args: argparse.Namespace, candidates: list, constants: list[Constant],
-                 crops_used: set[str], skipped: list[str]) -> str:
-    """Write table.md, table.csv and metrics.json (and --json) to `out`; returns the Markdown. metrics.json holds
-    each table row under "table" (keyed by TABLE_COLUMNS, numbers unrounded) beside the per-model details."""
-    flip = not args.no_flip
+def write_report(out: Path, candidates: list, constants: list[Constant], *, data: str, split: str, flip: bool,
+                 median_scaling: bool, scale_shift: bool, crops_used: set[str], skipped: list[str],
+                 json_path=None) -> str:
+    """Write table.md, table.csv and metrics.json (and json_path, evaluate.py's --json) to `out`; returns the
+    Markdown. metrics.json holds each table row under "table" (keyed by TABLE_COLUMNS, numbers unrounded) beside
+    the per-model details. data, split: what was evaluated (evaluate.py's --data and --split); flip, median_scaling,
+    scale_shift: the protocol's options, each adding what it says (--no-flip, --median-scaling, --align
+    scale-shift); crops_used: the labels of the crops scored in; skipped: the frames left out, each with why."""
     images = len(candidates[0].rows)
-    data_label = f"{args.data} [{args.split}], {images} images"
-    scale_shift = getattr(args, "align", None) == "scale-shift"
-    rows = table_rows(candidates, data_label=data_label, constants=constants, median_scaling=args.median_scaling,
+    data_label = f"{data} [{split}], {images} images"
+    rows = table_rows(candidates, data_label=data_label, constants=constants, median_scaling=median_scaling,
                       scale_shift=scale_shift)
     scale = candidates[0].depth_scale
     notes = [
@@ -131,12 +132,12 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, constant
     (out / "table.md").write_text(markdown)
     write_csv(out / "table.csv", rows)
     metrics = {
-        "data": args.data, "split": args.split, "images": images, "crop": sorted(crops_used),
+        "data": data, "split": split, "images": images, "crop": sorted(crops_used),
         "aggregation": "mean over images", "flip": flip, "skipped": skipped,
         "models": {
             c.slug: {
                 "path": c.label, "depth_scale": c.depth_scale.to_config(), "metrics": mean_over_images(c.rows),
-                **({"median_scaled": mean_over_images(c.rows, "median_")} if args.median_scaling else {}),
+                **({"median_scaled": mean_over_images(c.rows, "median_")} if median_scaling else {}),
                 **({"scale_shift_aligned": mean_over_images(c.rows, "scale_shift_")} if scale_shift else {}),
                 "ms_per_image": c.ms_per_image,
             }
@@ -147,6 +148,6 @@ def write_report(out: Path, args: argparse.Namespace, candidates: list, constant
         "published": {"evaluated_on": nyu.PUBLISHED_ON, "rows": nyu.PUBLISHED},
         "table": rows,  # every row of table.md and table.csv, in their order, the median-scaled ones included
     }
-    for path in [out / "metrics.json"] + ([Path(args.json)] if args.json else []):
+    for path in [out / "metrics.json"] + ([Path(json_path)] if json_path else []):
         path.write_text(json.dumps(metrics, indent=2) + "\n")
     return markdown

@@ -13,6 +13,8 @@ import pytest
 from PIL import Image
 
 import evaluate
+import layouts
+import protocol
 import nyu
 import nyu_layouts as L
 from depth import DepthScale
@@ -29,7 +31,7 @@ def test_compute_errors_by_hand():
     gt = np.array([1.0, 2.0, 4.0, 3.0])
     pred = np.array([1.0, 1.0, 6.0, 99.0])
     mask = np.array([True, True, True, False])  # the last pixel is not scored
-    errors = evaluate.compute_errors(gt, pred, mask)
+    errors = protocol.compute_errors(gt, pred, mask)
     assert list(errors) == list(ERROR_METRICS) and all(isinstance(v, float) for v in errors.values())
     # max(gt/pred, pred/gt) = 1, 2, 1.5: only 1 is < 1.25; 1 and 1.5 are < 1.5625 and < 1.953125.
     assert errors["delta1"] == pytest.approx(1 / 3)
@@ -41,31 +43,31 @@ def test_compute_errors_by_hand():
     assert errors["rmse_log"] == pytest.approx(math.sqrt((0 + math.log(2) ** 2 + math.log(1.5) ** 2) / 3))
     assert errors["log10"] == pytest.approx((0 + math.log10(2) + math.log10(1.5)) / 3)
     # Ground truth is the denominator: swapped, abs_rel = (0 + 1/1 + 2/6) / 3.
-    swapped = evaluate.compute_errors(pred, gt, mask)
+    swapped = protocol.compute_errors(pred, gt, mask)
     assert swapped["abs_rel"] == pytest.approx((1 + 2 / 6) / 3)
     assert swapped["abs_rel"] != pytest.approx(errors["abs_rel"])
 
 
 def test_crops_are_inclusive():
-    eigen = evaluate.crop_mask((480, 640), EIGEN_CROP)
+    eigen = protocol.crop_mask((480, 640), EIGEN_CROP)
     assert eigen.sum() == 440 * 592  # rows 20..459, columns 24..615
     assert eigen[20, 24] and eigen[459, 615] and not eigen[19, 24] and not eigen[460, 615] and not eigen[459, 616]
-    bts_box, _ = evaluate.frame_crop("bts", (480, 640))
-    assert evaluate.crop_mask((480, 640), bts_box).sum() == 426 * 560  # rows 45..470, columns 41..600
-    assert evaluate.crop_mask((4, 5)).all()
+    bts_box, _ = protocol.frame_crop("bts", (480, 640))
+    assert protocol.crop_mask((480, 640), bts_box).sum() == 426 * 560  # rows 45..470, columns 41..600
+    assert protocol.crop_mask((4, 5)).all()
 
 
 def test_crop_choice():
-    assert evaluate.frame_crop("auto", (480, 640))[0] == EIGEN_CROP
-    assert evaluate.frame_crop("auto", (480, 640), data_crop=(1, 2, 3, 4))[0] == (1, 2, 3, 4)
-    assert evaluate.frame_crop("auto", (240, 320))[0] is None  # the NYU crops make no sense at other sizes
-    assert evaluate.frame_crop("none", (480, 640), data_crop=EIGEN_CROP)[0] is None
-    assert evaluate.frame_crop("eigen", (480, 640), data_crop=(1, 2, 3, 4))[0] == EIGEN_CROP
+    assert protocol.frame_crop("auto", (480, 640))[0] == EIGEN_CROP
+    assert protocol.frame_crop("auto", (480, 640), data_crop=(1, 2, 3, 4))[0] == (1, 2, 3, 4)
+    assert protocol.frame_crop("auto", (240, 320))[0] is None  # the NYU crops make no sense at other sizes
+    assert protocol.frame_crop("none", (480, 640), data_crop=EIGEN_CROP)[0] is None
+    assert protocol.frame_crop("eigen", (480, 640), data_crop=(1, 2, 3, 4))[0] == EIGEN_CROP
     with pytest.raises(DataError, match="480x640"):
-        evaluate.frame_crop("eigen", (240, 320))
+        protocol.frame_crop("eigen", (240, 320))
     # --crop's help names each box as nyu.CROPS defines it.
-    assert "rows 20-459, columns 24-615" in evaluate.CROP_CHOICES["eigen"]
-    assert "rows 45-470, columns 41-600" in evaluate.CROP_CHOICES["bts"]
+    assert "rows 20-459, columns 24-615" in protocol.CROP_CHOICES["eigen"]
+    assert "rows 45-470, columns 41-600" in protocol.CROP_CHOICES["bts"]
 
 
 def test_perfect_prediction_scores_perfectly_over_valid_cropped_pixels_only():
@@ -75,25 +77,25 @@ def test_perfect_prediction_scores_perfectly_over_valid_cropped_pixels_only():
     pred = gt.copy()
     pred[(gt == 0) | (gt > nyu.MAX_DEPTH_M)] = 5.0  # wrong only where nothing is scored
     pred[:20] = 9.0  # and above the crop
-    valid = evaluate.valid_mask(gt, DepthScale(), EIGEN_CROP)
+    valid = protocol.valid_mask(gt, DepthScale(), EIGEN_CROP)
     assert valid.sum() == 440 * 592 - 200
-    errors = evaluate.compute_errors(gt, pred, valid)
+    errors = protocol.compute_errors(gt, pred, valid)
     assert errors["delta1"] == 1.0 and errors["abs_rel"] == pytest.approx(0.0, abs=1e-7)
     assert errors["rmse"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_median_scaling_undoes_a_global_scale():
     gt = np.random.default_rng(1).uniform(0.5, 8.0, (48, 64))
-    valid = evaluate.valid_mask(gt, DepthScale())
-    scaled = evaluate.median_scaled(gt, 2.0 * gt, valid)
-    assert evaluate.compute_errors(gt, scaled, valid)["abs_rel"] == pytest.approx(0.0, abs=1e-7)
+    valid = protocol.valid_mask(gt, DepthScale())
+    scaled = protocol.median_scaled(gt, 2.0 * gt, valid)
+    assert protocol.compute_errors(gt, scaled, valid)["abs_rel"] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_evenly_spaced_positions_include_both_ends_without_repeats():
-    assert evaluate.evenly_spaced(10, 3).tolist() == [0, 4, 9]  # 4.5 rounds to even
-    assert evaluate.evenly_spaced(40, 2).tolist() == [0, 39]
-    assert evaluate.evenly_spaced(2, 3).tolist() == [0, 1]  # no more than there are
-    assert evaluate.evenly_spaced(5, 1).tolist() == [0]
+    assert layouts.evenly_spaced(10, 3).tolist() == [0, 4, 9]  # 4.5 rounds to even
+    assert layouts.evenly_spaced(40, 2).tolist() == [0, 39]
+    assert layouts.evenly_spaced(2, 3).tolist() == [0, 1]  # no more than there are
+    assert layouts.evenly_spaced(5, 1).tolist() == [0]
 
 
 def save_unet(path, seed, train_mean_depth_m=None):
@@ -247,7 +249,7 @@ def test_constants_are_the_recorded_training_mean_and_the_frames_own_mean(tmp_pa
     fair, hindsight = metrics["constants"]
     assert (fair["kind"], fair["depth_m"], fair["models"]) == ("training_mean", 2.4, models[:2])
     scored = [(depth > 0) & (depth <= 10.0) for _, depth in frames]  # no crop on 48x64 frames
-    by_hand = [evaluate.compute_errors(depth, np.full_like(depth, 2.4), valid) for (_, depth), valid in zip(frames, scored)]
+    by_hand = [protocol.compute_errors(depth, np.full_like(depth, 2.4), valid) for (_, depth), valid in zip(frames, scored)]
     assert fair["metrics"] == pytest.approx({k: np.mean([e[k] for e in by_hand]) for k in ERROR_METRICS})
     # 2 / 2.4 is within 1.25, 4 and 5 are not; |gt - 2.4| / gt: 0.2 on the first frame, 1.6 / 4 and 2.6 / 5 on the second.
     assert fair["metrics"]["delta1"] == 0.5

@@ -232,6 +232,30 @@ def test_bad_model_files_are_one_sentence_and_exit_2(exported, tmp_path, capsys)
     assert "is not a LiteRT (.tflite) model" in one_error_line(capsys)
 
 
+def test_calibration_reads_the_training_split_the_runs_args_json_names(run_dir, tmp_path):
+    """export.training_split: --data's training split, else the run's own (its --train-split, a mixture's first
+    dataset with its train= option, an args.json saved before --train-split: 'auto'), and nothing renders."""
+    data = json.loads((run_dir / "args.json").read_text())["data"]  # nyu_data.zip: 6 train, 3 test frames
+
+    def split_of(saved: dict | None, data_flag=None):
+        run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        run.mkdir()
+        if saved is not None:
+            (run / "args.json").write_text(json.dumps(saved))
+        split = export.training_split(model_path=run / "model.keras", data=data_flag)
+        return split.name, len(split)
+
+    assert split_of({"data": data, "train_split": "auto"}) == ("train", 6)
+    assert split_of({"data": data, "train_split": "test"}) == ("test", 3)
+    assert split_of({"data": data}) == ("train", 6)
+    assert split_of({"data": [f"{data}:train=test", f"{data}:weight=2"], "train_split": "auto"}) == ("test", 3)
+    assert split_of(None, data_flag=data) == ("train", 6)
+    assert split_of({"data": data, "train_split": "test"}, data_flag=data) == ("train", 6)  # --data wins
+    for saved in (None, {"model": "unet"}):
+        with pytest.raises(ValueError, match="pass --data"):
+            split_of(saved)
+
+
 def test_export_refuses_what_it_cannot_do_in_one_sentence(run_dir, tmp_path, capsys):
     lone = tmp_path / "lone" / "model.keras"  # no args.json beside it: nothing names its training data
     lone.parent.mkdir()

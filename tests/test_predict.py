@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import inference
 import photos
 import predict
 import readers
@@ -82,6 +83,27 @@ def test_flip_changes_nothing_for_a_symmetric_input_and_network():
     plain = predict.predict_depth_m(model, rgb, flip=False)
     assert plain.std() > 0.01
     np.testing.assert_allclose(predict.predict_depth_m(model, rgb, flip=True), plain, atol=1e-5)
+
+
+def test_the_network_to_metres_graph_averages_the_mirrored_prediction_mirrored_back():
+    """inference.network_depth_m, the graph predict.py runs and export.py exports, on a "network" that is not
+    mirror-symmetric: 2 m plus the red channel weighted by a ramp 0..1 across the columns. On a red image its
+    direct prediction is the ramp plus 2 m, its mirrored one mirrored back the reversed ramp, and their average
+    2.5 m everywhere, from one call on the image and its mirror; without the flip, the ramp clipped to the range."""
+    column_weight = np.linspace(0.0, 1.0, 5, dtype=np.float32)[:, None]  # [W=5, 1]
+    red = np.zeros([2, 3, 5, 3], np.float32)
+    red[..., 0] = 1.0
+    calls = []
+
+    def forward(batch):
+        calls.append(batch.shape[0])
+        return 2.0 + batch[..., :1] * column_weight
+
+    flipped = inference.network_depth_m(forward, red, DepthScale("metres"), flip=True).numpy()
+    assert calls == [4] and flipped.shape == (2, 3, 5, 1)
+    np.testing.assert_allclose(flipped, 2.5, atol=1e-6)
+    plain = inference.network_depth_m(forward, red, DepthScale("metres", 0.1, 2.5), flip=False).numpy()
+    np.testing.assert_allclose(plain[1, 2, :, 0], [2.0, 2.25, 2.5, 2.5, 2.5], atol=1e-6)  # clipped at 2.5 m
 
 
 def test_one_traced_function_per_model_for_every_batch_and_image_size(model):
