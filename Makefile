@@ -26,7 +26,7 @@ REAL_RGBD := ../shared/real_rgbd/pairs
 # 339 real RGB-D frames of four captures (a kitchen, an office, a desk, tabletops; its README gives units and
 # licences), read as one dataset: captures.py holds out blocks of every capture as its 'val' split. The iPhone's
 # LiDAR close-ups of a desk (0.14-0.58 m, nearer than anything the real test frames hold) are left out: with them
-# the fine-tuned model put whole rooms too near (README, "Fine-tuning on real captures").
+# the fine-tuned model put whole rooms too near (docs/real-captures.md).
 # (A&B: the frames in both splits; quoted, as & is the shell's.)
 CAPTURES_TRAIN := all-but-val&all-but-iphone_lidar_office
 CAPTURES_VAL := val&all-but-iphone_lidar_office

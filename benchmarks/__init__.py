@@ -6,7 +6,7 @@ otherwise run, how close they come to the machine's measured peak, and the quali
 Absolute times drift on shared machines, so every figure is measured in this one run side by side with its
 baseline: after a warm-up, the contenders take turns (A B A B ...) and each ratio is formed per repeat, so load
 from other processes falls on both. Each figure is the median over the repeats, with its min and max.
-The JSON's top-level numbers are those medians; the Markdown table printed at the end is README-ready.
+The JSON's top-level numbers are those medians; the Markdown table printed at the end is docs/benchmarks.md's.
 
 Modules, one concern each: common (sizes, taking turns, summaries), baseline (the DenseDepth-style loader),
 pipeline (input throughput, stage profile, memory), training, inference (and the FLOP count and peak),

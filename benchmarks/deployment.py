@@ -184,7 +184,7 @@ def goals(results: dict) -> dict:
 
 
 def markdown(results: dict) -> str:
-    """The README's table: ms per photograph per model and batch size, then the trained UNet's accuracy."""
+    """docs/deployment.md's table: ms per photograph per model and batch size, then the trained UNet's accuracy."""
     batches = results["settings"]["infer_batches"]
     kinds = list(results["speed"])
     head = [f"{kind} @ batch {b}" for kind in kinds for b in batches]

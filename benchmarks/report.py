@@ -1,4 +1,4 @@
-"""What the figures were measured on, the issue's headline numbers and goals, and the README's Markdown table."""
+"""What the figures were measured on, the issue's headline numbers and goals, and docs/benchmarks.md's Markdown table."""
 from __future__ import annotations
 
 import os
@@ -206,7 +206,7 @@ def quality_rows(results: dict) -> list[tuple]:
 
 
 def markdown(results: dict) -> str:
-    """The README table: every figure beside its baseline, with the ratio; median (min-max) over the repeats."""
+    """docs/benchmarks.md's table: every figure beside its baseline, with the ratio; median (min-max) over the repeats."""
     m = results["machine"]
     rows = [*pipeline_rows(results), *profile_rows(results), *training_rows(results), *inference_rows(results),
             *limit_rows(results), *quality_rows(results)]
