@@ -26,9 +26,10 @@ SAFE_ON_RESUME = ("epochs", "time_budget", "lr", "val_steps", "tb_images", "log_
                   "tfds_data_dir")  # where the same prepared TFDS data now lies
 # Flags every worker of a multi-worker run must agree on (with the data and the backup's position).
 SAME_ON_EVERY_WORKER = ("data", "depth_units_per_metre", "train_split", "val_split", "input_size", "min_depth_m",
-                        "max_depth_m", "depth_mode", "no_augment", "model", "preset", "encoder", "encoder_weights", "decoder_width", "base_filters",
-                        "freeze_encoder_epochs", "epochs", "bs", "lr", "theta", "steps_per_epoch", "val_steps", "seed",
-                        "no_bias_init", "mixed_precision", "steps_per_execution", "ema_momentum", "init_from")
+                        "max_depth_m", "depth_mode", "no_augment", "model", "preset", "encoder", "encoder_weights",
+                        "decoder_width", "base_filters", "freeze_encoder_epochs", "epochs", "bs", "lr", "theta",
+                        "steps_per_epoch", "val_steps", "seed", "no_bias_init", "mixed_precision",
+                        "steps_per_execution", "ema_momentum", "init_from")
 
 
 def parse_args(argv=None, parser_class=argparse.ArgumentParser) -> argparse.Namespace:

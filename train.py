@@ -216,9 +216,56 @@ def run_phases(net: keras.Model, strategy, loop: Loop, position: Position, *, ph
             return  # the time budget ran out
 
 
+def start_weights(net: keras.Model, *, position: Position, init_from: str | None, bias_init: bool,
+                  mean_target: float, mean_depth_m: float, data_description: str, depth_mode: str) -> None:
+    """The weights a run starts from, said in its log: the training frames' mean depth (metres) recorded in the model
+    (evaluate.py's fair baseline, saved in every .keras file of the run); --init-from's weights kept as loaded; else,
+    on a new run with bias_init, the output bias set to the mean training target (a resumed run's is in its backup)."""
+    models.record_train_mean_depth(net, mean_depth_m, data_description)
+    print(f"training frames' mean depth {mean_depth_m:.3f} m, recorded in the model (evaluate.py's fair baseline)",
+          file=sys.stderr)
+    if init_from:
+        print(f"starting from every weight of {init_from}", file=sys.stderr)
+    elif bias_init and position.epochs_done == 0:
+        models.set_output_bias(net, mean_target)
+        print(f"output bias set to the mean training target {mean_target:.3f} ({depth_mode} units)", file=sys.stderr)
+
+
+def describe_run(net: keras.Model, strategy, *, policy: str, worker: int | None, train: Mixture,
+                 val: Mixture | None, steps_per_epoch: int, epochs: int, run_dir: Path) -> None:
+    """The run's log lines before its first epoch: the devices, then the model, the data and the schedule
+    (worker: this worker's index in a multi-worker run, else None)."""
+    validating = "nothing" if val is None else val.describe(weighted=False) if len(val.splits) > 1 else \
+        f"{len(val)} frames [{val.splits[0].name}]"
+    print(f"training on {describe_devices(strategy)}", file=sys.stderr)
+    print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {strategy.num_replicas_in_sync} "
+          f"replica(s){'' if worker is None else f', worker {worker}'}) on {train.describe()}, {steps_per_epoch} steps "
+          f"x {epochs} epochs; validating on {validating}; run: {run_dir}", file=sys.stderr)
+
+
+def make_loop(strategy, net: keras.Model, train: Mixture, val: Mixture | None, *, position: Position,
+              backup: rundir.Backup, run_dir: Path, chief: bool, batch_size: int, val_steps: int | None,
+              steps_per_epoch: int, steps_per_call: int, epochs: int, time_budget_min: float | None,
+              log_every_s: float, tb_images: int, depth_scale: DepthScale, options: dict) -> Loop:
+    """The run's Loop: its training input from `position` on, its validation, progress, and the chief's end-of-epoch
+    callbacks (continuing history.csv's rows of the completed epochs). options: example_options'."""
+    history = [row for row in rundir.read_history(run_dir / "history.csv") if row["epoch"] < position.epochs_done]
+    train_stream, val_stream = distributed_datasets(strategy, train, val, batch_size=batch_size,
+                                                    skip_steps=position.steps_done, val_steps=val_steps, **options)
+    val_plain = val and val.dataset(batch_size=batch_size, **options)  # one device's: TensorBoard's depth maps
+    splits = train.splits + (val.splits if val else [])
+    callbacks = make_callbacks(run_dir, history, val_plain, splits, depth_scale, tb_images) if chief else []
+    return Loop(iterator=iter(train_stream), val=val_stream, steps_per_epoch=steps_per_epoch,
+                steps_per_call=steps_per_call, deadline=Deadline(time_budget_min),
+                progress=Progress(steps_per_epoch, epochs, log_every_s, enabled=chief),
+                callbacks=keras.callbacks.CallbackList(callbacks, model=net), backup=backup,
+                global_step=position.steps_done)
+
+
 def save_final_model(net: keras.Model, run_dir: Path) -> Path:
-    """model.keras, written whole: the same layers and weights without the optimizer (the inference artefact);
-    refused if a weight is not finite."""
+    """model.keras, written whole: the same layers and weights (the optimizer's moving average, if kept) without
+    the optimizer (the inference artefact); refused if a weight is not finite."""
+    net.optimizer.finalize_variable_values(net.trainable_variables)
     if not all(np.isfinite(w).all() for w in net.get_weights()):
         raise NonFiniteLoss(f"the weights are not finite; {run_dir / 'model.keras'} was not written")
     final = run_dir / "model.keras"
@@ -229,7 +276,7 @@ def save_final_model(net: keras.Model, run_dir: Path) -> Path:
 
 def main(args: argparse.Namespace) -> Path:
     """Train as `args` say; returns the path of the final model.keras (the chief's; other workers write none).
-    The phases: the strategy, the data checked, the model, the position restored, the epochs run."""
+    In order: the run's arguments, the strategy, the data checked, the model, the position restored, the phases."""
     resolver = cluster_resolver() if args.strategy == "multiworker" else None
     worker = worker_index(resolver)
     chief = worker == 0
@@ -255,7 +302,8 @@ def main(args: argparse.Namespace) -> Path:
         train_data, val_data = open_data(args.data, train_split=args.train_split, val_split=args.val_split,
                                          depth_units_per_metre=args.depth_units_per_metre,
                                          tfds_data_dir=args.tfds_data_dir)
-        check_data(strategy, train_data, val_data, same_on_every_worker={k: vars(args)[k] for k in SAME_ON_EVERY_WORKER},
+        shared = {name: vars(args)[name] for name in SAME_ON_EVERY_WORKER}
+        check_data(strategy, train_data, val_data, same_on_every_worker=shared,
                    depth_range_m=(args.min_depth_m, args.max_depth_m))
         if net is None:
             with strategy.scope():
@@ -278,42 +326,22 @@ def main(args: argparse.Namespace) -> Path:
             print(f"{run_dir} is complete ({position.epochs_done} of {args.epochs} epochs); --resume --epochs N trains "
                   "it further", file=sys.stderr)
             return run_dir / "model.keras"
-        models.record_train_mean_depth(net, mean_depth_m, train_data.describe())  # saved in every .keras of the run
-        print(f"training frames' mean depth {mean_depth_m:.3f} m, recorded in the model (evaluate.py's fair baseline)",
-              file=sys.stderr)
-        if args.init_from:
-            print(f"starting from every weight of {args.init_from}", file=sys.stderr)
-        elif not args.no_bias_init and position.epochs_done == 0:  # a resumed run's bias comes from its backup
-            models.set_output_bias(net, mean_target)
-            print(f"output bias set to the mean training target {mean_target:.3f} ({args.depth_mode} units)",
-                  file=sys.stderr)
+        start_weights(net, position=position, init_from=args.init_from, bias_init=not args.no_bias_init,
+                      mean_target=mean_target, mean_depth_m=mean_depth_m, data_description=train_data.describe(),
+                      depth_mode=args.depth_mode)
         steps_per_epoch = args.steps_per_epoch or max(1, len(train_data) // args.bs)
-        validating = "nothing" if val_data is None else val_data.describe(weighted=False) \
-            if len(val_data.splits) > 1 else f"{len(val_data)} frames [{val_data.splits[0].name}]"
-        print(f"training on {describe_devices(strategy)}", file=sys.stderr)
-        print(f"training {net.name} ({net.count_params():,} parameters, {policy}, {replicas} replica(s)"
-              f"{f', worker {worker}' if resolver else ''}) on {train_data.describe()}, {steps_per_epoch} steps x "
-              f"{args.epochs} epochs; validating on {validating}; run: {run_dir}", file=sys.stderr)
-
-        history = [row for row in rundir.read_history(run_dir / "history.csv") if row["epoch"] < position.epochs_done]
-        train_stream, val_stream = distributed_datasets(strategy, train_data, val_data, batch_size=args.bs,
-                                                        skip_steps=position.steps_done, val_steps=args.val_steps,
-                                                        **options)
-        # one device's validation batches: the depth maps TensorBoard shows
-        val_plain = val_data and val_data.dataset(batch_size=args.bs, **options)
-        splits = train_data.splits + (val_data.splits if val_data else [])
-        callbacks = make_callbacks(run_dir, history, val_plain, splits, depth_scale, args.tb_images) if chief else []
-        loop = Loop(iterator=iter(train_stream), val=val_stream, steps_per_epoch=steps_per_epoch,
-                    steps_per_call=args.steps_per_execution, deadline=Deadline(args.time_budget),
-                    progress=Progress(steps_per_epoch, args.epochs, args.log_every, enabled=chief),
-                    callbacks=keras.callbacks.CallbackList(callbacks, model=net), backup=backup,
-                    global_step=position.steps_done)
+        describe_run(net, strategy, policy=policy, worker=worker if resolver else None, train=train_data,
+                     val=val_data, steps_per_epoch=steps_per_epoch, epochs=args.epochs, run_dir=run_dir)
+        loop = make_loop(strategy, net, train_data, val_data, position=position, backup=backup, run_dir=run_dir,
+                         chief=chief, batch_size=args.bs, val_steps=args.val_steps, steps_per_epoch=steps_per_epoch,
+                         steps_per_call=args.steps_per_execution, epochs=args.epochs, time_budget_min=args.time_budget,
+                         log_every_s=args.log_every, tb_images=args.tb_images, depth_scale=depth_scale,
+                         options=options)
         if position.epochs_done > 0:
             backup.restore(position.epochs_done, net)
         run_phases(net, strategy, loop, position, phases=training_phases(args.epochs, args.freeze_encoder_epochs),
                    depth_scale=depth_scale, lr=args.lr, ema_momentum=args.ema_momentum, theta=args.theta,
                    jit_compile=args.jit_compile, freezing=args.freeze_encoder_epochs > 0)
-        net.optimizer.finalize_variable_values(net.trainable_variables)  # model.keras: the average, if kept
         if not chief:
             shutil.rmtree(rundir.backup_dir(run_dir, worker), ignore_errors=True)  # a finished run needs no backup
             return run_dir / "model.keras"

@@ -39,7 +39,8 @@ def train_steps(args: argparse.Namespace, depth_scale: DepthScale) -> loop.StepF
     with strategy.scope():
         net = train.build_net(args.model, input_hw=args.input_size, depth_scale=depth_scale,
                               base_filters=args.base_filters, encoder=args.encoder,
-                              encoder_weights=args.encoder_weights, decoder_width=args.decoder_width, preset=args.preset)
+                              encoder_weights=args.encoder_weights, decoder_width=args.decoder_width,
+                              preset=args.preset)
         train.compile_net(net, lr=args.lr, ema_momentum=args.ema_momentum)
     steps = loop.StepFunctions(net, strategy, depth_scale, args.theta, args.jit_compile)
     train.set_precision(False)
