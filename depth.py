@@ -59,7 +59,7 @@ class DepthScale:
         return float(ends[0]), float(ends[1])
 
     def to_config(self) -> dict:
-        """{"mode", "min_depth_m", "max_depth_m"}: what DepthOutput and DepthMetric save, DepthScale(**it) rebuilds."""
+        """{"mode", "min_depth_m", "max_depth_m"}: what DepthOutput saves, DepthScale(**it) rebuilds."""
         return dataclasses.asdict(self)
 
 

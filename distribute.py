@@ -129,9 +129,28 @@ def common_epoch(strategy: tf.distribute.Strategy, epochs: list[int]) -> int:
     return max(common, default=0)
 
 
-def worker_fields(args, names, splits) -> dict:
-    """What every worker must agree on before anything is built or read (check_same_everywhere's fields): the
-    flags `names` of `args` and the data (frame counts, first and last frames of each of `splits`, None skipped)."""
+def worker_fields(flags: dict, splits) -> dict:
+    """What every worker must agree on before anything is built or read (check_same_everywhere's fields): `flags`
+    (flag name as in args.json -> value; "data" is left to the frames) and the data (frame counts, first and last
+    frames of each of `splits`, None skipped)."""
     splits = [s for s in splits if s is not None]
-    return {**{f"--{k.replace('_', '-')}": vars(args).get(k) for k in names if k != "data"},
+    return {**{f"--{k.replace('_', '-')}": value for k, value in flags.items() if k != "data"},
             "the data": [[len(s), s.frame_name(0), s.frame_name(len(s) - 1)] for s in splits]}
+
+
+def describe_devices(strategy: tf.distribute.Strategy) -> str:
+    """The devices `strategy` trains on, for the run's log: "1 CPU: /CPU:0" (one device: TensorFlow's first GPU,
+    else the CPU), "2 GPUs (MirroredStrategy): /GPU:0, /GPU:1"; a multi-worker strategy counts every worker's
+    replicas and names this worker's devices ("4 GPUs (MultiWorkerMirroredStrategy), this worker's: /GPU:0, ...")."""
+    if isinstance(strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)):
+        devices = strategy.extended.worker_devices
+    else:
+        devices = [(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))[0].name]
+    names = ["/" + device.rsplit("device:", 1)[-1] for device in devices]  # /job:.../device:GPU:0 -> /GPU:0
+    count = strategy.num_replicas_in_sync
+    kind = names[0][1:].split(":")[0] + ("s" if count > 1 else "")
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return f"{count} {kind} ({type(strategy).__name__}), this worker's: {', '.join(names)}"
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return f"{count} {kind} ({type(strategy).__name__}): {', '.join(names)}"
+    return f"{count} {kind}: {', '.join(names)}"

@@ -80,15 +80,16 @@ def distributed_dataset(strategy, split, global_batch: int, training: bool, skip
 
 
 # ---------------------------------------------------------------------------
-# The steps
+# The step functions
 # ---------------------------------------------------------------------------
 
-class Steps:
-    """The compiled train and validation steps of `net` under `strategy`; each returns the batch totals
-    (loss.batch_totals) summed over all replicas, as float32 scalars.
+class StepFunctions:
+    """The compiled train and validation step functions of `net` under `strategy`; each returns the batch totals
+    (loss.batch_totals) summed over all replicas, as float32 scalars. A step is one global batch, and "steps"
+    always counts them (steps_per_epoch, steps_in_call, skip_steps, global_step).
 
-    net must have been built under strategy.scope() and compiled with its optimizer (train.compile_net);
-    make a new Steps after compiling again (a new phase of --freeze-encoder-epochs: new trainable variables).
+    net must have been built under strategy.scope() and given its optimizer (train.compile_net); make new
+    StepFunctions after compiling again (a new phase of --freeze-encoder-epochs: new trainable variables).
     """
 
     def __init__(self, net: keras.Model, strategy, depth_scale, theta: float, jit_compile: bool = False):
@@ -101,7 +102,7 @@ class Steps:
         one = strategy.num_replicas_in_sync == 1
         self._replica_train = tf.function(self._replica_train_step, jit_compile=True) if jit_compile and one \
             else self._replica_train_step
-        self._train = {}  # steps per call -> traced function
+        self._train = {}  # steps in one call -> traced function
 
     def _replica_train_step(self, x, y_true):
         """One replica's share of a step: x [b, H, W, 3], y_true [b, h, w, 2] -> its totals."""
@@ -118,16 +119,16 @@ class Steps:
         self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return totals
 
-    def train(self, iterator, steps: int, stop: bool) -> dict:
-        """Run `steps` train steps (one compiled call) from the distributed iterator; returns their totals summed,
-        as numpy floats; totals[STOP] > 0 when any worker asked to stop (passed stop=True)."""
-        if steps not in self._train:
-            self._train[steps] = tf.function(lambda it, flag: self._run_steps(it, steps, flag))
-        return {k: v.numpy() for k, v in self._train[steps](iterator, tf.constant(float(stop))).items()}
+    def train(self, iterator, steps_in_call: int, stop: bool) -> dict:
+        """Run `steps_in_call` train steps (one compiled call) from the distributed iterator; returns their totals
+        summed, as numpy floats; totals[STOP] > 0 when any worker asked to stop (passed stop=True)."""
+        if steps_in_call not in self._train:
+            self._train[steps_in_call] = tf.function(lambda it, flag: self._run_steps(it, steps_in_call, flag))
+        return {k: v.numpy() for k, v in self._train[steps_in_call](iterator, tf.constant(float(stop))).items()}
 
-    def _run_steps(self, iterator, steps, stop):
+    def _run_steps(self, iterator, steps_in_call, stop):
         totals = None
-        for _ in range(steps):  # unrolled: --steps-per-execution is small
+        for _ in range(steps_in_call):  # unrolled: --steps-per-execution is small
             # tf.identity: each replica's own copy of the stop request, so that it can be summed like the totals
             per_replica = self.strategy.run(lambda x, y: {**self._replica_train(x, y), STOP: tf.identity(stop)},
                                             args=next(iterator))
@@ -179,15 +180,15 @@ class Progress:
     """Progress inside an epoch: Keras's Progbar on a terminal; otherwise (a file, a cluster job's log) a line
     every `every_s` seconds with steps/s and the epoch's ETA, and one line per epoch."""
 
-    def __init__(self, steps: int, epochs: int, every_s: float, enabled: bool = True):
-        self.steps, self.epochs, self.every_s, self.enabled = steps, epochs, every_s, enabled
+    def __init__(self, steps_per_epoch: int, epochs: int, every_s: float, enabled: bool = True):
+        self.steps_per_epoch, self.epochs, self.every_s, self.enabled = steps_per_epoch, epochs, every_s, enabled
         self.tty = sys.stdout.isatty()
 
     def begin(self, epoch: int) -> None:
         self.epoch, self.start, self.last = epoch, time.monotonic(), time.monotonic()
         if self.enabled:
             print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
-            self.bar = keras.utils.Progbar(self.steps) if self.tty else None
+            self.bar = keras.utils.Progbar(self.steps_per_epoch) if self.tty else None
 
     def update(self, step: int, logs: dict) -> None:
         if not self.enabled:
@@ -198,8 +199,8 @@ class Progress:
         now = time.monotonic()
         if now - self.last >= self.every_s:
             rate = step / (now - self.start)
-            print(f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.steps}: {rate:.2f} steps/s, ETA "
-                  f"{_clock((self.steps - step) / rate)}, {_metrics(logs)}", flush=True)
+            print(f"epoch {self.epoch + 1}/{self.epochs} step {step}/{self.steps_per_epoch}: {rate:.2f} steps/s, "
+                  f"ETA {_clock((self.steps_per_epoch - step) / rate)}, {_metrics(logs)}", flush=True)
             self.last = now
 
     def end(self, step: int, logs: dict) -> None:
@@ -238,11 +239,11 @@ class Deadline:
 
 @dataclasses.dataclass
 class Loop:
-    """What the epochs of a run share: the compiled steps, the training iterator (kept across phases), the
-    validation dataset (or None), steps per epoch and per call, the time budget, progress, the callbacks run at
-    each epoch's end (keras.callbacks.CallbackList; the chief's writes) and the backup, saved last."""
+    """What the epochs of a run share, across its phases: the training iterator, the validation dataset (or None),
+    steps per epoch and per compiled call, the time budget, progress, the callbacks run at each epoch's end
+    (keras.callbacks.CallbackList; the chief's writes) and the backup, saved last. Each phase brings its own
+    StepFunctions to `epoch`."""
 
-    steps: Steps
     iterator: object
     val: object
     steps_per_epoch: int
@@ -253,8 +254,9 @@ class Loop:
     backup: object
     global_step: int = 0  # steps trained since the run began: the data position a resumed run restarts from
 
-    def epoch(self, epoch: int) -> bool:
-        """Train, validate and save epoch `epoch` (0-based); returns False when the time budget ended training.
+    def epoch(self, epoch: int, functions: StepFunctions) -> bool:
+        """Train with `functions`, validate and save epoch `epoch` (0-based); returns False when the time budget
+        ended training.
 
         Raises NonFiniteLoss at the first step whose loss is not finite, before anything of the epoch is saved.
         """
@@ -262,21 +264,21 @@ class Loop:
         self.progress.begin(epoch)
         totals, step, stopped = {}, 0, False
         while step < self.steps_per_epoch and not stopped:
-            calls = min(self.steps_per_call, self.steps_per_epoch - step)
-            done = self.steps.train(self.iterator, calls, self.deadline.passed())
+            in_call = min(self.steps_per_call, self.steps_per_epoch - step)
+            done = functions.train(self.iterator, in_call, self.deadline.passed())
             stopped = done.pop(STOP) > 0
-            loss = logs_from_totals(done, self.steps.theta)["loss"]
+            loss = logs_from_totals(done, functions.theta)["loss"]
             if not math.isfinite(loss):
-                raise NonFiniteLoss(f"the training loss became {loss} at epoch {epoch + 1}, step {step + calls}; "
+                raise NonFiniteLoss(f"the training loss became {loss} at epoch {epoch + 1}, step {step + in_call}; "
                                     f"nothing of that epoch was saved: --resume with a lower --lr "
-                                    f"(now {float(self.steps.optimizer.learning_rate):g})")
-            totals, step, self.global_step = add(totals, done), step + calls, self.global_step + calls
+                                    f"(now {float(functions.optimizer.learning_rate):g})")
+            totals, step, self.global_step = add(totals, done), step + in_call, self.global_step + in_call
             self.callbacks.on_train_batch_end(step - 1)
-            self.progress.update(step, logs_from_totals(totals, self.steps.theta))
-        logs = logs_from_totals(totals, self.steps.theta)
-        with self.steps.averaged_weights():  # validated and saved: the weights a user gets (the average, if kept)
+            self.progress.update(step, logs_from_totals(totals, functions.theta))
+        logs = logs_from_totals(totals, functions.theta)
+        with functions.averaged_weights():  # validated and saved: the weights a user gets (the average, if kept)
             if self.val is not None:
-                logs.update({f"val_{k}": v for k, v in self.steps.validate(self.val).items()})
+                logs.update({f"val_{k}": v for k, v in functions.validate(self.val).items()})
             self.progress.end(step, logs)
             if stopped and self.progress.enabled:
                 print(f"time budget of {self.deadline.minutes:g} min reached: epoch {epoch + 1} ended after {step} "

@@ -1,14 +1,14 @@
 """The training loss (DenseDepth's theta * L_depth + L_grad + L_SSIM) and the depth error metrics.
 
 Loss terms work on the network's encoded depth (see `depth.DepthScale`); error metrics work in metres.
-Every term is a pure function of (y_true, y_pred, mask); Keras sees them through `DepthLoss` and
-`loss_metrics`, which unpack the mask from y_true's second channel (`depth.pack_target`).
+Every term is a pure function of (y_true, y_pred, mask). train.py's loop (loop.py) trains on `loss_parts`' sums and
+counts and logs `batch_totals`, which unpack the mask from y_true's second channel (`depth.pack_target`); no Keras
+loss or metric object is needed, so a saved model carries no compile state of this module.
 """
 from __future__ import annotations
 
 import math
 
-import keras
 import tensorflow as tf
 
 from depth import DepthScale, unpack_target
@@ -28,11 +28,6 @@ def _masked_sum_count(values, valid):
     """(sum of `values` over the True entries of `valid`, their count), both scalars of values' dtype."""
     total = tf.reduce_sum(tf.where(valid, values, tf.zeros_like(values)))
     return total, tf.reduce_sum(tf.cast(valid, values.dtype))
-
-
-def _masked_mean(values, valid):
-    """Mean of `values` over the True entries of `valid` (same shape); 0, not NaN, when none are."""
-    return tf.math.divide_no_nan(*_masked_sum_count(values, valid))
 
 
 def _fill_holes(y_true, y_pred, valid):
@@ -119,30 +114,6 @@ def depth_loss(y_true, y_pred, mask, theta=DEFAULT_THETA, max_val=DEFAULT_MAX_VA
     return weighted_loss(loss_terms(y_true, y_pred, mask, max_val), theta)
 
 
-@keras.saving.register_keras_serializable(package="depth")
-class DepthLoss(keras.losses.Loss):
-    """Keras wrapper of `depth_loss` for y_true packed as [B, h, w, 2] = (encoded depth, mask), for Model.compile on
-    one device (a scalar per batch: Keras's fit would sum it over replicas; train.py's loop uses `loss_parts`).
-
-    Args:
-        theta: weight of the L1 term.
-        max_val: SSIM's dynamic range, `DepthScale.value_range[1]` of the scale the targets use.
-    """
-
-    def __init__(self, theta=DEFAULT_THETA, max_val=DEFAULT_MAX_VAL, name="depth_loss", reduction="sum_over_batch_size",
-                 dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.theta = float(theta)
-        self.max_val = float(max_val)
-
-    def call(self, y_true, y_pred):
-        target, mask = unpack_target(y_true)
-        return depth_loss(target, y_pred, mask, theta=self.theta, max_val=self.max_val)
-
-    def get_config(self):
-        return {**super().get_config(), "theta": self.theta, "max_val": self.max_val}
-
-
 ERROR_METRICS = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")  # depth_errors' keys
 _ROOTED = {"rmse": "se", "rmse_log": "se_log"}  # metrics that are the square root of a mean: rmse = sqrt(mean se)
 
@@ -214,48 +185,3 @@ def logs_from_totals(totals, theta):
     terms = terms_from_parts(part("loss/"), part("loss_count/"))
     logs = {"loss": weighted_loss(terms, theta), **terms, **errors_from_sums(part("error/"), LOGGED_ERRORS)}
     return {k: float(v) for k, v in logs.items()}
-
-
-def _metres_error(key):
-    """(target, y_pred, mask, scale) -> depth_errors(...)[key] after decoding both to metres."""
-    return lambda target, y_pred, mask, scale: depth_errors(scale.decode(target), scale.decode(y_pred), mask)[key]
-
-
-def _loss_term(key):
-    """(target, y_pred, mask, scale) -> loss_terms(...)[key] with SSIM's range from the scale."""
-    return lambda target, y_pred, mask, scale: loss_terms(target, y_pred, mask, scale.value_range[1])[key]
-
-
-# metric name -> (target, y_pred, mask, DepthScale) -> scalar. Loss terms are in encoded units, errors in metres.
-METRICS = {**{key: _loss_term(key) for key in ("l1", "grad", "ssim")}, **{key: _metres_error(key) for key in LOGGED_ERRORS}}
-
-
-@keras.saving.register_keras_serializable(package="depth")
-class DepthMetric(keras.metrics.MeanMetricWrapper):
-    """One entry of METRICS as a Keras metric on packed y_true [B, h, w, 2], averaged over batches.
-
-    Its config is the metric's name and the DepthScale, so compiled models saved with it reload.
-    """
-
-    def __init__(self, name, dtype=None, **depth_scale):
-        """name: a key of METRICS; depth_scale: DepthScale's fields (mode, min_depth_m, max_depth_m), its
-        defaults where left out."""
-        if name not in METRICS:
-            raise ValueError(f"unknown depth metric {name!r}; choose one of {sorted(METRICS)}")
-        self.depth_scale = DepthScale(**depth_scale)
-        super().__init__(fn=self._value, name=name, dtype=dtype)
-
-    def _value(self, y_true, y_pred):
-        target, mask = unpack_target(y_true)
-        return METRICS[self.name](target, y_pred, mask, self.depth_scale)
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, **self.depth_scale.to_config()}
-
-
-def loss_metrics(depth_scale):
-    """Keras metrics for model.compile, one DepthMetric per METRICS entry: "l1", "grad", "ssim" (the
-    unweighted loss terms in encoded units, SSIM with depth_scale.value_range[1] as max_val) and
-    "delta1", "abs_rel" (`depth_errors` in metres after decoding target and prediction, over the mask).
-    """
-    return [DepthMetric(name, **depth_scale.to_config()) for name in METRICS]

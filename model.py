@@ -310,7 +310,9 @@ def architecture_of(model: keras.Model) -> dict:
 
 
 def load_model(path) -> keras.Model:
-    """Load a model saved as .keras by this project, uncompiled; `depth_scale_of` gives its DepthScale.
+    """Load a model saved as .keras by this project, uncompiled; `depth_scale_of` gives its DepthScale. Uncompiled:
+    checkpoints saved before train.py compiled the optimizer alone name loss.py's former DepthLoss and DepthMetric in
+    their compile state, which nothing here needs, so every loader of the project loads through this function.
 
     Raises FileNotFoundError for a missing file and ValueError naming the file and the fix for anything else
     that is not such a model: another kind of file, or DenseDepth's Keras 2 nyu.h5 / kitti.h5 (convert those
@@ -348,10 +350,9 @@ def import_densedepth(
     if "conv2" not in file_weights_by_layer:
         raise ValueError(f"{h5_path} has no layer 'conv2', the first layer of DenseDepth's decoder")
     conv2_kernel = file_weights_by_layer["conv2"]["kernel"]
-    model = build_transfer(
-        "densenet169", encoder_weights="none", input_hw=input_hw, depth_scale=depth_scale, preprocess=False,
-        decoder_width=conv2_kernel.shape[-1] / conv2_kernel.shape[-2], name="densedepth",
-    )
+    width = conv2_kernel.shape[-1] / conv2_kernel.shape[-2]
+    model = build_transfer("densenet169", encoder_weights="none", input_hw=input_hw, depth_scale=depth_scale,
+                           preprocess=False, decoder_width=width, name="densedepth")
     assign_keras2_weights(model, file_weights_by_layer, h5_path)
     return model
 
@@ -363,9 +364,8 @@ def import_densedepth(
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    imp = commands.add_parser(
-        "import-densedepth", help="convert DenseDepth's Keras 2.2 nyu.h5/kitti.h5 into a .keras model"
-    )
+    imp = commands.add_parser("import-densedepth",
+                              help="convert DenseDepth's Keras 2.2 nyu.h5/kitti.h5 into a .keras model")
     imp.add_argument("h5", help="DenseDepth's published full-model HDF5 file, e.g. nyu.h5")
     imp.add_argument("--out", required=True, help="where to write the converted model (.keras)")
     imp.add_argument("--input-size", type=int, nargs=2, default=list(nyu.FRAME_HW), metavar=("H", "W"),
@@ -385,10 +385,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     """Convert the file; returns the exit code (2, with one sentence, for a missing or unreadable file)."""
     try:
-        model = import_densedepth(
-            args.h5, input_hw=tuple(args.input_size),
-            depth_scale=DepthScale("inverse", args.min_depth_m, args.max_depth_m),
-        )
+        model = import_densedepth(args.h5, input_hw=tuple(args.input_size),
+                                  depth_scale=DepthScale("inverse", args.min_depth_m, args.max_depth_m))
         model.save(args.out)
     except (OSError, ValueError) as err:  # read_keras2_weights' and the checks' one-sentence errors, or --out
         return user_error(f"{err}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import fcntl
 import io
 import json
@@ -201,7 +202,9 @@ def run_arguments(args, safe_on_resume, chief: bool = True, parse=None) -> argpa
     print(f"resuming {run_dir} with its saved arguments", file=sys.stderr)
     for k, value in changed.items():
         print(f"resume: {flag(k)} {value} (was {saved.get(k)})", file=sys.stderr)
-    return argparse.Namespace(**{**saved, **changed, "resume": True, "out": str(run_dir)})
+    # A flag added since the run was saved takes its default (`mine`'s value, given flags being `changed`): what the
+    # run trained with before the flag existed.
+    return argparse.Namespace(**{**mine, **saved, **changed, "resume": True, "out": str(run_dir)})
 
 
 def resume_command(run_dir) -> str:
@@ -210,9 +213,9 @@ def resume_command(run_dir) -> str:
     return shlex.join(["python", "train.py", "--out", str(run_dir), "--resume"])
 
 
-def save_run_arguments(args) -> None:
-    """Write args.json whole (every argument as the run now uses them) in the run directory."""
-    write_text_whole(Path(args.out) / "args.json", json.dumps(vars(args), indent=2) + "\n")
+def save_run_arguments(run_dir: Path, arguments: dict) -> None:
+    """Write run_dir/args.json whole: `arguments` (flag name -> value, every argument as the run now uses them)."""
+    write_text_whole(Path(run_dir) / "args.json", json.dumps(arguments, indent=2) + "\n")
 
 
 def backup_dir(run_dir: Path, worker: int) -> Path:
@@ -226,6 +229,15 @@ def backup_dir(run_dir: Path, worker: int) -> Path:
 # ---------------------------------------------------------------------------
 
 KEPT_BACKUPS = 2  # a worker's backup may be one epoch ahead of another's when one dies between the two saves
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a run stands: epochs completed and steps trained since it began (the data position its input resumes
+    from); Position() is a new run's."""
+
+    epochs_done: int = 0
+    steps_done: int = 0
 
 
 class Backup:

@@ -19,7 +19,7 @@ DEFINITIONS = {
                       "in memory, in the UNet's fastest configuration (1 = training never waits)",
     "pipeline_memory_growth": "peak RSS while Keras reads one tf.data epoch over the large synthetic set over that "
                               "over the small one (VmHWM reset at the epoch's start, a fresh process each)",
-    **{f"train_speedup_{kind}": f"{kind} images/s of train.py's step (loop.Steps.train) in the fastest correct "
+    **{f"train_speedup_{kind}": f"{kind} images/s of train.py's step (loop.StepFunctions.train) in the fastest correct "
                                 "configuration over its defaults (Keras's compile defaults: no XLA, one step per call)"
        for kind in MODEL_KINDS},
     **{f"infer_speedup_{kind}": f"{kind} ms per photo of a plain model.predict at batch 1 (photo to metres at the "

@@ -1,6 +1,6 @@
 """Training speed of train.py's own step against its defaults, and whether training waits for data.
 
-What is timed is the step train.py runs: loop.Steps.train (one compiled call of --steps-per-execution steps) on
+What is timed is the step train.py runs: loop.StepFunctions.train (one compiled call of --steps-per-execution steps) on
 the default strategy, with the model built and compiled by train.py's own functions and the input from its own
 distributed pipeline (train.distributed_datasets), so the figures are those of `python train.py` with the same
 flags. Keras's Model.fit is not timed: train.py does not use it (loop.py says why)."""
@@ -31,25 +31,38 @@ def train_args(kind: str, sizes: Sizes, config: TrainConfig) -> argparse.Namespa
                              "--input-size", *map(str, sizes.input_hw), "--bs", str(sizes.batch_size), *config.flags()])
 
 
-def train_steps(args: argparse.Namespace, depth_scale: DepthScale) -> loop.Steps:
-    """The steps train.py trains `args`'s model with on one device: built and compiled by train.py's functions
-    under the default strategy, stepped by loop.Steps (XLA as --jit-compile says); the model is its `.net`."""
+def train_steps(args: argparse.Namespace, depth_scale: DepthScale) -> loop.StepFunctions:
+    """The step functions train.py trains `args`'s model with on one device: built and compiled by train.py's
+    functions under the default strategy (XLA as --jit-compile says); the model is its `.net`."""
     strategy = tf.distribute.get_strategy()
     train.set_precision(args.mixed_precision)
     with strategy.scope():
-        net = train.compile_net(train.build_net(args, depth_scale), args, depth_scale)
-    steps = loop.Steps(net, strategy, depth_scale, args.theta, args.jit_compile)
+        net = train.build_net(args.model, input_hw=args.input_size, depth_scale=depth_scale,
+                              base_filters=args.base_filters, encoder=args.encoder,
+                              encoder_weights=args.encoder_weights, decoder_width=args.decoder_width,
+                              preset=args.preset)
+        train.compile_net(net, lr=args.lr, ema_momentum=args.ema_momentum)
+    steps = loop.StepFunctions(net, strategy, depth_scale, args.theta, args.jit_compile)
     train.set_precision(False)
     return steps
 
 
-def in_memory(steps: loop.Steps, batch):
+def real_pipeline(steps: loop.StepFunctions, args: argparse.Namespace, split: Split, depth_scale: DepthScale):
+    """train.py's distributed training input of `split` for `args` (train.distributed_datasets), from step 0."""
+    options = train.example_options(input_hw=args.input_size, target_hw=steps.net.output_shape[1:3],
+                                    depth_scale=depth_scale, seed=args.seed, strict=args.strict,
+                                    augment=not args.no_augment)
+    return train.distributed_datasets(steps.strategy, split, None, batch_size=args.bs, skip_steps=0, val_steps=None,
+                                      **options)[0]
+
+
+def in_memory(steps: loop.StepFunctions, batch):
     """One batch (x, y_true) repeated for ever, distributed as train.py's input is: the step without the pipeline."""
     return steps.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(batch).repeat())
 
 
-def train_images_per_s(steps: loop.Steps, dataset, timed_steps: int, steps_per_call: int, batch_size: int) -> float:
-    """Images per second of loop.Steps.train on a fresh iterator over the distributed `dataset`: one warm-up call
+def train_images_per_s(steps: loop.StepFunctions, dataset, timed_steps: int, steps_per_call: int, batch_size: int) -> float:
+    """Images per second of loop.StepFunctions.train on a fresh iterator over the distributed `dataset`: one warm-up call
     (untimed: the pipeline's first reads), then whole calls of steps_per_call steps, at least timed_steps steps."""
     iterator = iter(dataset)
     steps.train(iterator, steps_per_call, False)
@@ -60,7 +73,7 @@ def train_images_per_s(steps: loop.Steps, dataset, timed_steps: int, steps_per_c
     return calls * steps_per_call * batch_size / (time.perf_counter() - start)
 
 
-def warmup_loss(steps: loop.Steps, dataset, n_steps: int, steps_per_call: int) -> float:
+def warmup_loss(steps: loop.StepFunctions, dataset, n_steps: int, steps_per_call: int) -> float:
     """The training loss train.py would log over the first n_steps steps (their totals pooled,
     loss.logs_from_totals), trained in calls of steps_per_call steps; this also traces and compiles the step."""
     iterator, totals = iter(dataset), {}
@@ -95,8 +108,7 @@ def measure_training(kind: str, split: Split, sizes: Sizes, depth_scale: DepthSc
     configs = (KERAS_DEFAULTS, *train_candidates(sizes))
     built = build_configs(kind, configs, sizes, depth_scale)
     defaults, args = built[KERAS_DEFAULTS.name][:2]
-    real, _ = train.distributed_datasets(defaults.strategy, args, split, None, defaults.net.output_shape[1:3],
-                                         depth_scale, skip_steps=0)
+    real = real_pipeline(defaults, args, split, depth_scale)
     memory = in_memory(defaults, next(iter(real)))
     check_steps = int(np.lcm.reduce([config.steps_per_execution for config in configs]))
     losses = {}
@@ -118,7 +130,7 @@ def measure_training(kind: str, split: Split, sizes: Sizes, depth_scale: DepthSc
         "model": defaults.net.name,
         "parameters": defaults.net.count_params(),
         "input_hw": list(sizes.input_hw), "batch_size": sizes.batch_size,
-        "step": "loop.Steps.train",  # what was timed: train.py's step, not Keras's Model.fit
+        "step": "loop.StepFunctions.train",  # what was timed: train.py's step, not Keras's Model.fit
         "images_per_s": {name: summary(values, "images/s") for name, values in runs.items()},
         "speedup_vs_defaults": speedups,
         "warmup_loss": losses, "correct": correct,
@@ -129,13 +141,12 @@ def measure_training(kind: str, split: Split, sizes: Sizes, depth_scale: DepthSc
     return results, {name: (steps, args) for name, (steps, args, _) in built.items()}
 
 
-def measure_stall(steps: loop.Steps, args: argparse.Namespace, split: Split, sizes: Sizes,
+def measure_stall(steps: loop.StepFunctions, args: argparse.Namespace, split: Split, sizes: Sizes,
                   depth_scale: DepthScale) -> dict:
     """Training-step time with train.py's real input pipeline (train.distributed_datasets) over the time with one
     of its batches already in memory (> 1: training waits for data or the pipeline slows the step). steps: the
     configuration being trained (measure_training's), args its train.py arguments."""
-    real, _ = train.distributed_datasets(steps.strategy, args, split, None, steps.net.output_shape[1:3], depth_scale,
-                                         skip_steps=0)
+    real = real_pipeline(steps, args, split, depth_scale)
     datasets = {"real pipeline": real, "batch in memory": in_memory(steps, next(iter(real)))}
     runs = interleaved({
         name: lambda dataset=dataset: train_images_per_s(steps, dataset, sizes.train_steps, args.steps_per_execution,
@@ -144,7 +155,7 @@ def measure_stall(steps: loop.Steps, args: argparse.Namespace, split: Split, siz
     }, sizes.repeats)
     return {
         "model": steps.net.name,
-        "step": "loop.Steps.train",
+        "step": "loop.StepFunctions.train",
         "images_per_s": {name: summary(values, "images/s") for name, values in runs.items()},
         # step time with the pipeline / step time in memory = images/s in memory / images/s with the pipeline
         "stall": ratio_summary(runs["batch in memory"], runs["real pipeline"]),

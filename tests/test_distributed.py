@@ -102,9 +102,10 @@ STEP_SCRIPT = textwrap.dedent("""
         for name, strategy in [("one", tf.distribute.get_strategy()), ("two", two)]:
             keras.utils.set_random_seed(0)
             with strategy.scope():
-                net = train.build_net(args, scale, synchronized_bn=name == "two") if kind == "unet" else plain_net()
+                net = plain_net() if kind == "plain" else train.build_net(
+                    "unet", input_hw=(48, 64), depth_scale=scale, synchronized_bn=name == "two", base_filters=4)
                 net.compile(optimizer=keras.optimizers.SGD(0.05))
-            step = loop.Steps(net, strategy, scale, theta=0.1)
+            step = loop.StepFunctions(net, strategy, scale, theta=0.1)
             iterator = iter(loop.distributed_dataset(strategy, split, 4, True, input_hw=(48, 64), target_hw=(48, 64),
                                                      depth_scale=scale, augmentation=None))
             losses = [loop.logs_from_totals(step.train(iterator, 1, False), 0.1)["loss"] for _ in range(steps)]
@@ -115,7 +116,7 @@ STEP_SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_step_on_two_replicas_equals_one_device(tiny_data):
-    """SGD steps of loop.Steps on one and two replicas of the same global batch: the UNet's first step (synchronized
+    """SGD steps of loop.StepFunctions on one and two replicas of the same global batch: the UNet's first step (synchronized
     BatchNormalization) gives the same loss and weights to 1e-4, and three steps of a network without
     BatchNormalization agree to 1e-6. (Further UNet steps drift apart by ~1e-4 per step at this learning rate: Keras's
     synchronized BatchNormalization takes the variance as E[x^2] - E[x]^2, whose float32 rounding depends on the
@@ -213,7 +214,7 @@ def test_the_overhead_benchmark_reads_the_epoch_lines_train_py_prints(capsys, mo
 
     clock = iter([100.0, 100.0, 104.0])  # begin (start, last), then end: 10 steps in 4 s
     monkeypatch.setattr(loop.time, "monotonic", lambda: next(clock))
-    progress = loop.Progress(steps=10, epochs=2, every_s=30.0)
+    progress = loop.Progress(steps_per_epoch=10, epochs=2, every_s=30.0)
     progress.tty = False
     progress.begin(1)
     progress.end(10, {"loss": 0.5})

