@@ -73,12 +73,6 @@ def open_data(data, *, train_split: str, val_split: str, depth_units_per_metre: 
                          depth_units_per_metre=depth_units_per_metre, tfds_data_dir=tfds_data_dir, prepare=prepare_data)
 
 
-def open_splits(args) -> tuple[Split, Split | None]:
-    """(train split, validation split or None) of the first dataset of --data (export.py's int8 calibration)."""
-    train, val = open_data(args.data, train_split=args.train_split, val_split=args.val_split)
-    return train.splits[0], val.splits[0] if val else None
-
-
 UNIT_CHECK_FRAMES = 16  # training frames whose depth is checked against the depth range before training
 
 
