@@ -1,10 +1,12 @@
 """evaluate.py: the metrics against hand arithmetic and in the right argument order, the NYU protocol's pieces
 (inclusive crops, valid pixels, median scaling) with known answers, and the command line end to end."""
 import csv
+import functools
 import json
 import math
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import keras
@@ -100,16 +102,25 @@ def test_evenly_spaced_positions_include_both_ends_without_repeats():
 
 def save_unet(path, seed, train_mean_depth_m=None):
     """A 48x64 UNet predicting about 3 m in the default depth range (its output conv scaled up and shifted),
-    recording train_mean_depth_m as train.py would (nothing for None, as models saved before it did), saved to path."""
+    recording train_mean_depth_m as train.py would (nothing for None, as models saved before it did), saved to path
+    (a copy of unet_file's, the same model)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(unet_file(seed, train_mean_depth_m))
+    return str(path)
+
+
+@functools.cache
+def unet_file(seed, train_mean_depth_m) -> bytes:
+    """The .keras file of save_unet's model, built and saved once per process for each seed and mean."""
     keras.utils.set_random_seed(seed)
     model = build_unet((48, 64), base_filters=4, depth_scale=DepthScale("metres"))
     kernel, bias = model.get_layer("output_conv").get_weights()
     model.get_layer("output_conv").set_weights([kernel * 10.0, bias + 3.0])
     if train_mean_depth_m is not None:
         record_train_mean_depth(model, train_mean_depth_m)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    return str(path)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(Path(folder) / "model.keras")
+        return (Path(folder) / "model.keras").read_bytes()
 
 
 def write_photos(folder):

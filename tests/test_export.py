@@ -16,6 +16,7 @@ import evaluate
 import export
 import nyu_layouts as L
 import predict
+from conftest import built_once
 from depth import DepthScale
 from model import build_model, build_unet, record_train_mean_depth
 
@@ -43,10 +44,10 @@ def random_rgb(count, hw, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (count, *hw, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A train.py-like run directory: model.keras and an args.json naming a small nyu_data.zip (6 train, 3 test)."""
-    root = tmp_path_factory.mktemp("export")
+def write_run(root: Path) -> None:
+    """root/run, a train.py-like run directory: model.keras, an args.json naming root/nyu_data.zip (6 train, 3 test)
+    and every export of EXPORTS, written by export.main at its defaults beside model.keras."""
+    root.mkdir()
     files = L.densedepth_files(L.make_frames(6, hw=INPUT_HW, seed=1), L.make_frames(3, hw=INPUT_HW, seed=2))
     data = L.write_zip(root / "nyu_data.zip", files)
     run = root / "run"
@@ -55,20 +56,24 @@ def run_dir(tmp_path_factory):
     record_train_mean_depth(net, TRAIN_MEAN_DEPTH_M)
     net.save(run / "model.keras")
     (run / "args.json").write_text(json.dumps({"data": str(data), "train_split": "auto", "model": "unet"}))
-    return run
+    for (fmt, quantize), name in EXPORTS.items():
+        args = export.parse_args(["--model", str(run / "model.keras"), "--format", fmt, "--quantize", quantize,
+                                  "--calibration-frames", "6"])
+        assert args.out == run / name
+        assert export.main(args) == 0
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """The run directory of write_run, built once per session (test_export_safety shares it): tests read it and
+    write elsewhere."""
+    return built_once(tmp_path_factory, "export_run", write_run) / "run"
 
 
 @pytest.fixture(scope="module")
 def exported(run_dir):
     """{(format, quantize): path} of every export of the run's model, written by export.main at its defaults."""
-    paths = {}
-    for (fmt, quantize), name in EXPORTS.items():
-        args = export.parse_args(["--model", str(run_dir / "model.keras"), "--format", fmt, "--quantize", quantize,
-                                  "--calibration-frames", "6"])
-        assert args.out == run_dir / name
-        assert export.main(args) == 0
-        paths[fmt, quantize] = args.out
-    return paths
+    return {key: run_dir / name for key, name in EXPORTS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -131,9 +136,11 @@ def test_an_export_without_the_flip_gets_it_from_predict(run_dir, net, tmp_path)
 
 def test_onnx_resizes_the_transfer_model_to_its_skips_exact_size(tmp_path):
     """At 112x64 the transfer model resizes its 1/32 map (3 rows) to the 1/16 skip's 7: float32(7 / 3) * 3 floors to
-    6 in ONNX unless export.exact_resize_scales raises the scale, and ONNX Runtime would refuse the file."""
+    6 in ONNX unless export.exact_resize_scales raises the scale, and ONNX Runtime would refuse the file. MobileNet's
+    stride-2 convolutions round 7 rows down to 3 as VGG16's pools do, with a fifth of VGG16's weights to convert."""
     keras.utils.set_random_seed(0)
-    net = build_model("transfer", encoder="vgg16", input_hw=(112, 64), depth_scale=DepthScale("metres"))
+    net = build_model("transfer", encoder="mobilenet-0.75", input_hw=(112, 64), depth_scale=DepthScale("metres"),
+                      decoder_width=0.125)
     kernel, bias = net.get_layer("conv3").get_weights()
     net.get_layer("conv3").set_weights([kernel * 10.0, bias + 3.0])
     out = export.export_model(net, DepthScale("metres"), tmp_path / "transfer.onnx", fmt="onnx")

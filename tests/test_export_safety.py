@@ -3,6 +3,7 @@ a SavedModel --model is scanned for file, print and Python ops before it runs, a
 and every such refusal is one sentence with exit 2 and the files on disk as they were."""
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 import backends
 import export
-from test_export import INPUT_HW, one_error_line, run_dir  # noqa: F401  run_dir: the shared fixture
+from test_export import INPUT_HW, exported, one_error_line, run_dir  # noqa: F401  the shared fixtures
 
 
 def snapshot(*folders: Path) -> dict:
@@ -22,6 +23,17 @@ def snapshot(*folders: Path) -> dict:
 
 def export_main(*argv) -> int:
     return export.main(export.parse_args(list(argv)))
+
+
+def copy_export(path: Path, out: Path) -> Path:
+    """A copy at `out` of the export export.py wrote at `path` (a file or a SavedModel folder) and of its sidecar:
+    an export as export.py leaves it, without paying for another conversion."""
+    if path.is_dir():
+        shutil.copytree(path, out)
+    else:
+        shutil.copyfile(path, out)
+    shutil.copyfile(backends.sidecar_path(path), backends.sidecar_path(out))
+    return out
 
 
 def test_export_refuses_to_replace_what_it_did_not_write(run_dir, tmp_path, monkeypatch, capsys):
@@ -119,15 +131,14 @@ def test_a_savedmodel_that_writes_files_is_refused_unless_trusted(op, tmp_path, 
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "photo_depth.npy"), 2.0)
 
 
-def test_our_own_savedmodel_passes_the_scan_with_its_checkpoint_ops(run_dir, tmp_path):
+def test_our_own_savedmodel_passes_the_scan_with_its_checkpoint_ops(exported, tmp_path):
     """export.py's SavedModel holds SaveV2, RestoreV2 and MergeV2Checkpoints in its saver's functions only:
     allowed there, and the export loads without the trust flag; the same ops called from serving are refused."""
     import opscan
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
-    out = tmp_path / "ours"
-    assert export_main("--model", str(run_dir / "model.keras"), "--format", "savedmodel", "--out", str(out)) == 0
+    out = exported["savedmodel", "none"]  # export.main's, at its defaults
     proto = saved_model_pb2.SavedModel.FromString((out / "saved_model.pb").read_bytes())
     ops = {node.op for function in proto.meta_graphs[0].graph_def.library.function for node in function.node_def}
     assert {"SaveV2", "RestoreV2", "MergeV2Checkpoints"} <= ops
@@ -247,7 +258,7 @@ def test_an_export_its_runtime_cannot_run_is_not_written(run_dir, tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_sidecar_that_disagrees_with_its_file_is_one_sentence(run_dir, tmp_path, capsys):
+def test_a_sidecar_that_disagrees_with_its_file_is_one_sentence(exported, tmp_path, capsys):
     """An .onnx beside a sidecar of another input size, or of "48x64" written by hand: predict.py and evaluate.py
     say which file describes what, exit 2 (a traceback from inside ONNX Runtime before)."""
     import evaluate
@@ -255,8 +266,7 @@ def test_a_sidecar_that_disagrees_with_its_file_is_one_sentence(run_dir, tmp_pat
     from PIL import Image
     from test_export import random_rgb
 
-    out = tmp_path / "model.onnx"
-    assert export_main("--model", str(run_dir / "model.keras"), "--format", "onnx", "--out", str(out)) == 0
+    out = copy_export(exported["onnx", "none"], tmp_path / "model.onnx")
     Image.fromarray(random_rgb(1, INPUT_HW)[0]).save(tmp_path / "photo.png")
     sidecar = backends.sidecar_path(out)
     info = json.loads(sidecar.read_text())
@@ -284,8 +294,8 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_a_killed_export_never_leaves_a_model_beside_another_models_sidecar(run_dir, tmp_path, monkeypatch,
-                                                                           capsys):
+def test_a_killed_export_never_leaves_a_model_beside_another_models_sidecar(run_dir, exported, tmp_path,
+                                                                           monkeypatch, capsys):
     """Killed as the new model is moved in (no clean-up runs): the old model is gone and the new sidecar stands
     alone, which predict.py reports as no model file; the next export replaces the lone sidecar and removes the
     staging folder the killed one left, but not one of a running export nor a folder that is not ours."""
@@ -294,8 +304,7 @@ def test_a_killed_export_never_leaves_a_model_beside_another_models_sidecar(run_
     import socket
 
     model = str(run_dir / "model.keras")
-    out = tmp_path / "model.tflite"
-    assert export_main("--model", model, "--format", "tflite", "--out", str(out)) == 0
+    out = copy_export(exported["tflite", "none"], tmp_path / "model.tflite")  # the model to be replaced
     replace = Path.replace
 
     def killed_at_the_last_rename(self, target):

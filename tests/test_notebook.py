@@ -3,7 +3,9 @@ import os
 import subprocess
 
 import nbformat
+import numpy as np
 from nbclient import NotebookClient
+from PIL import Image
 
 import synth
 from conftest import ROOT
@@ -14,6 +16,11 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     monkeypatch.setenv("DEPTH_DATA", str(dataset))
     monkeypatch.setenv("DEPTH_MODEL", str(tmp_path / "run" / "model.keras"))  # missing: the notebook trains it
     monkeypatch.setenv("DEPTH_TRAIN_MINUTES", "0.05")
+    photos = tmp_path / "photos"  # two photographs of its own: the figure without ../shared's six
+    photos.mkdir()
+    for i, hw in enumerate([(48, 64), (64, 48)]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (*hw, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    monkeypatch.setenv("DEPTH_EXAMPLES", str(photos))
     notebook = nbformat.read(ROOT / "notebooks" / "explore_depth.ipynb", as_version=4)
     client = NotebookClient(notebook, timeout=300, kernel_name="python3",
                             resources={"metadata": {"path": str(ROOT / "notebooks")}})
