@@ -17,6 +17,7 @@ import pytest
 
 import data
 import synth
+from augment import apply_colour
 from benchmarks import report
 from benchmarks.baseline import DenseDepthLoader
 import train
@@ -258,11 +259,13 @@ def test_the_training_measure_times_train_py_step(synthetic):
     steps = train_steps(args, scale)
     real, _ = train.distributed_datasets(steps.strategy, args, synthetic.split("train"), None,
                                          steps.net.output_shape[1:3], scale, skip_steps=0)
-    x, y_true = next(iter(real))
+    rgb, y_true, colour = next(iter(real))  # uint8 RGB and each frame's colour change, which the step applies
+    assert rgb.dtype == "uint8" and colour.shape == (TINY.batch_size, 6)
     before = steps.net.get_weights()
+    x = apply_colour(rgb, colour)
     expected = float(DepthLoss(theta=args.theta, max_val=scale.value_range[1])(y_true, steps.net(x, training=True)))
-    assert warmup_loss(steps, in_memory(steps, (x, y_true)), n_steps=1, steps_per_call=1) == pytest.approx(expected,
-                                                                                                            rel=1e-5)
+    assert warmup_loss(steps, in_memory(steps, (rgb, y_true, colour)), n_steps=1, steps_per_call=1) == pytest.approx(
+        expected, rel=1e-5)
     assert int(steps.optimizer.iterations) == 1
     assert any(not np.array_equal(a, b) for a, b in zip(before, steps.net.get_weights()))  # the step trained
     train_images_per_s(steps, real, timed_steps=3, steps_per_call=args.steps_per_execution, batch_size=TINY.batch_size)
