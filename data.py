@@ -129,12 +129,14 @@ def make_dataset(
     frame's augment.colour_draws, which the train step applies on the device (augment.apply_colour).
     """
     if training and split.stream is not None:  # a TFDS stream has no frame indices: its skip reads what it skips
-        read = streamed_frames(split, shuffle_seed=seed)
-        seeded = read.enumerate().map(lambda k, frame: {**frame, "seed": frame_seed(pass_key(seed, 0), k)})
-        return _examples(seeded, batch_size, input_hw, target_hw, depth_scale, augmentation, uint8_rgb).repeat() \
-            .skip(start_batch)
+        keys = pass_keys(seed).flat_map(lambda key: tf.data.Dataset.from_tensors(key).repeat())
+        seeded = tf.data.Dataset.zip(streamed_frames(split, shuffle_seed=seed).enumerate(), keys).map(
+            lambda numbered, key: {**numbered[1], "seed": frame_seed(key, numbered[0])})
+        examples = _examples(seeded, batch_size, input_hw, target_hw, depth_scale, augmentation, uint8_rgb)
+        return examples.repeat().skip(start_batch) if start_batch else examples
     if not training:
-        read = frames(split, frame_indices(split, select), strict=strict, rgb_min_hw=input_hw)
+        read = frames(split, None if select is None else frame_indices(split, select), strict=strict,
+                      rgb_min_hw=input_hw)
         examples = read.map(lambda frame: to_example(frame, input_hw, target_hw, depth_scale),
                             num_parallel_calls=tf.data.AUTOTUNE)
         return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -172,7 +174,6 @@ def training_indices(split: Split, seed: int, batch_size: int, start_batch: int 
     data position instead of producing and dropping every batch before it."""
     per_pass = len(split) if select is None else int(tf.size(select(tf.range(len(split), dtype=tf.int64))))
     first, place = divmod(start_batch, per_pass // batch_size) if per_pass >= batch_size else (0, 0)
-    next_pass = tf.Variable(np.int64(first), trainable=False)  # advanced as each iteration begins
 
     def one_pass(p):
         order = pass_order(seed, p, len(split))
@@ -181,7 +182,19 @@ def training_indices(split: Split, seed: int, batch_size: int, start_batch: int 
         key = pass_key(seed, p)
         return tf.data.Dataset.from_tensor_slices(order).map(lambda i: {"index": i, "seed": frame_seed(key, i)})
 
-    return tf.data.Dataset.range(1).map(lambda _: next_pass.assign_add(1) - 1).flat_map(one_pass)
+    return pass_numbers(first).flat_map(one_pass)
+
+
+def pass_numbers(first: int = 0) -> tf.data.Dataset:
+    """One element per iteration: the pass number (int64), `first` at the first iteration, then one more at each
+    (a counter kept across the iterations of a repeated pipeline, as tf.data's own reshuffle_each_iteration is)."""
+    counter = tf.Variable(np.int64(first), trainable=False)
+    return tf.data.Dataset.range(1).map(lambda _: counter.assign_add(1) - 1)
+
+
+def pass_keys(seed: int) -> tf.data.Dataset:
+    """One element per iteration: the pass_key of that iteration's pass, from pass 0."""
+    return pass_numbers().map(lambda p: pass_key(seed, p))
 
 
 _ORDER_FOLD = -1  # folded into a pass's key to draw the pass's order, apart from its frames' seeds (index >= 0)

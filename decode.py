@@ -68,7 +68,10 @@ def blobs(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool 
     """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
     (int32 [2]), EXIF orientation (int32), index (int64) and whatever else `indices` carries (a training frame's
     seed), bad frames already left out. indices: dicts with the frame index to read (default: every frame in order,
-    frame_indices), fixed before any file is read. Python reads `chunk` frames per call."""
+    frame_indices), fixed before any file is read. Python reads `chunk` frames per call. A split that streams
+    decoded frames (Split.stream, TFDS's) has no blob stage: its frames come as `streamed_frames`."""
+    if split.stream is not None:
+        return streamed_frames(split, indices)
     read = read_frames(split, strict, handed)
     indices = frame_indices(split) if indices is None else indices
 
