@@ -257,16 +257,21 @@ def markdown(results: dict, sizes: ScaleSizes) -> str:
 def parse_args(argv=None):
     parser = benchmark_parser("python -m benchmarks.scale", __doc__, "20 and 50 frames: every code path",
                               "benchmarks/scale.json", "folder for the zips (deleted after) and the runs")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="runs of every figure, the sizes taking turns (default 3; --quick 1)")
     return parser.parse_args(argv)
 
 
 def main(args) -> dict:
     """Write the two sets, measure, write the JSON (the issue's three ratios at its top level); returns it."""
     sizes = SCALE_SIZES["quick" if args.quick else "full"]
+    sizes = sizes if args.repeats is None else dataclasses.replace(sizes, repeats=args.repeats)
     work = Path(args.work) / "scale"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    results = {"command": "python -m benchmarks.scale" + (" --quick" if args.quick else ""), "machine": machine()}
+    command = "python -m benchmarks.scale" + (" --quick" if args.quick else "") + \
+        ("" if args.repeats is None else f" --repeats {args.repeats}")
+    results = {"command": command, "machine": machine()}
     source = synthetic_dir(Path(args.cache), sizes.source_frames) / "nyu_data.zip"
     small, large = sizes.frames
     try:
