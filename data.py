@@ -1,9 +1,10 @@
 """The input pipeline: frames -> examples -> augment -> batch, on tf.data (and `python data.py inspect`).
 
 A split's frames (layouts.py finds them in any supported layout) are read a few at a time as encoded
-blobs, decoded in the graph to RGB uint8 and depth in metres (decode.py, nyu.DEPTH_CODECS), cut to the
+blobs, decoded in the graph to RGB uint8 and depth in metres (decode.frames, nyu.DEPTH_CODECS), cut to the
 network input's aspect and resized to its input and output sizes, encoded by a `depth.DepthScale`,
-augmented for training and batched.
+augmented for training (augment.py) and batched. A training pass's frame order and augmentation are functions
+of the seed and the pass, so a resumed run starts where it stopped without reading what came before.
 
     python data.py inspect data/synth        # frame counts and depth statistics of any dataset, as JSON
     python data.py inspect tum/ --depth-units-per-metre 5000   # 16-bit depth in another unit (TUM RGB-D's)
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
 import argparse
-import dataclasses
-import itertools
 import json
 import logging
 import sys
@@ -23,142 +22,17 @@ import tensorflow as tf
 
 import nyu
 from cli import user_error
-from decode import decode_depth, decode_rgb, finite_positive
+from augment import Augment, apply_colour, colour_draws, flip
+from decode import LOG, frame_indices, frames, streamed_frames
 from depth import DepthScale, pack_target
 from inference import resize_rgb  # the network input, as predict.py and export.py make it
-from layouts import (EXPECTED_LAYOUTS, DataError, FrameError, Split, add_depth_units_argument, open_source,
-                     positive_float)
+from layouts import EXPECTED_LAYOUTS, DataError, Split, add_depth_units_argument, open_source, positive_float
 from quiet import progress_bar
-from readers import decode_problem
-
-LOG = logging.getLogger("depth.data")
-
-# ---------------------------------------------------------------------------
-# Reading and decoding frames
-# ---------------------------------------------------------------------------
-
-# Frames read per Python call: every tf.numpy_function call costs about 1 ms of GIL hand-offs whatever it does
-# (reading a frame's bytes takes 0.04 ms), which capped the whole pipeline at ~850 frames/s on 2 cores when it
-# read one frame per call; 8 per call lifts the reading stage to ~3500 frames/s (python -m benchmarks profiles it).
-READ_CHUNK = 8
-
-
-def skip_frame(split: Split, index: int, problem: str, strict: bool) -> None:
-    """Log frame `index` as skipped and list it in split.skipped; with strict=True raise DataError naming it."""
-    if strict:
-        raise DataError(f"{split.describe(index)}: {problem} (drop --strict to skip such frames with a warning)")
-    LOG.warning("skipping %s", split.skip(index, problem))
-
-
-def read_frames(split: Split, strict: bool, handed: set | None = None):
-    """indices int64 [n] -> (ok bool [n], rgb blobs string [n], depth blobs string [n], raw (h, w) int32 [n, 2],
-    EXIF orientation int32 [n]), the Python side of `blobs` (a tf.numpy_function). Bad frames are skip_frame'd
-    and come back with ok False; the good ones' indices are added to `handed` when given. strict=True also
-    decodes every frame in full with PIL (readers.decode_problem), so a file corrupt inside stops it at once.
-    """
-
-    def read_one(index: int):
-        try:
-            rgb, depth, hw, orientation = split.read(index)
-            if strict and (problem := decode_problem(split.rgb_format, split.depth_codec, rgb, depth, hw)):
-                raise FrameError(problem)
-            if handed is not None:
-                handed.add(index)
-            return True, rgb, depth, np.asarray(hw, np.int32), orientation
-        except FrameError as err:
-            skip_frame(split, index, str(err), strict)
-        return False, b"", b"", np.zeros(2, np.int32), 1
-
-    def read(indices):
-        ok, rgb, depth, hw, orientation = zip(*(read_one(int(index)) for index in indices))
-        return (np.array(ok), np.array(rgb, object), np.array(depth, object), np.stack(hw),
-                np.array(orientation, np.int32))
-
-    return read
-
-
-def blobs(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
-          chunk: int = READ_CHUNK, handed: set | None = None, select=None) -> tf.data.Dataset:
-    """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
-    (int32 [2]), EXIF orientation (int32) and index (int64), bad frames already left out. Python reads `chunk`
-    frames per call. A split that streams decoded frames (Split.stream, TFDS's) has no blob stage: its frames
-    come as `frames`. select: None, or a function of the (shuffled) frame-index dataset returning the indices
-    to read (a worker's shard: see loop.shard_select), applied before any file is read."""
-    if split.stream is not None:
-        return frames(split, shuffle_seed=shuffle_seed)
-    read = read_frames(split, strict, handed)
-    indices = tf.data.Dataset.range(len(split))
-    if shuffle_seed is not None:
-        indices = indices.shuffle(len(split), seed=shuffle_seed, reshuffle_each_iteration=True)
-    if select is not None:
-        indices = select(indices)
-
-    def load(chunk_indices):
-        ok, rgb, depth, hw, orientation = tf.numpy_function(
-            read, [chunk_indices], [tf.bool, tf.string, tf.string, tf.int32, tf.int32])
-        return {"ok": tf.reshape(ok, [-1]), "rgb": tf.reshape(rgb, [-1]), "depth": tf.reshape(depth, [-1]),
-                "hw": tf.reshape(hw, [-1, 2]), "orientation": tf.reshape(orientation, [-1]), "index": chunk_indices}
-
-    loaded = indices.batch(chunk).map(load, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    return loaded.filter(lambda frame: frame["ok"])
-
-
-def frames(split: Split, *, strict: bool = False, shuffle_seed: int | None = None,
-           rgb_min_hw=None, select=None) -> tf.data.Dataset:
-    """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
-    (0 = invalid) and index (int64, the frame's position in split.keys).
-
-    Frames are read a few at a time (never the whole dataset); RGB is turned upright by its EXIF orientation.
-    Unreadable and undecodable frames are skipped with a warning naming them (listed in split.skipped), or
-    with strict=True raise DataError naming them. shuffle_seed reshuffles the order every epoch. With
-    rgb_min_hw (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it.
-    select: see `blobs` (a streamed split has no frame indices to select from: DataError).
-    """
-    if split.stream is not None:  # decoded already (TFDS): only the depth's invalid values are set to 0 here
-        if select is not None:
-            raise DataError(f"{split.source} [{split.name}] is read as one TFDS stream, which cannot be split "
-                            "between workers; train on several machines from the extracted nyudepthv2/ folder")
-        decoded = split.stream(split.keys, shuffle_seed)
-        return decoded.map(lambda frame: {**frame, "depth": finite_positive(frame["depth"])})
-    codec = split.depth_codec
-    handed = set()  # frames the reading stage handed over in this pass
-    arrived = tf.Variable(tf.zeros([max(1, len(split))], tf.bool), trainable=False)  # ... and those decoded
-
-    def decode(frame):
-        rgb = decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw, frame["orientation"])
-        depth = decode_depth(frame["depth"], frame["hw"], codec)
-        with tf.control_dependencies([rgb, depth]):  # marked only once both decoded
-            arrival = arrived.scatter_nd_update([[frame["index"]]], [True])
-        with tf.control_dependencies([arrival]):
-            return {"rgb": rgb, "depth": depth, "index": tf.identity(frame["index"])}
-
-    def name_undecodable(decoded):
-        for index in sorted(i for i in handed if not decoded[i]):
-            problem = decode_problem(split.rgb_format, codec, *split.read(index)[:3])
-            skip_frame(split, index, problem or "TensorFlow cannot decode it (PIL can)", strict)
-        handed.clear()
-        return np.int64(-1)
-
-    def end_of_pass(_):
-        # Runs once every frame of the pass has come out of decode (ignore_errors drops the ones that failed,
-        # unnamed): those handed over but not marked arrived are named, then the marks are reset.
-        report = tf.numpy_function(name_undecodable, [arrived.read_value()], tf.int64, stateful=True)
-        with tf.control_dependencies([report]):
-            reset = arrived.assign(tf.zeros_like(arrived))
-        with tf.control_dependencies([reset]):
-            index = tf.identity(tf.reshape(report, []))
-        return {"rgb": tf.zeros([0, 0, 3], tf.uint8), "depth": tf.zeros([0, 0, 1]), "index": index}
-
-    read = blobs(split, strict=strict, shuffle_seed=shuffle_seed, handed=handed, select=select)
-    decoded = read.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    # Not with strict: ignore_errors would also swallow the reading stage's errors naming a bad frame.
-    decoded = decoded if strict else decoded.ignore_errors()
-    return decoded.concatenate(tf.data.Dataset.range(1).map(end_of_pass).filter(lambda _: False))
-
 
 # ---------------------------------------------------------------------------
 # Training / validation examples
 # ---------------------------------------------------------------------------
+
 
 def resize_depth(depth_m, size):
     """Depth [H, W, 1] metres (0 = invalid) -> (depth [h, w, 1], mask [h, w, 1] of 0/1) at `size` (h, w).
@@ -211,49 +85,6 @@ def to_example(frame, input_hw, target_hw, depth_scale: DepthScale, seed=None):
     return resize_rgb(rgb, input_hw), pack_target(target, mask)
 
 
-@dataclasses.dataclass(frozen=True)
-class Augment:
-    """Training-time augmentation (DenseDepth's flip and channel swap, plus mild photometric jitter).
-
-    flip and channel_swap are probabilities; brightness is the largest added offset (images in [0, 1]),
-    contrast and gamma the largest relative change (factor drawn from [1 - x, 1 + x]).
-    """
-
-    flip: float = 0.5
-    channel_swap: float = 0.25
-    brightness: float = 0.1
-    contrast: float = 0.1
-    gamma: float = 0.1
-
-
-_CHANNEL_ORDERS = list(itertools.permutations(range(3)))  # the 6 RGB orders (a list: no TF op at import)
-
-
-def augment(rgb, y_true, seed, config: Augment):
-    """Augment one example with the stateless seed `seed` (int64 [2]): flips apply to image and target
-    together, colour changes to the image only. rgb [h, w, 3] in [0, 1], y_true [h', w', 2]."""
-    s_flip, s_swap, s_order, s_bright, s_contrast, s_gamma = tf.unstack(tf.random.split(seed, 6))
-    # tf.cond, not tf.where: the flipped and permuted copies are only made when they are used.
-    flip = tf.random.stateless_uniform([], s_flip) < config.flip
-    rgb, y_true = tf.cond(flip, lambda: (tf.image.flip_left_right(rgb), tf.image.flip_left_right(y_true)),
-                          lambda: (rgb, y_true))
-
-    swap = tf.random.stateless_uniform([], s_swap) < config.channel_swap
-    order = tf.gather(tf.constant(_CHANNEL_ORDERS, tf.int32), tf.random.stateless_uniform([], s_order, 0, 6, dtype=tf.int32))
-    rgb = tf.cond(swap, lambda: tf.gather(rgb, order, axis=-1), lambda: rgb)
-
-    if config.brightness > 0:
-        rgb = tf.image.stateless_random_brightness(rgb, config.brightness, s_bright)
-    if config.contrast > 0:
-        rgb = tf.image.stateless_random_contrast(rgb, 1 - config.contrast, 1 + config.contrast, s_contrast)
-    rgb = tf.clip_by_value(rgb, 0.0, 1.0)
-    if config.gamma > 0:
-        # x ** g as exp(g log x): 5x faster than TF's pow on CPU; log(0) = -inf gives exp(-inf) = 0 = 0 ** g.
-        gamma = tf.random.stateless_uniform([], s_gamma, 1 - config.gamma, 1 + config.gamma)
-        rgb = tf.exp(gamma * tf.math.log(rgb))
-    return rgb, y_true
-
-
 def make_dataset(
     split: Split,
     *,
@@ -266,35 +97,105 @@ def make_dataset(
     seed: int = 0,
     strict: bool = False,
     select=None,
+    start_batch: int = 0,
+    uint8_rgb: bool = False,
 ) -> tf.data.Dataset:
-    """The input pipeline: read -> decode -> crop to the input's aspect -> resize -> augment (training only) ->
-    batch -> prefetch.
+    """The input pipeline: frame indices -> read -> decode -> crop to the input's aspect -> resize -> augment
+    (training only) -> batch -> prefetch, one pass over the split per iteration (repeat() for more).
 
     Yields (rgb float32 [B, *input_hw, 3] in [0, 1], y_true float32 [B, *target_hw, 2]) where y_true packs
-    the encoded depth and its validity mask (see pack_target). training shuffles every epoch (seeded), places
+    the encoded depth and its validity mask (see pack_target). training shuffles every pass (seeded), places
     each frame's crop at random and augments (a central crop without augmentation), and drops the last partial
-    batch; the same seed gives the same batches. select: a function of the
-    frame-index dataset giving the frames to read (a worker's shard), see `blobs`.
-    """
-    read = frames(split, strict=strict, shuffle_seed=seed if training else None, rgb_min_hw=input_hw, select=select)
-    if training and augmentation is not None:
-        def example(frame, key):  # the crop's place and the augmentation, both drawn from the frame's seed
-            per_frame = frame_seed(key, frame["index"])
-            return augment(*to_example(frame, input_hw, target_hw, depth_scale, per_frame), per_frame, augmentation)
+    batch; the same seed gives the same batches. select: a function of the frame indices (int64 [n]) giving the
+    frames to read (a worker's shard, loop.shard_select).
 
-        examples = tf.data.Dataset.zip(read, pass_keys(seed)).map(example, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
+    start_batch (training): the batches of this pipeline already trained (a resumed run's position): iteration
+    starts at that pass and place in it (training_indices), before any file is read. uint8_rgb (training): rgb
+    stays uint8 [B, *input_hw, 3] and, with a colour augmentation, a third element float32 [B, 6] holds each
+    frame's augment.colour_draws, which the train step applies on the device (augment.apply_colour).
+    """
+    if training and split.stream is not None:  # a TFDS stream has no frame indices: its skip reads what it skips
+        keys = pass_keys(seed).flat_map(lambda key: tf.data.Dataset.from_tensors(key).repeat())
+        seeded = tf.data.Dataset.zip(streamed_frames(split, shuffle_seed=seed).enumerate(), keys).map(
+            lambda numbered, key: {**numbered[1], "seed": frame_seed(key, numbered[0])})
+        examples = _examples(seeded, batch_size, input_hw, target_hw, depth_scale, augmentation, uint8_rgb)
+        return examples.repeat().skip(start_batch) if start_batch else examples
+    if not training:
+        read = frames(split, None if select is None else frame_indices(split, select), strict=strict,
+                      rgb_min_hw=input_hw)
         examples = read.map(lambda frame: to_example(frame, input_hw, target_hw, depth_scale),
                             num_parallel_calls=tf.data.AUTOTUNE)
-    return examples.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    read = frames(split, training_indices(split, seed, batch_size, start_batch, select), strict=strict,
+                  rgb_min_hw=input_hw)
+    return _examples(read, batch_size, input_hw, target_hw, depth_scale, augmentation, uint8_rgb)
+
+
+def _examples(read, batch_size, input_hw, target_hw, depth_scale, augmentation, uint8_rgb):
+    """Training frames (with their "seed") -> batches: the crop's place and the augmentation drawn from the seed;
+    the colour change applied here per frame, or handed to the train step (uint8_rgb)."""
+    colour = augmentation is not None and augmentation.colour
+
+    def example(frame):
+        seed = frame["seed"] if augmentation is not None else None
+        rgb, y_true = to_example(frame, input_hw, target_hw, depth_scale, seed)
+        if uint8_rgb:  # resize_rgb's [0, 1] back to grey levels: a quarter of the bytes to flip, batch and hand over
+            rgb = tf.cast(tf.round(rgb * 255.0), tf.uint8)
+        if augmentation is not None:
+            rgb, y_true = flip(rgb, y_true, seed, augmentation)
+        if not colour:
+            return rgb, y_true
+        draws = colour_draws(seed, augmentation)
+        return (rgb, y_true, draws) if uint8_rgb else (apply_colour(rgb, draws), y_true)
+
+    examples = read.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+    return examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def training_indices(split: Split, seed: int, batch_size: int, start_batch: int = 0, select=None) -> tf.data.Dataset:
+    """One training pass's frame indices per iteration, with each frame's augmentation seed: dicts of index
+    (int64) and seed (int64 [2], frame_seed). Pass p is pass_order(seed, p) (then select: a worker's shard); the
+    first iteration is the pass and place of batch `start_batch` of this pipeline (passes of
+    len(selected) // batch_size whole batches), each later iteration the next pass: so a resumed run computes its
+    data position instead of producing and dropping every batch before it."""
+    per_pass = len(split) if select is None else int(tf.size(select(tf.range(len(split), dtype=tf.int64))))
+    first, place = divmod(start_batch, per_pass // batch_size) if per_pass >= batch_size else (0, 0)
+
+    def one_pass(p):
+        order = pass_order(seed, p, len(split))
+        order = order if select is None else select(order)
+        order = order[tf.where(p == first, place * batch_size, 0):]
+        key = pass_key(seed, p)
+        return tf.data.Dataset.from_tensor_slices(order).map(lambda i: {"index": i, "seed": frame_seed(key, i)})
+
+    return pass_numbers(first).flat_map(one_pass)
+
+
+def pass_numbers(first: int = 0) -> tf.data.Dataset:
+    """One element per iteration: the pass number (int64), `first` at the first iteration, then one more at each
+    (a counter kept across the iterations of a repeated pipeline, as tf.data's own reshuffle_each_iteration is)."""
+    counter = tf.Variable(np.int64(first), trainable=False)
+    return tf.data.Dataset.range(1).map(lambda _: counter.assign_add(1) - 1)
 
 
 def pass_keys(seed: int) -> tf.data.Dataset:
-    """int64 [2] for every element of one pass over the data, the same within a pass and new for each pass (each
-    iteration of the pipeline, i.e. each epoch of a repeated one); the same sequence for the same seed in every
-    process, so every worker's pass e has pass e's key."""
-    key = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-    return key.flat_map(lambda k: tf.data.Dataset.from_tensors(k).repeat())  # repeating `key` would redraw it
+    """One element per iteration: the pass_key of that iteration's pass, from pass 0."""
+    return pass_numbers().map(lambda p: pass_key(seed, p))
+
+
+_ORDER_FOLD = -1  # folded into a pass's key to draw the pass's order, apart from its frames' seeds (index >= 0)
+
+
+def pass_key(seed: int, pass_index):
+    """int64 [2]: the stateless key of pass `pass_index` (0-based) of a run seeded `seed`, the same in every
+    process, so every worker's (and every resumed run's) pass p has pass p's key."""
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), tf.cast(pass_index, tf.int64))
+
+
+def pass_order(seed: int, pass_index, count: int):
+    """int64 [count]: the frame indices in the order pass `pass_index` reads them (a stateless shuffle by its key)."""
+    key = tf.random.experimental.stateless_fold_in(pass_key(seed, pass_index), _ORDER_FOLD)
+    return tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), key)
 
 
 def frame_seed(pass_key, index):

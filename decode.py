@@ -1,13 +1,155 @@
-"""Decoding a frame's blobs in the graph (the input pipeline's second stage, data.frames): RGB uint8 turned upright
+"""A split's frames, the input pipeline's first two stages (data.py builds examples from them): frame indices ->
+their blobs, read by Python a few at a time (`blobs`) -> decoded in the graph (`frames`): RGB uint8 turned upright
 by its EXIF orientation, JPEGs at the smallest scale still covering the network input, and depth in metres by
-its codec (nyu.DEPTH_CODECS), 0 where invalid.
+its codec (nyu.DEPTH_CODECS), 0 where invalid. Unreadable and undecodable frames are skipped and named.
 """
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import tensorflow as tf
 
 import nyu
-from readers import EXIF_TURNS, SWAPPED_ORIENTATIONS
+from layouts import DataError, FrameError, Split
+from readers import EXIF_TURNS, SWAPPED_ORIENTATIONS, decode_problem
+
+LOG = logging.getLogger("depth.data")  # the input pipeline's log: a skipped frame's warning
+
+# Frames read per Python call: every tf.numpy_function call costs about 1 ms of GIL hand-offs whatever it does
+# (reading a frame's bytes takes 0.04 ms), which capped the whole pipeline at ~850 frames/s on 2 cores when it
+# read one frame per call; 8 per call lifts the reading stage to ~3500 frames/s (python -m benchmarks profiles it).
+READ_CHUNK = 8
+
+
+def skip_frame(split: Split, index: int, problem: str, strict: bool) -> None:
+    """Log frame `index` as skipped and list it in split.skipped; with strict=True raise DataError naming it."""
+    if strict:
+        raise DataError(f"{split.describe(index)}: {problem} (drop --strict to skip such frames with a warning)")
+    LOG.warning("skipping %s", split.skip(index, problem))
+
+
+def read_frames(split: Split, strict: bool, handed: set | None = None):
+    """indices int64 [n] -> (ok bool [n], rgb blobs string [n], depth blobs string [n], raw (h, w) int32 [n, 2],
+    EXIF orientation int32 [n]), the Python side of `blobs` (a tf.numpy_function). Bad frames are skip_frame'd
+    and come back with ok False; the good ones' indices are added to `handed` when given. strict=True also
+    decodes every frame in full with PIL (readers.decode_problem), so a file corrupt inside stops it at once.
+    """
+
+    def read_one(index: int):
+        try:
+            rgb, depth, hw, orientation = split.read(index)
+            if strict and (problem := decode_problem(split.rgb_format, split.depth_codec, rgb, depth, hw)):
+                raise FrameError(problem)
+            if handed is not None:
+                handed.add(index)
+            return True, rgb, depth, np.asarray(hw, np.int32), orientation
+        except FrameError as err:
+            skip_frame(split, index, str(err), strict)
+        return False, b"", b"", np.zeros(2, np.int32), 1
+
+    def read(indices):
+        ok, rgb, depth, hw, orientation = zip(*(read_one(int(index)) for index in indices))
+        return (np.array(ok), np.array(rgb, object), np.array(depth, object), np.stack(hw),
+                np.array(orientation, np.int32))
+
+    return read
+
+
+def frame_indices(split: Split, select=None) -> tf.data.Dataset:
+    """One pass over `split` in order: dicts of index (int64), or of the indices select(int64 [n]) gives (a worker's
+    shard: see loop.shard_select). The reading stage's input (`blobs`); training passes are `training_indices`."""
+    indices = tf.range(len(split), dtype=tf.int64)
+    return tf.data.Dataset.from_tensor_slices({"index": indices if select is None else select(indices)})
+
+
+def blobs(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool = False, chunk: int = READ_CHUNK,
+          handed: set | None = None) -> tf.data.Dataset:
+    """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
+    (int32 [2]), EXIF orientation (int32), index (int64) and whatever else `indices` carries (a training frame's
+    seed), bad frames already left out. indices: dicts with the frame index to read (default: every frame in order,
+    frame_indices), fixed before any file is read. Python reads `chunk` frames per call. A split that streams
+    decoded frames (Split.stream, TFDS's) has no blob stage: its frames come as `streamed_frames`."""
+    if split.stream is not None:
+        return streamed_frames(split, indices)
+    read = read_frames(split, strict, handed)
+    indices = frame_indices(split) if indices is None else indices
+
+    def load(chunk_indices):
+        ok, rgb, depth, hw, orientation = tf.numpy_function(
+            read, [chunk_indices["index"]], [tf.bool, tf.string, tf.string, tf.int32, tf.int32])
+        return {**chunk_indices, "ok": tf.reshape(ok, [-1]), "rgb": tf.reshape(rgb, [-1]),
+                "depth": tf.reshape(depth, [-1]), "hw": tf.reshape(hw, [-1, 2]), "orientation": tf.reshape(orientation, [-1])}
+
+    loaded = indices.batch(chunk).map(load, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    return loaded.filter(lambda frame: frame["ok"])
+
+
+def frames(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool = False,
+           rgb_min_hw=None) -> tf.data.Dataset:
+    """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
+    (0 = invalid), index (int64, the frame's position in split.keys) and any other field `indices` carries.
+
+    indices: one pass's frame indices (see `blobs`; default every frame in order). Frames are read a few at a time
+    (never the whole dataset); RGB is turned upright by its EXIF orientation. Unreadable and undecodable frames
+    are skipped with a warning naming them (listed in split.skipped), or with strict=True raise DataError naming
+    them. With rgb_min_hw (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still
+    covering it. A split streamed decoded (TFDS's) is read whole, in its own order: see `streamed_frames`.
+    """
+    if split.stream is not None:
+        return streamed_frames(split, indices)
+    codec = split.depth_codec
+    handed = set()  # frames the reading stage handed over in this pass
+    arrived = tf.Variable(tf.zeros([max(1, len(split))], tf.bool), trainable=False)  # ... and those decoded
+    read = blobs(split, indices, strict=strict, handed=handed)
+    extra = {k: v for k, v in read.element_spec.items() if k not in ("ok", "rgb", "depth", "hw", "orientation")}
+
+    def decode(frame):
+        rgb = decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw, frame["orientation"])
+        depth = decode_depth(frame["depth"], frame["hw"], codec)
+        with tf.control_dependencies([rgb, depth]):  # marked only once both decoded
+            arrival = arrived.scatter_nd_update([[frame["index"]]], [True])
+        with tf.control_dependencies([arrival]):
+            return {"rgb": rgb, "depth": depth, **{k: tf.identity(frame[k]) for k in extra}}
+
+    def name_undecodable(decoded):
+        for index in sorted(i for i in handed if not decoded[i]):
+            problem = decode_problem(split.rgb_format, codec, *split.read(index)[:3])
+            skip_frame(split, index, problem or "TensorFlow cannot decode it (PIL can)", strict)
+        handed.clear()
+        return np.int64(-1)
+
+    def end_of_pass(_):
+        # Runs once every frame of the pass has come out of decode (ignore_errors drops the ones that failed,
+        # unnamed): those handed over but not marked arrived are named, then the marks are reset.
+        report = tf.numpy_function(name_undecodable, [arrived.read_value()], tf.int64, stateful=True)
+        with tf.control_dependencies([report]):
+            reset = arrived.assign(tf.zeros_like(arrived))
+        with tf.control_dependencies([reset]):
+            mark = {k: tf.zeros(spec.shape, spec.dtype) + tf.cast(tf.reshape(report, []), spec.dtype)
+                    for k, spec in extra.items()}
+        return {"rgb": tf.zeros([0, 0, 3], tf.uint8), "depth": tf.zeros([0, 0, 1]), **mark}
+
+    decoded = read.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    # Not with strict: ignore_errors would also swallow the reading stage's errors naming a bad frame.
+    decoded = decoded if strict else decoded.ignore_errors()
+    return decoded.concatenate(tf.data.Dataset.range(1).map(end_of_pass).filter(lambda _: False))
+
+
+def streamed_frames(split: Split, indices=None, shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """The frames of a split streamed decoded (TFDS), reshuffled every pass with shuffle_seed; only the depth's
+    invalid values are set to 0 here. It has no frame indices to choose: DataError for a worker's shard."""
+    if indices is not None:
+        raise DataError(f"{split.source} [{split.name}] is read as one TFDS stream, which cannot be split "
+                        "between workers; train on several machines from the extracted nyudepthv2/ folder")
+    decoded = split.stream(split.keys, shuffle_seed)
+    return decoded.map(lambda frame: {**frame, "depth": finite_positive(frame["depth"])})
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------
+
 
 
 def decode_rgb(blob, hw, rgb_format, min_hw=None, orientation=1):

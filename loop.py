@@ -19,6 +19,7 @@ import time
 import keras
 import tensorflow as tf
 
+from augment import apply_colour, to_float
 from depth import unpack_target
 from loss import batch_totals, logs_from_totals, loss_counts, terms_from_parts, weighted_loss
 from mixtures import Mixture
@@ -36,18 +37,18 @@ class NonFiniteLoss(RuntimeError):
 # ---------------------------------------------------------------------------
 
 def shard_select(context: tf.distribute.InputContext, per_replica_batch: int, training: bool):
-    """data.make_dataset's `select` for the input pipeline of `context`: the shuffled frame indices come in
-    groups of per_replica_batch * (this worker's replicas), group g going to worker g mod workers, so step k's
-    global batch holds the same frames for any number of workers and replicas (one device's batch k). Training
-    keeps whole global batches of each pass over the split, as one device's drop_remainder does."""
+    """data.make_dataset's `select` for the input pipeline of `context`: of a pass's frame indices (int64 [n], in
+    the pass's order), groups of per_replica_batch * (this worker's replicas), group g going to worker g mod workers,
+    so step k's global batch holds the same frames for any number of workers and replicas (one device's batch k).
+    Training keeps whole global batches of each pass over the split, as one device's drop_remainder does."""
     local = context.num_replicas_in_sync // context.num_input_pipelines
     global_batch = per_replica_batch * context.num_replicas_in_sync
 
     def select(indices):
         if training:
-            indices = indices.take(indices.cardinality() // global_batch * global_batch)
-        grouped = indices.batch(per_replica_batch * local).shard(context.num_input_pipelines, context.input_pipeline_id)
-        return grouped.unbatch()
+            indices = indices[:tf.size(indices, tf.int64) // global_batch * global_batch]
+        group = tf.range(tf.size(indices, tf.int64)) // (per_replica_batch * local)
+        return tf.boolean_mask(indices, group % context.num_input_pipelines == context.input_pipeline_id)
 
     return select
 
@@ -57,7 +58,8 @@ def distributed_dataset(strategy, split, global_batch: int, training: bool, skip
     """strategy.distribute_datasets_from_function over data.make_dataset of `split` (a Split, or a
     mixtures.Mixture of several), each worker reading its shard (shard_select) of each split in per-replica
     batches. Training repeats and starts after `skip_steps` global steps (a resumed run's data position: the
-    batches are a function of the seed, so skipping them reproduces the uninterrupted run's next ones);
+    pipeline computes the pass and the place in it from the step, before any file is read, so the batches are the
+    uninterrupted run's next ones), its RGB in uint8 with the colour augmentation left to the train step;
     take_steps limits a finite (validation) dataset to that many global steps."""
     mixture = split if isinstance(split, Mixture) else Mixture.of(split)
 
@@ -71,9 +73,10 @@ def distributed_dataset(strategy, split, global_batch: int, training: bool, skip
             one_reader = one.stream is not None and context.num_input_pipelines == 1
             return None if one_reader else shard_select(context, per_replica, training)
 
-        dataset = mixture.dataset(batch_size=per_replica, training=training, select=select, **make_dataset_kwargs)
-        if training:
-            dataset = dataset.repeat().skip(skip_steps * local)
+        if training:  # each global step takes `local` per-replica batches from this worker's pipeline
+            return mixture.dataset(batch_size=per_replica, training=True, select=select, start_batch=skip_steps * local,
+                                   uint8_rgb=True, **make_dataset_kwargs).repeat()
+        dataset = mixture.dataset(batch_size=per_replica, training=False, select=select, **make_dataset_kwargs)
         return dataset.take(take_steps * local) if take_steps else dataset
 
     return strategy.distribute_datasets_from_function(make)
@@ -104,8 +107,10 @@ class StepFunctions:
             else self._replica_train_step
         self._train = {}  # steps in one call -> traced function
 
-    def _replica_train_step(self, x, y_true):
-        """One replica's share of a step: x [b, H, W, 3], y_true [b, h, w, 2] -> its totals."""
+    def _replica_train_step(self, x, y_true, colour=None):
+        """One replica's share of a step: x [b, H, W, 3] (uint8, or float in [0, 1]), y_true [b, h, w, 2] and, with
+        colour augmentation, colour [b, 6] (augment.colour_draws, applied here on the device) -> its totals."""
+        x = to_float(x) if colour is None else apply_colour(x, colour)
         # Normalise by the valid pixels (and images) of the whole global batch: summed over replicas before the
         # forward pass, so each replica's gradient is its share of the one-device gradient.
         counts = tf.distribute.get_replica_context().all_reduce(SUM, loss_counts(unpack_target(y_true)[1]))
@@ -130,7 +135,7 @@ class StepFunctions:
         totals = None
         for _ in range(steps_in_call):  # unrolled: --steps-per-execution is small
             # tf.identity: each replica's own copy of the stop request, so that it can be summed like the totals
-            per_replica = self.strategy.run(lambda x, y: {**self._replica_train(x, y), STOP: tf.identity(stop)},
+            per_replica = self.strategy.run(lambda *batch: {**self._replica_train(*batch), STOP: tf.identity(stop)},
                                             args=next(iterator))
             step = {k: self.strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
             totals = step if totals is None else {k: totals[k] + v for k, v in step.items()}

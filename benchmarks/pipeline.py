@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 import data
+import decode
+from augment import Augment, apply_colour, colour_draws, flip
 from depth import DepthScale
 from layouts import Split
 
@@ -57,8 +59,12 @@ def batches_per_s(sink: keras.Model, batches, steps: int, warmup_batches: int) -
 # 1. Throughput
 # ---------------------------------------------------------------------------
 
+# What train.py's loop reads (loop.distributed_dataset): uint8 RGB, the colour change applied by the train step.
+TRAIN_FEED = dict(training=True, uint8_rgb=True)
+
+
 def measure_pipeline(split: Split, sizes: Sizes, depth_scale: DepthScale) -> dict:
-    """data.make_dataset (training=True) against DenseDepthLoader on BASELINE_WORKERS threads: samples per second,
+    """data.make_dataset (TRAIN_FEED) against DenseDepthLoader on BASELINE_WORKERS threads: samples per second,
     each run a fresh model.predict over sizes.pipeline_batches batches after its warm-up batches."""
     shapes = dict(batch_size=sizes.batch_size, input_hw=sizes.input_hw, target_hw=sizes.input_hw, depth_scale=depth_scale)
     loader = DenseDepthLoader(split, **shapes, workers=BASELINE_WORKERS)
@@ -66,7 +72,7 @@ def measure_pipeline(split: Split, sizes: Sizes, depth_scale: DepthScale) -> dic
     if len(loader) < warmups[BASELINE_LOADER] + sizes.pipeline_batches:
         raise ValueError(f"the loader's epoch has {len(loader)} batches, fewer than the "
                          f"{warmups[BASELINE_LOADER] + sizes.pipeline_batches} a run reads")
-    batches = {TFDATA: data.make_dataset(split, training=True, **shapes).repeat(), BASELINE_LOADER: loader}
+    batches = {TFDATA: data.make_dataset(split, **TRAIN_FEED, **shapes).repeat(), BASELINE_LOADER: loader}
     sink = sink_model(sizes.input_hw)
 
     def samples_per_s(name: str) -> float:
@@ -104,25 +110,40 @@ def ms_per_sample(fn, calls: list, samples: int, repeats: int) -> dict:
 def tfdata_stages(split: Split, hw, depth_scale: DepthScale, rows: list[int]) -> dict:
     """name -> (function, the arguments of each call) for each stage of data.make_dataset (training=True), in order;
     every TensorFlow stage is the graph tf.data runs (a tf.function), fed the previous stage's outputs."""
-    read = data.read_frames(split, strict=False)
+    read = decode.read_frames(split, strict=False)
     blobs = [read(np.asarray([row]))[1:] for row in rows]  # (rgb [1], depth [1], raw hw [1, 2], orientation [1])
     rgb_blobs = [(tf.constant(rgb[0]), tf.constant(raw_hw[0]), tf.constant(turn[0])) for rgb, _, raw_hw, turn in blobs]
     depth_blobs = [(tf.constant(depth[0]), tf.constant(raw_hw[0])) for _, depth, raw_hw, _ in blobs]
-    decode_rgb = tf.function(lambda blob, raw_hw, turn: data.decode_rgb(blob, raw_hw, split.rgb_format, hw, turn))
-    decode_depth = tf.function(lambda blob, raw_hw: data.decode_depth(blob, raw_hw, split.depth_codec))
+    decode_rgb = tf.function(lambda blob, raw_hw, turn: decode.decode_rgb(blob, raw_hw, split.rgb_format, hw, turn))
+    decode_depth = tf.function(lambda blob, raw_hw: decode.decode_depth(blob, raw_hw, split.depth_codec))
     decoded = [{"rgb": decode_rgb(*r), "depth": decode_depth(*d)} for r, d in zip(rgb_blobs, depth_blobs)]
-    example = tf.function(lambda rgb, depth: data.to_example({"rgb": rgb, "depth": depth}, hw, hw, depth_scale))
-    examples = [example(frame["rgb"], frame["depth"]) for frame in decoded]
-    augment = tf.function(lambda rgb, y, seed: data.augment(rgb, y, seed, data.Augment()))
+    example = tf.function(lambda rgb, depth, seed: uint8_example(data.to_example({"rgb": rgb, "depth": depth}, hw, hw,
+                                                                                 depth_scale, seed)))
     seeds = [tf.constant([row, 1], tf.int64) for row in rows]
+    examples = [example(frame["rgb"], frame["depth"], seed) for frame, seed in zip(decoded, seeds)]
+    augment = tf.function(lambda rgb, y, seed: (*flip(rgb, y, seed, Augment()), colour_draws(seed, Augment())))
     return {
-        f"read bytes and check them (Python, {data.READ_CHUNK} frames per call)":
-            (read, [(np.asarray(rows[i:i + data.READ_CHUNK]),) for i in range(0, len(rows), data.READ_CHUNK)]),
+        f"read bytes and check them (Python, {decode.READ_CHUNK} frames per call)":
+            (read, [(np.asarray(rows[i:i + decode.READ_CHUNK]),) for i in range(0, len(rows), decode.READ_CHUNK)]),
         "decode JPEG at the input's scale": (decode_rgb, rgb_blobs),
         "decode depth PNG": (decode_depth, depth_blobs),
-        "resize RGB and depth, encode the target": (example, [(f["rgb"], f["depth"]) for f in decoded]),
-        "augment": (augment, [(*ex, seed) for ex, seed in zip(examples, seeds)]),
+        "crop, resize RGB (to uint8) and depth, encode the target": (example, [(f["rgb"], f["depth"], seed)
+                                                                           for f, seed in zip(decoded, seeds)]),
+        "flip, draw the colour change": (augment, [(*ex, seed) for ex, seed in zip(examples, seeds)]),
     }
+
+
+def uint8_example(example):
+    """(rgb float [0, 1], y_true) -> (rgb uint8, y_true), as data.make_dataset keeps it for the train step."""
+    return tf.cast(tf.round(example[0] * 255.0), tf.uint8), example[1]
+
+
+def step_colour_ms_per_sample(hw, batch_size: int, repeats: int) -> dict:
+    """summary() of the ms per sample of augment.apply_colour on a batch (the colour change the train step applies,
+    on the accelerator when there is one: it is not part of the CPU pipeline's cost)."""
+    rgb = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, *hw, 3), np.uint8))
+    draws = tf.stack([colour_draws(tf.constant([k, 1], tf.int64), Augment()) for k in range(batch_size)])
+    return ms_per_sample(tf.function(apply_colour), [(rgb, draws)], batch_size, repeats)
 
 
 def densedepth_stages(split: Split, hw, depth_scale: DepthScale, rows: list[int]) -> dict:
@@ -152,14 +173,15 @@ def stage_profile(dataset_dir: str, hw, frames: int, repeats: int) -> dict:
     rows = list(range(min(frames, len(split))))
     stages = {TFDATA: tfdata_stages(split, hw, depth_scale, rows),
               BASELINE_LOADER: densedepth_stages(split, hw, depth_scale, rows)}
-    return {loader: {name: ms_per_sample(fn, calls, len(rows), repeats) for name, (fn, calls) in named.items()}
-            for loader, named in stages.items()}
+    profile = {loader: {name: ms_per_sample(fn, calls, len(rows), repeats) for name, (fn, calls) in named.items()}
+               for loader, named in stages.items()}
+    return profile, step_colour_ms_per_sample(hw, 8, repeats)
 
 
 def reading_rate(split: Split, chunk: int, samples: int) -> float:
-    """Frames per second of data.blobs (the reading stage alone: Python reads through tf.numpy_function) with
+    """Frames per second of decode.blobs (the reading stage alone: Python reads through tf.numpy_function) with
     `chunk` frames per Python call, on all cores, after 2 * chunk frames of warm-up."""
-    iterator = iter(data.blobs(split, chunk=chunk).repeat().prefetch(tf.data.AUTOTUNE))
+    iterator = iter(decode.blobs(split, chunk=chunk).repeat().prefetch(tf.data.AUTOTUNE))
     for _ in range(2 * chunk):
         next(iterator)
     start = time.perf_counter()
@@ -171,18 +193,21 @@ def reading_rate(split: Split, chunk: int, samples: int) -> float:
 def measure_pipeline_profile(dataset_dir: Path, pipeline: dict, sizes: Sizes) -> dict:
     """Where a sample's time goes, for both loaders: each stage's ms per sample on one core (in a fresh process),
     their total, and what the total allows on this machine's cores next to the rate measured with all of them;
-    then the reading stage alone at one frame and at data.READ_CHUNK frames per Python call."""
+    then the reading stage alone at one frame and at decode.READ_CHUNK frames per Python call. The colour change
+    the train step applies is timed apart (step_colour_ms_per_sample): on a GPU it leaves the CPU."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        stages = pool.apply(stage_profile, (str(dataset_dir), sizes.input_hw, sizes.profile_frames, sizes.repeats))
+        stages, step_colour = pool.apply(stage_profile, (str(dataset_dir), sizes.input_hw, sizes.profile_frames,
+                                                         sizes.repeats))
     cores = len(os.sched_getaffinity(0))
     totals = {loader: sum(figure["median"] for figure in named.values()) for loader, named in stages.items()}
     split = train_split(dataset_dir)
-    one, chunked = "1 frame per call", f"{data.READ_CHUNK} frames per call"
+    one, chunked = "1 frame per call", f"{decode.READ_CHUNK} frames per call"
     reading = interleaved({name: lambda chunk=chunk: reading_rate(split, chunk, sizes.pipeline_batches * sizes.batch_size)
-                           for name, chunk in ((one, 1), (chunked, data.READ_CHUNK))}, sizes.repeats)
+                           for name, chunk in ((one, 1), (chunked, decode.READ_CHUNK))}, sizes.repeats)
     return {
         "stages_ms_per_sample": stages,
         "total_ms_per_sample": totals,
+        "train_step_colour_ms_per_sample": step_colour,
         "cores": cores,
         # if every core did nothing but this loader's stages
         "ceiling_samples_per_s": {loader: cores * 1e3 / total for loader, total in totals.items()},
@@ -206,7 +231,7 @@ def memory_batches(loader: str, split: Split, batch_size: int, hw):
     """What loader `loader` of MEMORY_LOADERS hands Keras: one tf.data epoch, or DenseDepthLoader over the split's
     zip read into RAM (so building it is part of its peak)."""
     if loader == TFDATA:
-        return data.make_dataset(split, batch_size=batch_size, input_hw=hw, target_hw=hw, training=True)
+        return data.make_dataset(split, batch_size=batch_size, input_hw=hw, target_hw=hw, **TRAIN_FEED)
     return DenseDepthLoader(zip_in_ram(split), batch_size=batch_size, input_hw=hw, target_hw=hw,
                             depth_scale=DepthScale(), workers=BASELINE_WORKERS)
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,7 +18,8 @@ import pytest
 
 import data
 import synth
-from benchmarks import report
+from augment import apply_colour
+from benchmarks import report, scale
 from benchmarks.baseline import DenseDepthLoader
 import train
 from benchmarks.common import BASELINE_LOADER, MODEL_KINDS, SIZES, TFDATA, BatchClock, TrainConfig
@@ -258,11 +260,13 @@ def test_the_training_measure_times_train_py_step(synthetic):
     steps = train_steps(args, scale)
     real, _ = train.distributed_datasets(steps.strategy, args, synthetic.split("train"), None,
                                          steps.net.output_shape[1:3], scale, skip_steps=0)
-    x, y_true = next(iter(real))
+    rgb, y_true, colour = next(iter(real))  # uint8 RGB and each frame's colour change, which the step applies
+    assert rgb.dtype == "uint8" and colour.shape == (TINY.batch_size, 6)
     before = steps.net.get_weights()
+    x = apply_colour(rgb, colour)
     expected = float(DepthLoss(theta=args.theta, max_val=scale.value_range[1])(y_true, steps.net(x, training=True)))
-    assert warmup_loss(steps, in_memory(steps, (x, y_true)), n_steps=1, steps_per_call=1) == pytest.approx(expected,
-                                                                                                            rel=1e-5)
+    assert warmup_loss(steps, in_memory(steps, (rgb, y_true, colour)), n_steps=1, steps_per_call=1) == pytest.approx(
+        expected, rel=1e-5)
     assert int(steps.optimizer.iterations) == 1
     assert any(not np.array_equal(a, b) for a, b in zip(before, steps.net.get_weights()))  # the step trained
     train_images_per_s(steps, real, timed_steps=3, steps_per_call=args.steps_per_execution, batch_size=TINY.batch_size)
@@ -303,3 +307,28 @@ def test_paths_that_cannot_be_used_stop_before_any_measuring(tmp_path):
         done = subprocess.run([sys.executable, "-m", module, "--json", str(tmp_path / "a_file" / "r.json")], cwd=ROOT,
                               capture_output=True, text=True)
         assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: --json: cannot create")
+
+
+def test_the_scale_benchmark_writes_real_nyu_zips_measures_both_and_leaves_no_zip(tmp_path):
+    """python -m benchmarks.scale --quick (20 and 50 frames): the sets it writes are DenseDepth's layout with every
+    frame under its own name, and its JSON holds every figure at both sizes, all positive, with the issue's three
+    ratios at the top level; the zips and runs are deleted after."""
+    source = synth.ensure_synthetic(tmp_path / "cache" / "synth8", train=8, test=8)
+    written = scale.write_nyu_zip(Path(source) / "nyu_data.zip", tmp_path / "nyu_data.zip", 1003, 5)
+    splits = open_source(written).splits
+    assert len(splits["train"]) == 1003 and len(splits["test"]) == 5 and len(set(splits["train"].keys)) == 1003
+    assert splits["train"].keys[1002] == ("data/nyu2_train/scale_0001_out/2.jpg", "data/nyu2_train/scale_0001_out/2.png")
+
+    results = scale.main(scale.parse_args(["--quick", "--json", str(tmp_path / "scale.json"), "--cache",
+                                           str(tmp_path / "cache"), "--work", str(tmp_path / "work")]))
+    saved = json.loads((tmp_path / "scale.json").read_text())
+    assert saved["command"] == "python -m benchmarks.scale --quick" and "| Figure | 20 frames | 50 frames |" in saved["markdown"]
+    for key in ("resume_ratio_epoch15_vs_epoch1", "first_batch_growth_50k_vs_2k", "memory_growth_50k_vs_2k"):
+        assert saved[key]["median"] > 0 and saved[key]["unit"] == "ratio"
+    for frames in ("20", "50"):
+        assert {k: v["median"] > 0 for k, v in saved["pipeline"][frames].items() if k != "open_s"} == {
+            "first_batch_s": True, "samples_per_s": True, "peak_rss_mib": True, "tensorflow_rss_mib": True}
+        assert {k: v["median"] > 0 for k, v in saved["resume_s"][frames].items()} == {"epoch 1": True, "epoch 15": True}
+        assert saved["evaluate_s"][frames]["median"] > 0 and saved["zip_mib"][frames] > 0
+    assert results["resume_ratio_epoch15_vs_epoch1"] == saved["resume_ratio_epoch15_vs_epoch1"]
+    assert not (tmp_path / "work" / "scale").exists()

@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 import data
+import decode
 import layouts
 import nyu
 import nyu_layouts as L
@@ -204,8 +205,8 @@ def test_jpeg_decoded_at_the_smallest_scale_covering_the_input(min_hw, expected_
     """48x64 JPEG: libjpeg's 1/2, 1/4, 1/8 give 24x32, 12x16, 6x8; never below min_hw, full size if none fits."""
     rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
     blob = tf.constant(L.jpeg_bytes(rgb))
-    assert tuple(data.decode_rgb(blob, None, "image", min_hw).shape) == (*expected_hw, 3)
-    assert tuple(data.decode_rgb(blob, None, "image").shape) == (48, 64, 3)
+    assert tuple(decode.decode_rgb(blob, None, "image", min_hw).shape) == (*expected_hw, 3)
+    assert tuple(decode.decode_rgb(blob, None, "image").shape) == (48, 64, 3)
 
 
 def test_scaled_decode_matches_full_decode_then_resize(tmp_path):

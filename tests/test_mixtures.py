@@ -1,7 +1,8 @@
 """mixtures.py and train.py --data given several times: the PATH:weight=W,units=N syntax, a mixture drawing each
 dataset at its weight (deterministic for a seed), each worker reading its own shard of each dataset, a mixture run
 logging and recording its datasets, validating on each one's validation split, and resuming to the uninterrupted
-weights."""
+weights without reading the frames before the resumed position."""
+import dataclasses
 import json
 
 import keras
@@ -16,7 +17,7 @@ import nyu_layouts as L
 import train as train_py
 from depth import DepthScale, unpack_target
 from layouts import DataError
-from mixtures import DataSpec, open_mixtures, parse_data_spec
+from mixtures import DataSpec, Mixture, choice_counts, choices, open_mixtures, parse_data_spec
 
 SCALE = DepthScale("metres", 0.1, 10.0)  # the target is the depth itself, so a frame is known by its depth
 OPTIONS = dict(input_hw=(16, 16), target_hw=(16, 16), depth_scale=SCALE, augmentation=None)
@@ -136,3 +137,26 @@ def test_a_mixture_run_says_its_datasets_and_resumes_to_the_uninterrupted_weight
     expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
     for got, want in zip(resumed, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_resumed_mixture_continues_the_draws_and_reads_none_of_the_frames_before_them(two_folders):
+    """The draws are a stateless stream: counted without being made, and restarted at any draw. A mixture resumed
+    at batch 50 (200 draws: about 150 of A's 8 frames, 50 of B's) gives the uninterrupted run's next batches, and
+    reads about the 40 frames it gives plus what the pipelines read ahead within a pass, far from the 240 frames a
+    skip of the batches before would decode first."""
+    a, b = two_folders
+    train, _ = open_mixtures([DataSpec(a, 3.0), DataSpec(b, 1.0, 5000.0)])
+    drawn = [int(k) for k in choices(0, train.weights).take(5000)]
+    assert list(choice_counts(0, train.weights, 5000)) == list(np.bincount(drawn))
+    assert [int(k) for k in choices(0, train.weights, 4500).take(500)] == drawn[4500:]
+
+    uninterrupted = frame_ids(train.dataset(batch_size=4, training=True, seed=0, **OPTIONS).take(60))
+    reads = []
+
+    def counted(split):
+        return dataclasses.replace(split, reader=lambda key, read=split.reader: reads.append(key) or read(key))
+
+    resumed = Mixture([counted(split) for split in train.splits], train.weights)
+    assert frame_ids(resumed.dataset(batch_size=4, training=True, seed=0, start_batch=50, **OPTIONS).take(10)) \
+        == uninterrupted[200:]
+    assert 40 <= len(reads) <= 40 + 2 * 2 * 8, len(reads)  # each dataset's pipeline reads at most 2 passes ahead

@@ -2,8 +2,10 @@
 process, a non-finite loss, a stale half-written file, new flags), then checks the state a --resume finds: every
 epoch logged once, model.keras and both checkpoints loading. Failures that cannot be caused without root are
 injected where the real one would happen (an OSError(ENOSPC) from the history's write, a KeyboardInterrupt from a
-training step); the real SIGKILL is in test_train.py."""
+training step); the real SIGKILL is in test_train.py. A resumed run's data starts at its step's pass and place, reading
+none of the frames before it (issue 27), and ends with the uninterrupted run's weights."""
 import csv
+import dataclasses
 import errno
 import json
 import os
@@ -14,6 +16,8 @@ import numpy as np
 import pytest
 
 import callbacks
+import data
+import layouts
 import loop
 import model  # noqa: F401  registers DepthOutput
 import nyu_layouts as L
@@ -229,3 +233,46 @@ def test_the_printed_resume_command_is_quoted_for_the_shell(tiny_data, tmp_path,
     command = f"python train.py --out '{run_dir}' --resume"
     assert err.strip().splitlines()[-1] == f"interrupted: no epoch is saved yet in {run_dir}; continue with {command}"
     assert shlex.split(command)[3] == str(run_dir)
+
+
+def counting(split):
+    """(a copy of `split` whose reader records every frame key it reads, that list of keys)."""
+    reads = []
+
+    def reader(key):
+        reads.append(key)
+        return split.reader(key)
+
+    return dataclasses.replace(split, reader=reader), reads
+
+
+def test_a_resumed_pipeline_starts_at_its_pass_and_place_reading_no_frame_before_it(tiny_data):
+    """8 frames in batches of 2 are 4 batches a pass. Resumed at batch 23 (pass 5, its last batch), the first
+    iteration reads exactly that batch's 2 frames (a skip would decode the 46 before them first) and gives the
+    uninterrupted run's batch 23; the next iterations are its passes 6 and 7."""
+    split = layouts.open_source(tiny_data).split("train")
+    options = dict(batch_size=2, input_hw=(32, 48), target_hw=(32, 48), training=True, seed=4)
+    uninterrupted = list(data.make_dataset(split, **options).repeat(8))
+    counted, reads = counting(split)
+    resumed = data.make_dataset(counted, start_batch=23, **options)
+    first = list(resumed)
+    assert len(first) == 1 and len(reads) == 2
+    assert sorted(reads) == sorted(counted.keys[int(i)] for i in data.pass_order(4, 5, 8)[6:])
+    for got, want in zip(first + list(resumed.repeat(2)), uninterrupted[23:], strict=True):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_a_run_resumed_mid_pass_with_steps_per_execution_ends_with_the_uninterrupted_weights(tiny_data, tmp_path,
+                                                                                              capsys):
+    """3 steps an epoch of 4-step passes, 2 steps per call, augmentation on (its colour applied in the step): the
+    second epoch resumes at step 3, inside the first pass, and ends where the uninterrupted run does."""
+    flags = [*TINY, "--data", tiny_data, "--steps-per-epoch", "3", "--steps-per-execution", "2", "--val-split", "none"]
+    run_dir = tmp_path / "resumed"
+    assert train(capsys, *flags, "--out", run_dir, "--epochs", "1")[0] == 0
+    assert train(capsys, "--out", run_dir, "--resume", "--epochs", "2")[0] == 0
+    assert train(capsys, *flags, "--out", tmp_path / "uninterrupted", "--epochs", "2")[0] == 0
+    resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
+    expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
+    for got, want in zip(resumed, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
