@@ -21,15 +21,14 @@ import synth
 from augment import apply_colour
 from benchmarks import report, scale
 from benchmarks.baseline import DenseDepthLoader
-import train
 from benchmarks.common import BASELINE_LOADER, MODEL_KINDS, SIZES, TFDATA, BatchClock, TrainConfig
 from benchmarks.inference import measure_inference
 from benchmarks.pipeline import measure_pipeline, sink_model
-from benchmarks.training import in_memory, train_args, train_images_per_s, train_steps, warmup_loss
+from benchmarks.training import in_memory, real_pipeline, train_args, train_images_per_s, train_steps, warmup_loss
 from conftest import ROOT
-from depth import DepthScale
+from depth import DepthScale, unpack_target
 from layouts import open_source
-from loss import DepthLoss
+from loss import depth_loss
 from model import build_unet
 
 # A 480x640 frame shrunk 5x to the input, the target half the input: sizes are not mixed up.
@@ -249,8 +248,8 @@ def test_pipeline_measure_runs_both_loaders_through_keras(synthetic):
 
 
 def test_the_training_measure_times_train_py_step(synthetic):
-    """benchmarks.training times loop.Steps.train, the step train.py runs: the loss of its first step is the
-    DenseDepth loss (loss.DepthLoss) of that batch under the weights before the step, and a timed run trains one
+    """benchmarks.training times loop.StepFunctions.train, the step train.py runs: the loss of its first step is the
+    DenseDepth loss (loss.depth_loss) of that batch under the weights before the step, and a timed run trains one
     warm-up call, then whole calls of steps_per_call steps covering the timed steps, from train.py's own input
     pipeline; the optimizer counts every one."""
     scale = DepthScale()
@@ -258,13 +257,14 @@ def test_the_training_measure_times_train_py_step(synthetic):
     args.base_filters = 4  # the smallest UNet: what is tested is the step, not the model
     keras.utils.set_random_seed(0)
     steps = train_steps(args, scale)
-    real, _ = train.distributed_datasets(steps.strategy, args, synthetic.split("train"), None,
-                                         steps.net.output_shape[1:3], scale, skip_steps=0)
+    real = real_pipeline(steps, args, synthetic.split("train"), scale)
     rgb, y_true, colour = next(iter(real))  # uint8 RGB and each frame's colour change, which the step applies
     assert rgb.dtype == "uint8" and colour.shape == (TINY.batch_size, 6)
     before = steps.net.get_weights()
     x = apply_colour(rgb, colour)
-    expected = float(DepthLoss(theta=args.theta, max_val=scale.value_range[1])(y_true, steps.net(x, training=True)))
+    target, mask = unpack_target(y_true)
+    expected = float(depth_loss(target, steps.net(x, training=True), mask, theta=args.theta,
+                                max_val=scale.value_range[1]))
     assert warmup_loss(steps, in_memory(steps, (rgb, y_true, colour)), n_steps=1, steps_per_call=1) == pytest.approx(
         expected, rel=1e-5)
     assert int(steps.optimizer.iterations) == 1

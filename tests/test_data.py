@@ -341,7 +341,7 @@ def test_one_depth_unit_flag_in_every_script_recorded_in_args_json(tmp_path):
     assert evaluate.parse_args(["--model", "m.keras", "--data", "x", *common]).depth_units_per_metre == 5000
     args = train.parse_args(["--out", str(tmp_path / "run"), *common])
     (tmp_path / "run").mkdir()
-    rundir.save_run_arguments(rundir.run_arguments(args, train.SAFE_ON_RESUME))
+    rundir.save_run_arguments(tmp_path / "run", vars(rundir.run_arguments(args, train.SAFE_ON_RESUME)))
     assert json.loads((tmp_path / "run" / "args.json").read_text())["depth_units_per_metre"] == 5000
     with pytest.raises(SystemExit):
         data.parse_args(["inspect", "x", "--depth-units-per-metre", "0"])

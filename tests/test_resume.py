@@ -109,7 +109,7 @@ def test_a_run_started_on_a_full_disk_leaves_no_args_json(tiny_data, tmp_path, c
 
 def test_ctrl_c_says_what_is_saved_and_resume_finishes(tiny_data, tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "run"
-    real, calls = loop.Steps.train, []
+    real, calls = loop.StepFunctions.train, []
 
     def interrupted_in_epoch_2(self, iterator, steps, stop):
         calls.append(steps)
@@ -117,7 +117,7 @@ def test_ctrl_c_says_what_is_saved_and_resume_finishes(tiny_data, tmp_path, caps
             raise KeyboardInterrupt
         return real(self, iterator, steps, stop)
 
-    monkeypatch.setattr(loop.Steps, "train", interrupted_in_epoch_2)
+    monkeypatch.setattr(loop.StepFunctions, "train", interrupted_in_epoch_2)
     code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "2")
     assert code == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (f"interrupted: epochs 1-1 are saved in {run_dir}; continue with "
@@ -227,7 +227,7 @@ def test_the_printed_resume_command_is_quoted_for_the_shell(tiny_data, tmp_path,
     def interrupted(self, iterator, steps, stop):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop.Steps, "train", interrupted)
+    monkeypatch.setattr(loop.StepFunctions, "train", interrupted)
     code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")
     assert code == 130
     command = f"python train.py --out '{run_dir}' --resume"
