@@ -1,6 +1,6 @@
 """NYU Depth V2 in its common layouts, and your own RGB-D captures: where a dataset's frames are and how to read them.
 
-`open_source(path)` detects the layout of `path` (see EXPECTED_LAYOUTS and the README's layouts table) and
+`open_source(path)` detects the layout of `path` (see EXPECTED_LAYOUTS and the layouts table of docs/data.md) and
 returns its splits (splits.Split, splits.Source); the capture-style folders (own captures, TUM RGB-D, color/ +
 depth/, folders of captures) are captures.py's. A `Split` lists its frames and reads one frame at a time as two
 encoded blobs, checked to be whole; decoding them into arrays is the input pipeline's work (data.py). Formats
