@@ -174,4 +174,3 @@ def build_page(models: dict) -> gr.Blocks:
 def load_models(paths) -> dict:
     """{path: (model, DepthScale)} for every --model (backends.load_depth_model); its errors propagate."""
     return {str(path): load_depth_model(path) for path in paths}
-
