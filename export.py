@@ -132,10 +132,7 @@ def write_tflite(metres: MetresModel, path: Path, work: Path, quantize: str, cal
     write_saved_model(metres, saved, work, "none", None)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
     CONVERTER_SETTINGS[quantize](converter, calibration)
-    flat_buffer = converter.convert()
-    if quantize == "int8":
-        calibration.check_enough()
-    path.write_bytes(flat_buffer)
+    path.write_bytes(converter.convert())
     computes = tflite_quantization(path)
     if computes != quantize:  # e.g. LiteRT falls back to float32 when the representative dataset yields nothing
         raise ValueError(f"LiteRT's converter wrote a model computing in {QUANTIZATION_NAMES[computes]}, not the "
@@ -222,6 +219,8 @@ def export_model(net: keras.Model, depth_scale: DepthScale, out, *, fmt: str, qu
     if quantize == "int8" and calibration is None:
         raise ValueError("int8 quantization needs calibration images")
     check_replaceable(out, fmt)
+    if quantize == "int8":
+        calibration.check_enough()  # seconds of reading, before minutes of converting
     net = float32_copy(net)
     metres = MetresModel(net, depth_scale, flip)
     metres(tf.zeros([1, *net.input_shape[1:]]))  # built, so model.export knows its variables
@@ -269,28 +268,28 @@ def training_split(*, model_path, data: str | None) -> Split:
 class CalibrationImages:
     """LiteRT's representative dataset: called, a generator yielding [RGB float32 [1, h, w, 3] in [0, 1]] for
     `count` frames of split, evenly spaced, resized to input_hw as predict.py resizes. Unreadable frames are
-    skipped (data.frames); `check_enough` after a conversion refuses ranges measured on too few of them."""
+    skipped (data.frames); `check_enough`, before a conversion, refuses ranges that would be measured on too few
+    of them."""
 
     def __init__(self, split: Split, input_hw, count: int):
         self.frames = split.subset(evenly_spaced(len(split), count))
         self.input_hw = tuple(input_hw)
-        self.read = 0  # frames the last pass yielded
 
     def __call__(self):
-        self.read = 0
         for frame in frames(self.frames):
-            self.read += 1
             yield [resize_rgb(frame["rgb"][None], self.input_hw)]
 
     def check_enough(self) -> None:
-        """ValueError naming the split, the count read and the first unreadable frame when fewer than
-        MIN_CALIBRATION_SHARE of the frames asked for were read (ranges from a few images clip the rest)."""
+        """Read the frames once (decoding, not resizing): ValueError naming the split, the count read and the
+        first unreadable frame when fewer than MIN_CALIBRATION_SHARE of the frames asked for are readable (ranges
+        from a few images clip the rest)."""
         asked = len(self.frames)
         needed = max(1, math.ceil(MIN_CALIBRATION_SHARE * asked))
+        read = sum(1 for _ in frames(self.frames))
         skipped = self.frames.take_skipped()
-        if self.read < needed:
+        if read < needed:
             first = f"; the first unreadable: {skipped[0]}" if skipped else ""
-            raise ValueError(f"int8 calibration read {self.read} of the {asked} training images it drew from "
+            raise ValueError(f"int8 calibration read {read} of the {asked} training images it drew from "
                              f"{self.frames.source} [{self.frames.name}] and needs at least {needed}{first}; give "
                              "--data with readable training images (or --quantize float16, which needs none); "
                              "nothing was written")

@@ -1,4 +1,4 @@
-"""app.py: the page in a real headless Chromium (upload a photograph, read a pixel's depth back from the page's
+"""app.py and webpage.py: the page in a real headless Chromium (upload a photograph, read a pixel's depth back from the page's
 16-bit download and by a click, equal to predict.py's), bad uploads answered with a sentence while the server keeps serving,
 a click's depth reading, a video's depth video, and the command line's refusal of a missing model."""
 import os
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
+import webpage
 import predict
 from test_predict import tiny_unet
 from test_video import video_facts, write_clip
@@ -35,7 +35,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(model_path):
-    return app.Page(app.load_models([model_path]))
+    return webpage.Page(webpage.load_models([model_path]))
 
 
 def photo_file(path, hw=(75, 100), seed=0):
@@ -81,7 +81,7 @@ def test_a_click_reads_the_depth_at_that_pixel(page, model_path, tmp_path):
     class Click:
         index = [30, 12]  # column, row
 
-    assert app.Page.read_depth(depth_m, Click()) == f"depth at column 30, row 12: **{depth_m[12, 30]:.3f} m**"
+    assert webpage.Page.read_depth(depth_m, Click()) == f"depth at column 30, row 12: **{depth_m[12, 30]:.3f} m**"
 
 
 def test_a_video_upload_gives_its_depth_video(page, model_path, tmp_path):
@@ -132,7 +132,7 @@ def test_the_page_in_a_browser_gives_predict_pys_depth(model_path, tmp_path, bro
 
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     port = free_port()
-    blocks = app.build_page(app.load_models([model_path]))
+    blocks = webpage.build_page(webpage.load_models([model_path]))
     blocks.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         browser.get(f"http://127.0.0.1:{port}/")

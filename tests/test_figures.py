@@ -53,7 +53,7 @@ def test_imports_stay_light():
     modules they read data and models with, imports train.py, the renderer or the benchmark (each a package
     outside the core): loading, evaluating, predicting with or exporting a model renders nothing."""
     check = ("import sys, figures; assert 'tensorflow' not in sys.modules\n"
-             "import app, data, evaluate, export, kerashub, layouts, model, predict, video\n"
+             "import app, data, evaluate, export, kerashub, layouts, model, predict, video, webpage\n"
              "outside = [m for m in sys.modules if m.split('.')[0] in ('synth', 'benchmarks', 'train')]\n"
              "assert not outside, outside")
     run = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True)

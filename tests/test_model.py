@@ -368,9 +368,17 @@ def densedepth_source():
     return model
 
 
-def test_import_densedepth_assigns_every_weight(densedepth_source, tmp_path):
-    path = tmp_path / "nyu.h5"
+@pytest.fixture(scope="module")
+def densedepth_file(densedepth_source, tmp_path_factory):
+    """densedepth_source as DenseDepth's nyu.h5, written once (seconds for DenseNet-169 and a 1664-wide decoder)
+    for the tests that only read it."""
+    path = tmp_path_factory.mktemp("densedepth") / "nyu.h5"
     write_keras2_file(densedepth_source, path)
+    return path
+
+
+def test_import_densedepth_assigns_every_weight(densedepth_source, densedepth_file):
+    path = densedepth_file
     with h5py.File(path, "r") as f:  # the on-disk layout DenseDepth's file has
         assert "model_weights/conv1/conv/conv1/conv/kernel:0" in f
 
@@ -390,10 +398,9 @@ def test_import_densedepth_assigns_every_weight(densedepth_source, tmp_path):
     np.testing.assert_allclose(predict(model, x), predict(densedepth_source, x), rtol=1e-5)
 
 
-def test_load_model_points_a_keras2_file_to_the_importer_and_refuses_other_files(densedepth_source, tmp_path):
-    write_keras2_file(densedepth_source, tmp_path / "nyu.h5")
+def test_load_model_points_a_keras2_file_to_the_importer_and_refuses_other_files(densedepth_file, tmp_path):
     with pytest.raises(ValueError, match=r"Keras 2 model file .* python model.py import-densedepth .*nyu.h5"):
-        load_model(tmp_path / "nyu.h5")
+        load_model(densedepth_file)
     (tmp_path / "notes.keras").write_text("not a model")
     with pytest.raises(ValueError, match="notes.keras is not a Keras model file"):
         load_model(tmp_path / "notes.keras")
@@ -419,10 +426,9 @@ def test_import_densedepth_cli_errors_are_one_sentence(tmp_path, capsys):
         parse_args(["import-densedepth", missing, "--out", str(tmp_path / "model.h5")])
 
 
-def test_model_py_command_line_converts_a_file(densedepth_source, tmp_path):
+def test_model_py_command_line_converts_a_file(densedepth_source, densedepth_file, tmp_path):
     """model.py end to end: a DenseDepth file in, a .keras model out that predicts as the source did."""
-    path, out = tmp_path / "nyu.h5", tmp_path / "out.keras"
-    write_keras2_file(densedepth_source, path)
+    path, out = densedepth_file, tmp_path / "out.keras"
     run = subprocess.run([sys.executable, "model.py", "import-densedepth", str(path), "--out", str(out),
                           "--input-size", "64", "64"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
