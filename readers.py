@@ -53,11 +53,9 @@ def _open_zip(path: str, mtime_ns: int, size: int) -> zipfile.ZipFile:
 
 
 def shared_zip(zip_path: Path) -> zipfile.ZipFile:
-    """One open ZipFile per zip file (per version of it: its path, modification time and size) for the whole
-    process. Opening a ZipFile reads the zip's whole central directory (100,000 entries in a 50,000-frame
-    nyu_data.zip), so it is read once, not once per open and per tf.data reading thread (benchmarks.scale measured
-    the open-to-first-batch time growing 3x from 2,000 to 50,000 frames when it was). Threads share it safely:
-    zipfile reads each member through its own file object that seeks under the ZipFile's lock."""
+    """One open ZipFile per zip (and version of it) per process: opening one parses the whole central directory
+    (100,000 entries in a 50,000-frame nyu_data.zip), once, not per open and per tf.data thread (docs/scale.md).
+    Threads share it safely: each member is read through its own file object, seeking under the ZipFile's lock."""
     stat = Path(zip_path).stat()
     return _open_zip(str(zip_path), stat.st_mtime_ns, stat.st_size)
 

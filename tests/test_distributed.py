@@ -116,20 +116,23 @@ STEP_SCRIPT = textwrap.dedent("""
 
 
 def test_mirrored_step_on_two_replicas_equals_one_device(tiny_data):
-    """SGD steps of loop.StepFunctions on one and two replicas of the same global batch: the UNet's first step (synchronized
-    BatchNormalization) gives the same loss and weights to 1e-4, and three steps of a network without
-    BatchNormalization agree to 1e-6. (Further UNet steps drift apart by ~1e-4 per step at this learning rate: Keras's
+    """SGD steps of loop.StepFunctions on one and two replicas of the same global batch: three steps of a network
+    without BatchNormalization agree to 1e-6 (the replicas' reduction itself), and the UNet's first step (synchronized
+    BatchNormalization) gives the same loss to 1e-4 and the same weights to 1e-4 relative or 5e-4 absolute. Keras's
     synchronized BatchNormalization takes the variance as E[x^2] - E[x]^2, whose float32 rounding depends on the
-    order of the sums; one device's two-pass variance differs from it by as much.)"""
+    order of the sums (one device's two-pass variance differs from it), and its 1 / sqrt(variance + 1e-3) amplifies
+    that in a low-variance channel: on these uint8 frames one first-layer channel's weights (7 of 74,549) differed
+    by up to 2.4e-4 after the step, also with synchronized BatchNormalization on the one device. Further UNet steps
+    drift apart by about as much per step at this learning rate."""
     run = subprocess.run([sys.executable, "-c", STEP_SCRIPT, tiny_data], cwd=ROOT, capture_output=True, text=True,
                          timeout=TIMEOUT_S)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert [out[f"unet {name}"]["replicas"] for name in ("one", "two")] == [1, 2]
-    for kind, tolerance in (("unet", 1e-4), ("plain", 1e-6)):
+    for kind, tolerance, weights_atol in (("plain", 1e-6, 1e-6), ("unet", 1e-4, 5e-4)):
         one, two = out[f"{kind} one"], out[f"{kind} two"]
         np.testing.assert_allclose(two["losses"], one["losses"], rtol=tolerance)
-        np.testing.assert_allclose(two["weights"], one["weights"], rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(two["weights"], one["weights"], rtol=tolerance, atol=weights_atol)
     assert out["plain one"]["losses"][2] != out["plain one"]["losses"][0]  # the steps did train
 
 
@@ -148,12 +151,15 @@ def mirrored_run(tiny_data, tmp_path_factory):
 
 
 def test_command_line_mirrored_equals_one_device(tiny_data, mirrored_run, tmp_path):
-    """train.py on one device (in this process) and on two logical CPUs: the same first loss and final weights."""
+    """train.py on one device (in this process) and on two logical CPUs: the same first loss (1e-4) and final weights
+    after 18 Adam steps within a relative distance of 2e-4: the runs differ in BatchNormalization's variance
+    arithmetic (two-pass on one device, E[x^2] - E[x]^2 synchronized over replicas; see the step test above), which
+    Adam's normalized steps carry on (1.3e-4 measured on this test's uint8 frames)."""
     assert train_main.run([*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6",
                            "--out", str(tmp_path / "one")]) == 0
     first = [float(history(run)[0]["loss"]) for run in (tmp_path / "one", mirrored_run)]
     assert first[1] == pytest.approx(first[0], rel=1e-4)
-    assert relative_distance(weights(tmp_path / "one" / "model.keras"), weights(mirrored_run / "model.keras")) < 1e-4
+    assert relative_distance(weights(tmp_path / "one" / "model.keras"), weights(mirrored_run / "model.keras")) < 2e-4
 
 
 def test_two_workers_lose_one_resume_to_the_mirrored_weights_and_only_the_chief_writes(tiny_data, mirrored_run,
