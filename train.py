@@ -192,8 +192,8 @@ def run_phases(net: keras.Model, strategy, loop: Loop, position: Position, *, ph
     restored within the phase that saved it) and its own StepFunctions; stops early when the time budget ends.
     freezing: the run has a frozen phase (--freeze-encoder-epochs), so each phase sets and says the encoder's state."""
     for phase in phases:
-        if phase.end_epoch <= position.epochs_done:
-            continue
+        if phase.end_epoch <= position.epochs_done and phase is not phases[-1]:
+            continue  # the last phase is set up even when done: a run stopped while saving model.keras saves it again
         if freezing:
             models.set_encoder_trainable(net, not phase.encoder_frozen)
             print(f"epochs {phase.first_epoch + 1}-{phase.end_epoch}: encoder "

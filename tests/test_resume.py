@@ -149,7 +149,8 @@ def test_progress_lines_when_output_is_not_a_terminal(tiny_data, tmp_path, capsy
 def test_a_second_process_is_refused_and_a_run_without_validation_resumes_removing_stale_partial_files(
         tiny_data, tmp_path, capsys):
     """One finished epoch (no validation split) serves both: a second process stops at once naming the first; then
-    a kill's stale half-written checkpoint is removed by --resume, which finishes without val_ columns."""
+    a kill's stale half-written checkpoint is removed by --resume, which finishes without val_ columns; a kill while
+    the final model.keras was written is resumed by writing it again from the backup, training nothing."""
     run_dir = tmp_path / "run"
     assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1", "--val-split", "none")[0] == 0
     with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
@@ -166,6 +167,15 @@ def test_a_second_process_is_refused_and_a_run_without_validation_resumes_removi
     with open(run_dir / "history.csv") as f:
         assert not [column for column in next(csv.reader(f)) if column.startswith("val_")]
     assert_whole(run_dir)
+
+    # Killed while writing model.keras after the last epoch: every epoch is in the backup, model.keras is not.
+    finished = model.load_model(run_dir / "model.keras").get_weights()
+    (run_dir / "model.keras").rename(run_dir / "model.partial.keras")
+    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
+    assert code == 0 and f"removed {run_dir}/model.partial.keras" in err and "Traceback" not in err
+    assert epochs(run_dir) == [0, 1]  # no epoch trained again
+    for saved, expected in zip(model.load_model(run_dir / "model.keras").get_weights(), finished):
+        np.testing.assert_array_equal(saved, expected)
 
 
 def test_a_damaged_args_json_is_one_sentence(tmp_path, capsys):
