@@ -16,15 +16,16 @@ from rundir import write_history, write_whole
 
 
 class SkippedFrames(keras.callbacks.Callback):
-    """Says at the end of each epoch how many unreadable frames were skipped (each was named as it happened)."""
+    """Says at the end of each epoch how many unreadable frames of each split of `mixtures` (mixtures.Mixture, or
+    None) its pipelines skipped (each was named as it happened), emptying the mixtures' logs."""
 
-    def __init__(self, splits):
+    def __init__(self, mixtures):
         super().__init__()
-        self.splits = [s for s in splits if s is not None]
+        self.splits = [pair for m in mixtures if m is not None for pair in zip(m.splits, m.skipped)]  # (split, log)
 
     def on_epoch_end(self, epoch, logs=None):
-        for split in self.splits:
-            if skipped := split.take_skipped():
+        for split, skip_log in self.splits:
+            if skipped := skip_log.take():
                 print(f"\nwarning: epoch {epoch + 1}: skipped {len(skipped)} unreadable frame(s) of "
                       f"{split.source} [{split.name}], e.g. {skipped[0]}", file=sys.stderr)
 
@@ -102,10 +103,11 @@ def monitored(val) -> str:
     return "val_loss" if val is not None else "loss"
 
 
-def make_callbacks(run_dir: Path, history: list[dict], val, splits, depth_scale, tb_images: int) -> list:
+def make_callbacks(run_dir: Path, history: list[dict], val, mixtures, depth_scale, tb_images: int) -> list:
     """The chief's end-of-epoch callbacks, in the order they must run: history.csv and the last and best
     checkpoints (so the backup, saved after them, never counts an epoch they lack), TensorBoard scalars,
-    skipped-frame reports of `splits` (every split the run reads) and `tb_images` validation depth maps.
+    skipped-frame reports of every split of `mixtures` (the run's training and validation mixtures.Mixture, or
+    None) and `tb_images` validation depth maps.
     history: the rows of completed epochs (rundir.read_history); val: the validation dataset or None (then "best"
     monitors the training loss)."""
     monitor = monitored(val)
@@ -114,7 +116,7 @@ def make_callbacks(run_dir: Path, history: list[dict], val, splits, depth_scale,
         History(run_dir / "history.csv", history),
         Checkpoints(run_dir / "checkpoints", monitor, best),
         Scalars(run_dir / "logs"),
-        SkippedFrames(splits),
+        SkippedFrames(mixtures),
     ]
     if val is not None and tb_images > 0:
         rgb, y_true = next(iter(val.unbatch().batch(tb_images)))

@@ -28,6 +28,7 @@ from depth import DepthScale, pack_target
 from inference import resize_rgb  # the network input, as predict.py and export.py make it
 from layouts import EXPECTED_LAYOUTS, DataError, Split, add_depth_units_argument, open_source, positive_float
 from quiet import progress_bar
+from splits import SkipLog
 
 # ---------------------------------------------------------------------------
 # Training / validation examples
@@ -99,6 +100,7 @@ def make_dataset(
     select=None,
     start_batch: int = 0,
     uint8_rgb: bool = False,
+    skipped: SkipLog | None = None,
 ) -> tf.data.Dataset:
     """The input pipeline: frame indices -> read -> decode -> crop to the input's aspect -> resize -> augment
     (training only) -> batch -> prefetch, one pass over the split per iteration (repeat() for more).
@@ -113,6 +115,7 @@ def make_dataset(
     starts at that pass and place in it (training_indices), before any file is read. uint8_rgb (training): rgb
     stays uint8 [B, *input_hw, 3] and, with a colour augmentation, a third element float32 [B, 6] holds each
     frame's augment.colour_draws, which the train step applies on the device (augment.apply_colour).
+    skipped: where the frames left out are recorded (decode.frames; None: named in a warning alone).
     """
     if training and split.stream is not None:  # a TFDS stream has no frame indices: its skip reads what it skips
         keys = pass_keys(seed).flat_map(lambda key: tf.data.Dataset.from_tensors(key).repeat())
@@ -122,12 +125,12 @@ def make_dataset(
         return examples.repeat().skip(start_batch) if start_batch else examples
     if not training:
         read = frames(split, None if select is None else frame_indices(split, select), strict=strict,
-                      rgb_min_hw=input_hw)
+                      rgb_min_hw=input_hw, skipped=skipped)
         examples = read.map(lambda frame: to_example(frame, input_hw, target_hw, depth_scale),
                             num_parallel_calls=tf.data.AUTOTUNE)
         return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     read = frames(split, training_indices(split, seed, batch_size, start_batch, select), strict=strict,
-                  rgb_min_hw=input_hw)
+                  rgb_min_hw=input_hw, skipped=skipped)
     return _examples(read, batch_size, input_hw, target_hw, depth_scale, augmentation, uint8_rgb)
 
 
@@ -234,7 +237,8 @@ def split_stats(split: Split, limit: int | None = None, depth_range_m=(nyu.MIN_D
     count = len(split)
     shapes, lo, hi, total, valid, pixels, seen = {}, np.inf, -np.inf, 0.0, 0, 0, 0
     in_range = dict.fromkeys(nyu.in_range_by_unit(np.zeros(0), split.depth_codec, depth_range_m), 0)
-    stream = frames(split).prefetch(tf.data.AUTOTUNE)
+    skipped = SkipLog()
+    stream = frames(split, skipped=skipped).prefetch(tf.data.AUTOTUNE)
     for frame in progress_bar(stream, total=count, desc=f"{split.name}", unit="frame"):
         seen += 1
         shape = "x".join(str(v) for v in frame["rgb"].shape)
@@ -253,7 +257,7 @@ def split_stats(split: Split, limit: int | None = None, depth_range_m=(nyu.MIN_D
         "layout": split.layout,
         "frames": total_frames,
         "frames_read": seen,
-        "skipped": len(split.skipped),
+        "skipped": skipped.count,
         "rgb_shape": max(shapes, key=shapes.get) if shapes else None,
         "rgb_shapes": shapes,
         "depth_units_per_metre": split.depth_codec.units_per_metre,

@@ -1,7 +1,8 @@
 """A split's frames, the input pipeline's first two stages (data.py builds examples from them): frame indices ->
 their blobs, read by Python a few at a time (`blobs`) -> decoded in the graph (`frames`): RGB uint8 turned upright
 by its EXIF orientation, JPEGs at the smallest scale still covering the network input, and depth in metres by
-its codec (nyu.DEPTH_CODECS), 0 where invalid. Unreadable and undecodable frames are skipped and named.
+its codec (nyu.DEPTH_CODECS), 0 where invalid. Unreadable and undecodable frames are skipped, named in a warning
+and recorded in the SkipLog the caller passes (splits.SkipLog); `DecodeAudit` finds the undecodable ones.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 import nyu
 from layouts import DataError, FrameError, Split
+from splits import SkipLog
 from readers import EXIF_TURNS, SWAPPED_ORIENTATIONS, decode_problem
 
 LOG = logging.getLogger("depth.data")  # the input pipeline's log: a skipped frame's warning
@@ -22,18 +24,23 @@ LOG = logging.getLogger("depth.data")  # the input pipeline's log: a skipped fra
 READ_CHUNK = 8
 
 
-def skip_frame(split: Split, index: int, problem: str, strict: bool) -> None:
-    """Log frame `index` as skipped and list it in split.skipped; with strict=True raise DataError naming it."""
+def skip_frame(split: Split, index: int, problem: str, *, strict: bool, skipped: SkipLog | None) -> None:
+    """Log frame `index` as skipped and record it in `skipped` (None: the warning alone); with strict=True raise
+    DataError naming it."""
+    where = split.describe(index)
     if strict:
-        raise DataError(f"{split.describe(index)}: {problem} (drop --strict to skip such frames with a warning)")
-    LOG.warning("skipping %s", split.skip(index, problem))
+        raise DataError(f"{where}: {problem} (drop --strict to skip such frames with a warning)")
+    if skipped is not None:
+        skipped.record(where, problem)
+    LOG.warning("skipping %s: %s", where, problem)
 
 
-def read_frames(split: Split, strict: bool, handed: set | None = None):
+def read_frames(split: Split, strict: bool, handed: set | None = None, skipped: SkipLog | None = None):
     """indices int64 [n] -> (ok bool [n], rgb blobs string [n], depth blobs string [n], raw (h, w) int32 [n, 2],
     EXIF orientation int32 [n]), the Python side of `blobs` (a tf.numpy_function). Bad frames are skip_frame'd
-    and come back with ok False; the good ones' indices are added to `handed` when given. strict=True also
-    decodes every frame in full with PIL (readers.decode_problem), so a file corrupt inside stops it at once.
+    (recorded in `skipped`) and come back with ok False; the good ones' indices are added to `handed` when given.
+    strict=True also decodes every frame in full with PIL (readers.decode_problem), so a file corrupt inside stops
+    it at once.
     """
 
     def read_one(index: int):
@@ -45,7 +52,7 @@ def read_frames(split: Split, strict: bool, handed: set | None = None):
                 handed.add(index)
             return True, rgb, depth, np.asarray(hw, np.int32), orientation
         except FrameError as err:
-            skip_frame(split, index, str(err), strict)
+            skip_frame(split, index, str(err), strict=strict, skipped=skipped)
         return False, b"", b"", np.zeros(2, np.int32), 1
 
     def read(indices):
@@ -64,15 +71,16 @@ def frame_indices(split: Split, select=None) -> tf.data.Dataset:
 
 
 def blobs(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool = False, chunk: int = READ_CHUNK,
-          handed: set | None = None) -> tf.data.Dataset:
+          handed: set | None = None, skipped: SkipLog | None = None) -> tf.data.Dataset:
     """The reading stage of `frames`: dicts of the frame's undecoded rgb and depth blobs (string), raw hw
     (int32 [2]), EXIF orientation (int32), index (int64) and whatever else `indices` carries (a training frame's
-    seed), bad frames already left out. indices: dicts with the frame index to read (default: every frame in order,
-    frame_indices), fixed before any file is read. Python reads `chunk` frames per call. A split that streams
-    decoded frames (Split.stream, TFDS's) has no blob stage: its frames come as `streamed_frames`."""
+    seed), bad frames already left out (recorded in `skipped`). indices: dicts with the frame index to read
+    (default: every frame in order, frame_indices), fixed before any file is read. Python reads `chunk` frames per
+    call. A split that streams decoded frames (Split.stream, TFDS's) has no blob stage: its frames come as
+    `streamed_frames`."""
     if split.stream is not None:
         return streamed_frames(split, indices)
-    read = read_frames(split, strict, handed)
+    read = read_frames(split, strict, handed, skipped)
     indices = frame_indices(split) if indices is None else indices
 
     def load(chunk_indices):
@@ -86,54 +94,86 @@ def blobs(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool 
 
 
 def frames(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool = False,
-           rgb_min_hw=None) -> tf.data.Dataset:
+           rgb_min_hw=None, skipped: SkipLog | None = None) -> tf.data.Dataset:
     """Full-resolution frames of `split`: dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres
     (0 = invalid), index (int64, the frame's position in split.keys) and any other field `indices` carries.
 
     indices: one pass's frame indices (see `blobs`; default every frame in order). Frames are read a few at a time
     (never the whole dataset); RGB is turned upright by its EXIF orientation. Unreadable and undecodable frames
-    are skipped with a warning naming them (listed in split.skipped), or with strict=True raise DataError naming
-    them. With rgb_min_hw (h, w), JPEG images come decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still
-    covering it. A split streamed decoded (TFDS's) is read whole, in its own order: see `streamed_frames`.
+    are skipped with a warning naming them (recorded in `skipped`, a frame once however many passes read it; None:
+    the warning alone), or with strict=True raise DataError naming them. With rgb_min_hw (h, w), JPEG images come
+    decoded at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it. A split streamed decoded (TFDS's) is read
+    whole, in its own order: see `streamed_frames`.
     """
     if split.stream is not None:
         return streamed_frames(split, indices)
     codec = split.depth_codec
-    handed = set()  # frames the reading stage handed over in this pass
-    arrived = tf.Variable(tf.zeros([max(1, len(split))], tf.bool), trainable=False)  # ... and those decoded
-    read = blobs(split, indices, strict=strict, handed=handed)
-    extra = {k: v for k, v in read.element_spec.items() if k not in ("ok", "rgb", "depth", "hw", "orientation")}
+    audit = DecodeAudit(split, strict=strict, skipped=skipped)
+    read = blobs(split, indices, strict=strict, handed=audit.handed, skipped=skipped)
+    carried = [k for k in read.element_spec if k not in ("ok", "rgb", "depth", "hw", "orientation")]
 
     def decode(frame):
         rgb = decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw, frame["orientation"])
         depth = decode_depth(frame["depth"], frame["hw"], codec)
-        with tf.control_dependencies([rgb, depth]):  # marked only once both decoded
-            arrival = arrived.scatter_nd_update([[frame["index"]]], [True])
-        with tf.control_dependencies([arrival]):
-            return {"rgb": rgb, "depth": depth, **{k: tf.identity(frame[k]) for k in extra}}
-
-    def name_undecodable(decoded):
-        for index in sorted(i for i in handed if not decoded[i]):
-            problem = decode_problem(split.rgb_format, codec, *split.read(index)[:3])
-            skip_frame(split, index, problem or "TensorFlow cannot decode it (PIL can)", strict)
-        handed.clear()
-        return np.int64(-1)
-
-    def end_of_pass(_):
-        # Runs once every frame of the pass has come out of decode (ignore_errors drops the ones that failed,
-        # unnamed): those handed over but not marked arrived are named, then the marks are reset.
-        report = tf.numpy_function(name_undecodable, [arrived.read_value()], tf.int64, stateful=True)
-        with tf.control_dependencies([report]):
-            reset = arrived.assign(tf.zeros_like(arrived))
-        with tf.control_dependencies([reset]):
-            mark = {k: tf.zeros(spec.shape, spec.dtype) + tf.cast(tf.reshape(report, []), spec.dtype)
-                    for k, spec in extra.items()}
-        return {"rgb": tf.zeros([0, 0, 3], tf.uint8), "depth": tf.zeros([0, 0, 1]), **mark}
+        others = audit.arrive(frame["index"], [rgb, depth], {k: frame[k] for k in carried})
+        return {"rgb": rgb, "depth": depth, **others}
 
     decoded = read.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     # Not with strict: ignore_errors would also swallow the reading stage's errors naming a bad frame.
-    decoded = decoded if strict else decoded.ignore_errors()
-    return decoded.concatenate(tf.data.Dataset.range(1).map(end_of_pass).filter(lambda _: False))
+    return audit.after(decoded if strict else decoded.ignore_errors())
+
+
+class DecodeAudit:
+    """Names the frames of each pass that the graph failed to decode, which tf.data would otherwise lose unnamed.
+
+    The reading stage checks each frame's files (readers.check_frame), but a file can pass those checks and still
+    fail TensorFlow's decoders (corrupt inside); ignore_errors() then drops the frame without saying which, so it
+    would vanish from every epoch unnoticed. The audit keeps, per pass: the frames the reading stage handed over
+    (`handed`, filled by read_frames from tf.data's threads), a flag per frame set in the graph once both its RGB
+    and depth decoded (`arrive`, a tf.Variable), and one element appended to the pass (`after`), run once every
+    frame has left decode: each frame handed over but never flagged is read again and decoded by PIL
+    (readers.decode_problem) to say why, and skipped by name (skip_frame: a warning recorded in `skipped`, or
+    DataError with strict); then both are reset for the next pass (a repeated pipeline's next epoch).
+    """
+
+    def __init__(self, split: Split, *, strict: bool, skipped: SkipLog | None):
+        self.split, self.strict, self.skipped = split, strict, skipped
+        self.handed = set()
+        self.arrived = tf.Variable(tf.zeros([max(1, len(split))], tf.bool), trainable=False)
+
+    def arrive(self, index, decoded: list, carried: dict) -> dict:
+        """`carried` (a frame's other fields) passed on once frame `index` is flagged arrived, which waits for every
+        tensor in `decoded` (its RGB and depth): a frame whose decode fails is never flagged."""
+        with tf.control_dependencies(decoded):
+            arrival = self.arrived.scatter_nd_update([[index]], [True])
+        with tf.control_dependencies([arrival]):
+            return {k: tf.identity(v) for k, v in carried.items()}
+
+    def name_lost(self, arrived: np.ndarray) -> np.int64:
+        """Python, once a pass: skip_frame every frame handed over but not flagged in `arrived` (bool [n])."""
+        split = self.split
+        for index in sorted(i for i in self.handed if not arrived[i]):
+            problem = decode_problem(split.rgb_format, split.depth_codec, *split.read(index)[:3])
+            skip_frame(split, index, problem or "TensorFlow cannot decode it (PIL can)", strict=self.strict,
+                       skipped=self.skipped)
+        self.handed.clear()
+        return np.int64(-1)
+
+    def after(self, decoded: tf.data.Dataset) -> tf.data.Dataset:
+        """The pass `decoded` (dicts of rgb, depth and carried fields) and then the audit: one element, filtered out,
+        whose making names the lost frames (name_lost) and then resets the flags."""
+        carried = {k: spec for k, spec in decoded.element_spec.items() if k not in ("rgb", "depth")}
+
+        def end_of_pass(_):
+            report = tf.numpy_function(self.name_lost, [self.arrived.read_value()], tf.int64, stateful=True)
+            with tf.control_dependencies([report]):
+                reset = self.arrived.assign(tf.zeros_like(self.arrived))
+            with tf.control_dependencies([reset]):  # the element depends on both, so both run, in that order
+                mark = {k: tf.zeros(spec.shape, spec.dtype) + tf.cast(tf.reshape(report, []), spec.dtype)
+                        for k, spec in carried.items()}
+            return {"rgb": tf.zeros([0, 0, 3], tf.uint8), "depth": tf.zeros([0, 0, 1]), **mark}
+
+        return decoded.concatenate(tf.data.Dataset.range(1).map(end_of_pass).filter(lambda _: False))
 
 
 def streamed_frames(split: Split, indices=None, shuffle_seed: int | None = None) -> tf.data.Dataset:

@@ -37,6 +37,7 @@ from model import train_data_of
 from photos import read_photos
 from predict import NonFiniteDepth, predict_depth_m
 from protocol import CROP_CHOICES, compute_errors, frame_crop, median_scaled, scale_shift_aligned, valid_mask
+from splits import SkipLog, nothing_usable
 
 BASELINE_FRAMES = 200  # train-split frames (evenly spaced) averaged for models that recorded no training mean
 MAX_PHOTOS = 6  # photographs without ground truth in photos.png (and the notebook's figure)
@@ -78,26 +79,28 @@ def model_slugs(paths) -> list[str]:
 
 def mean_depth_m(split: Split, max_frames: int) -> float:
     """Mean ground-truth depth in metres over the valid (> 0) pixels of at most max_frames evenly spaced frames;
-    DataError (Split.nothing_usable) when none of them is readable or has a valid pixel."""
+    DataError (splits.nothing_usable) when none of them is readable or has a valid pixel."""
     sample = split.subset(evenly_spaced(len(split), max_frames))
     total, count, seen = 0.0, 0, 0
-    stream = frames(sample)
+    skipped = SkipLog()
+    stream = frames(sample, skipped=skipped)
     for frame in quiet.progress_bar(stream, total=len(sample), desc=f"{split.name} mean depth", unit="frame"):
         depth = frame["depth"].numpy()
         total, count = total + float(depth[depth > 0].sum(dtype=np.float64)), count + int((depth > 0).sum())
         seen += 1
     if seen == 0:
-        raise sample.nothing_usable(len(sample))
+        raise nothing_usable(sample, skipped, len(sample))
     if count == 0:
-        raise sample.nothing_usable(len(sample), "has a valid depth pixel (all 0, NaN or negative)")
+        raise nothing_usable(sample, skipped, len(sample), "has a valid depth pixel (all 0, NaN or negative)")
     return total / count
 
 
-def scored_frames(split: Split, candidates: list[Candidate], crop: str, crops_used: set[str], desc: str):
+def scored_frames(split: Split, candidates: list[Candidate], crop: str, crops_used: set[str], desc: str,
+                  skipped: SkipLog):
     """Yield (name, index, RGB uint8 [H, W, 3], ground truth [H, W] metres, [valid mask [H, W] per candidate])
     for each frame of split, adding its crop's label to crops_used. Frames whose crop holds no valid ground truth
-    for some candidate are skipped by name (split.skip)."""
-    for frame in quiet.progress_bar(frames(split), total=len(split), desc=desc, unit="image"):
+    for some candidate are left out, recorded by name in `skipped` with the unreadable ones (data.frames)."""
+    for frame in quiet.progress_bar(frames(split, skipped=skipped), total=len(split), desc=desc, unit="image"):
         rgb, gt = frame["rgb"].numpy(), frame["depth"].numpy()[..., 0]  # uint8 [H, W, 3], metres [H, W]
         index = int(frame["index"])
         box, crop_label = frame_crop(crop, gt.shape, split.crop)
@@ -105,7 +108,8 @@ def scored_frames(split: Split, candidates: list[Candidate], crop: str, crops_us
         valid = [valid_mask(gt, c.depth_scale, box) for c in candidates]
         if not all(v.any() for v in valid):
             scale = candidates[0].depth_scale
-            split.skip(index, f"no ground truth in {scale.min_depth_m:g}-{scale.max_depth_m:g} m inside the crop")
+            skipped.record(split.describe(index),
+                           f"no ground truth in {scale.min_depth_m:g}-{scale.max_depth_m:g} m inside the crop")
             continue
         yield split.frame_name(index), index, rgb, gt, valid
 
@@ -114,28 +118,30 @@ def scored_mean_depth_m(split: Split, candidates: list[Candidate], crop: str) ->
     """Mean ground truth in metres over the pixels score_split scores the constants on (the first candidate's valid
     pixels of every frame it scores): the best constant in hindsight. DataError when no frame can be scored."""
     total, count, crops = 0.0, 0, set()
-    for *_, gt, valid in scored_frames(split, candidates, crop, crops, f"{split.name} mean depth"):
+    skipped = SkipLog()  # this pass's own: score_split's pass skips (and reports) the same frames again
+    for *_, gt, valid in scored_frames(split, candidates, crop, crops, f"{split.name} mean depth", skipped):
         total, count = total + float(gt[valid[0]].sum(dtype=np.float64)), count + int(valid[0].sum())
     if count == 0:  # crops holds a label for every frame read, scored or not
-        raise split.nothing_usable(len(split), "could be scored" if crops else "is readable")
-    split.take_skipped()  # score_split skips the same frames again
+        raise nothing_usable(split, skipped, len(split), "could be scored" if crops else "is readable")
     return total / count
 
 
 def score_split(
     split: Split, candidates: list[Candidate], *, crop: str, flip: bool, median_scaling: bool,
-    constants: list[table.Constant], align: str | None = None,
+    constants: list[table.Constant], align: str | None = None, skipped: SkipLog | None = None,
 ) -> set[str]:
     """Stream the split's frames once, scoring every candidate and constant on each; their rows are filled in.
 
     align "scale-shift" adds each image's errors after scale_shift_aligned (keys scale_shift_*).
     Returns the labels of the crops used. Each constant (its depth_m everywhere) is scored on the first
-    candidate's valid pixels. Frames whose crop holds no valid ground truth are left out.
+    candidate's valid pixels. Frames unreadable or whose crop holds no valid ground truth are left out, each
+    recorded in `skipped` (None: not kept).
     Raises NonFiniteDepth, after the whole split, if a model predicted NaN or inf anywhere.
     """
     crops_used = set()
     nonfinite = {c.label: 0 for c in candidates}  # images each model predicted non-finite depth for
-    for name, index, rgb, gt, valid in scored_frames(split, candidates, crop, crops_used, "evaluate"):
+    skipped = SkipLog() if skipped is None else skipped
+    for name, index, rgb, gt, valid in scored_frames(split, candidates, crop, crops_used, "evaluate", skipped):
         for candidate, scored in zip(candidates, valid):
             start = time.perf_counter()
             pred = predict_depth_m(candidate.model, rgb, candidate.depth_scale, flip=flip)  # [H, W] metres
@@ -327,9 +333,11 @@ def main(args: argparse.Namespace) -> int:
             raise DataError(f"--photos {' '.join(args.photos)} holds no readable image; give image files, folders or globs")
         constants, notice = constants_to_score(candidates, source, split, crop=args.crop,
                                                max_frames=args.baseline_frames)
+        left_out = SkipLog()
         crops_used = score_split(split, candidates, crop=args.crop, flip=not args.no_flip,
-                                 median_scaling=args.median_scaling, constants=constants, align=args.align)
-        skipped = split.take_skipped()
+                                 median_scaling=args.median_scaling, constants=constants, align=args.align,
+                                 skipped=left_out)
+        skipped = left_out.take()
         for c in candidates:
             table.write_csv(out / f"per_image_{c.slug}.csv", c.rows)
         # The numbers first: a figure that fails to draw never costs the scores it took the whole split to get.

@@ -35,6 +35,7 @@ from exportcheck import QUANTIZATION_NAMES, RUNTIMES, check_runs, output_step_m,
 from inference import network_depth_m, resize_rgb
 from layouts import DataError, Split, evenly_spaced
 from mixtures import data_specs, open_mixtures
+from splits import SkipLog
 from model import depth_scale_of, load_model, train_mean_depth_of
 from staging import check_replaceable, publish, remove_stale_staging, staging_folder
 
@@ -285,10 +286,11 @@ class CalibrationImages:
         from a few images clip the rest)."""
         asked = len(self.frames)
         needed = max(1, math.ceil(MIN_CALIBRATION_SHARE * asked))
-        read = sum(1 for _ in frames(self.frames))
-        skipped = self.frames.take_skipped()
+        skipped = SkipLog()
+        read = sum(1 for _ in frames(self.frames, skipped=skipped))
         if read < needed:
-            first = f"; the first unreadable: {skipped[0]}" if skipped else ""
+            unreadable = skipped.take()
+            first = f"; the first unreadable: {unreadable[0]}" if unreadable else ""
             raise ValueError(f"int8 calibration read {read} of the {asked} training images it drew from "
                              f"{self.frames.source} [{self.frames.name}] and needs at least {needed}{first}; give "
                              "--data with readable training images (or --quantize float16, which needs none); "

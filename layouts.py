@@ -10,6 +10,7 @@ follow each dataset's own documentation: DenseDepth's nyu_data.zip / nyu_test.zi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import zipfile
 from pathlib import Path
@@ -263,8 +264,9 @@ def open_source(path, depth_units_per_metre: float | None = None, tfds_data_dir=
             formats = sorted({DEPTH_CODECS[s.depth_format].description for s in source.splits.values()})
             raise DataError(f"{source.path} stores depth as {' and '.join(formats)}, not 16-bit integers; "
                             "drop --depth-units-per-metre")
-        for split in source.splits.values():
-            split.depth_units_per_metre = depth_units_per_metre
+        source = dataclasses.replace(source, splits={
+            name: dataclasses.replace(split, depth_units_per_metre=depth_units_per_metre)
+            for name, split in source.splits.items()})
     return source
 
 

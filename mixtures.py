@@ -27,6 +27,7 @@ import data
 from decode import blobs
 from depth import DepthScale, unpack_target
 from layouts import DataError, Split, open_source, positive_float
+from splits import SkipLog
 
 DATA_OPTIONS = {"weight": positive_float, "units": positive_float, "train": str, "val": str}  # --data PATH:weight=W
 _OPTIONS = re.compile(r"^(\w+=[^,=:]+)(,\w+=[^,=:]+)*$")
@@ -104,17 +105,20 @@ def data_specs(data_flag) -> list[DataSpec]:
 
 @dataclasses.dataclass
 class Mixture:
-    """Splits of one or more datasets, and the share of the training frames each gives (weights summing to 1)."""
+    """Splits of one or more datasets, the share of the training frames each gives (weights summing to 1), and the
+    log of the frames its pipelines left out of each (`skipped`, one SkipLog per split: callbacks.SkippedFrames
+    reports and empties them at each epoch's end)."""
 
     splits: list[Split]
     weights: list[float]
+    skipped: list[SkipLog]
 
     @classmethod
     def of(cls, splits, weights=None) -> "Mixture":
         """A Mixture of `splits` (a Split alone: a mixture of one) at `weights` (default equal), normalised."""
         splits = [splits] if isinstance(splits, Split) else list(splits)
         weights = np.ones(len(splits)) if weights is None else np.asarray(weights, float)
-        return cls(splits, list(weights / weights.sum()))
+        return cls(splits, list(weights / weights.sum()), [SkipLog() for _ in splits])
 
     def __len__(self):
         return sum(len(split) for split in self.splits)
@@ -135,20 +139,21 @@ class Mixture:
         select: None, or a function of a Split giving make_dataset's `select` for it (a worker's shard,
         loop.shard_select). start_batch (training): the batches already trained; each dataset starts after the
         frames the draws before it took from that dataset (choice_counts), none of them read. options:
-        make_dataset's other arguments. One dataset: make_dataset itself."""
+        make_dataset's other arguments. One dataset: make_dataset itself. Each split's skipped frames go to its log.
+        """
         selects = [select(split) if select else None for split in self.splits]
         if len(self.splits) == 1:
             return data.make_dataset(self.splits[0], batch_size=batch_size, training=training, seed=seed,
-                                     select=selects[0], start_batch=start_batch, **options)
+                                     select=selects[0], start_batch=start_batch, skipped=self.skipped[0], **options)
         if not training:
-            examples = [data.make_dataset(split, batch_size=1, select=chosen, **options).unbatch()
-                        for split, chosen in zip(self.splits, selects)]
+            examples = [data.make_dataset(split, batch_size=1, select=chosen, skipped=skipped, **options).unbatch()
+                        for split, chosen, skipped in zip(self.splits, selects, self.skipped)]
             return functools.reduce(tf.data.Dataset.concatenate, examples).batch(batch_size).prefetch(tf.data.AUTOTUNE)
         drawn = start_batch * batch_size
         taken = choice_counts(seed, self.weights, drawn)
         examples = [data.make_dataset(split, batch_size=1, training=True, seed=seed + i, select=chosen,
-                                      start_batch=int(taken[i]), **options).unbatch().repeat()
-                    for i, (split, chosen) in enumerate(zip(self.splits, selects))]
+                                      start_batch=int(taken[i]), skipped=skipped, **options).unbatch().repeat()
+                    for i, (split, chosen, skipped) in enumerate(zip(self.splits, selects, self.skipped))]
         mixed = tf.data.Dataset.choose_from_datasets(examples, choices(seed, self.weights, drawn))
         return mixed.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
@@ -207,19 +212,21 @@ def open_mixtures(specs: list[DataSpec], *, train_split: str = "auto", val_split
 # Can the data train? (read before anything is written)
 # ---------------------------------------------------------------------------
 
-def nothing_readable(split: Split) -> DataError:
-    """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason."""
-    skipped = split.take_skipped()
+def nothing_readable(split: Split, skipped: SkipLog) -> DataError:
+    """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason
+    (the first frame in `skipped`, the pass's log)."""
+    taken = skipped.take()
     return DataError(f"no frame of {split.source} [{split.name}] is readable ({len(split)} tried), "
-                     f"e.g. {skipped[0] if skipped else 'none listed'}")
+                     f"e.g. {taken[0] if taken else 'none listed'}")
 
 
 def readable_frames(split: Split) -> int:
     """How many frames of `split` can be read (their files there and whole), through the pipeline's reading
     stage alone, so that the validation length counts the frames that will arrive. DataError when none can."""
-    count = int(blobs(split).reduce(np.int64(0), lambda total, _: total + 1))
+    skipped = SkipLog()
+    count = int(blobs(split, skipped=skipped).reduce(np.int64(0), lambda total, _: total + 1))
     if count == 0:
-        raise nothing_readable(split)
+        raise nothing_readable(split, skipped)
     return count
 
 
@@ -237,14 +244,16 @@ def target_statistics(dataset: tf.data.Dataset, depth_scale: DepthScale,
     return seen, count, total / max(count, 1.0), total_m / max(count, 1.0)
 
 
-def check_training_data(split: Split, batches_seen: int, valid_pixels: float, batch_size: int) -> None:
+def check_training_data(split: Split, skipped: SkipLog, batches_seen: int, valid_pixels: float,
+                        batch_size: int) -> None:
     """DataError, before anything is written, when the training split gives nothing to learn from: no
-    readable frame, fewer readable frames than a batch, or no valid depth pixel in the first batches."""
+    readable frame, fewer readable frames than a batch, or no valid depth pixel in the first batches. skipped: the
+    log of the pass that saw batches_seen batches (and valid_pixels valid depth pixels in them)."""
     where = f"{split.source} [{split.name}]"
     if batches_seen == 0:
-        if len(split.skipped) >= len(split):
-            raise nothing_readable(split)
-        raise DataError(f"{where} has {len(split) - len(split.skipped)} readable frames, fewer than --bs {batch_size}")
+        if skipped.count >= len(split):
+            raise nothing_readable(split, skipped)
+        raise DataError(f"{where} has {len(split) - skipped.count} readable frames, fewer than --bs {batch_size}")
     if valid_pixels == 0:
         raise DataError(f"no valid depth pixel in the first {batches_seen * batch_size} frames of {where}: every "
                         "depth there is 0, NaN, negative or outside the depth range; check the depth files")
@@ -255,11 +264,11 @@ def training_statistics(train: Mixture, *, batch_size: int, depth_scale: DepthSc
     """(mean encoded target, mean depth in metres) of the valid pixels of the mixture's first 8 training batches,
     after checking every dataset alone (check_training_data: each must fill a batch of batch_size with some valid
     depth; a worker's shard keeps whole batches of each). options: make_dataset's other arguments."""
-    for i, split in enumerate(train.splits):
+    for i, (split, skipped) in enumerate(zip(train.splits, train.skipped)):
         alone = data.make_dataset(split, batch_size=batch_size, training=True, seed=seed + i, depth_scale=depth_scale,
-                                  **options).repeat()
+                                  skipped=skipped, **options).repeat()
         stats = target_statistics(alone, depth_scale)
-        check_training_data(split, *stats[:2], batch_size)
+        check_training_data(split, skipped, *stats[:2], batch_size)
     if len(train.splits) > 1:
         mixed = train.dataset(batch_size=batch_size, training=True, seed=seed, depth_scale=depth_scale, **options)
         stats = target_statistics(mixed, depth_scale)

@@ -1,9 +1,11 @@
 """A dataset's splits: `Split` lists one split's frames and reads one frame at a time as checked blobs; `Source`
 holds a dataset's splits by name. The layouts (layouts.py, captures.py) build them; data.py decodes their blobs.
+Both are values: the frames a pipeline leaves out go to a `SkipLog` that whoever reads the split holds.
 """
 from __future__ import annotations
 
 import dataclasses
+import threading
 import zipfile
 
 from nyu import DEPTH_CODECS, DepthCodec
@@ -13,9 +15,10 @@ from readers import DataError, FrameError, check_frame
 INTERSECT = "&"  # --train-split A&B: the frames in both splits A and B (Source.split)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Split:
-    """One split of a dataset: a list of frame keys and a reader that turns a key into its blobs.
+    """One split of a dataset: its frame keys (a tuple) and a reader that turns a key into its blobs. A value:
+    frozen and hashable; the frames a pass leaves out are a SkipLog's, not the split's.
 
     reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats, (0, 0)
     for files. rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS (depth handed
@@ -27,12 +30,11 @@ class Split:
     source: str
     layout: str
     name: str
-    keys: list
+    keys: tuple
     reader: object
     rgb_format: str
     depth_format: str
     crop: tuple | None = None
-    skipped: dict = dataclasses.field(default_factory=dict)  # frame index -> why it was skipped (see skip)
     depth_units_per_metre: float | None = None
     # For data that cannot be read a frame at a time (TFDS's TFRecords): stream(keys, shuffle_seed) -> a
     # tf.data.Dataset of decoded frames (readers.TfdsFrames); reader is then None and data.py starts from these.
@@ -46,6 +48,9 @@ class Split:
         if self.depth_units_per_metre is None or not codec.units_vary:
             return codec
         return codec.with_units(self.depth_units_per_metre)
+
+    def __post_init__(self):
+        object.__setattr__(self, "keys", tuple(self.keys))  # the layouts list them; a value holds them fixed
 
     def __len__(self):
         return len(self.keys)
@@ -75,26 +80,44 @@ class Split:
 
     def subset(self, indices) -> Split:
         """The frames at `indices` as a split of their own (same names, reader and crop)."""
-        return dataclasses.replace(self, keys=[self.keys[int(i)] for i in indices], skipped={})
+        return dataclasses.replace(self, keys=[self.keys[int(i)] for i in indices])
 
-    def skip(self, index: int, problem: str) -> str:
-        """Record that frame `index` was left out and why; a frame counts once however often it is read (the
-        output-bias pass, every epoch) until take_skipped. Returns the record: where the frame is, and why."""
-        self.skipped[int(index)] = f"{self.describe(index)}: {problem}"
-        return self.skipped[int(index)]
 
-    def nothing_usable(self, tried: int, usable: str = "is readable") -> DataError:
-        """The error for a pass over `tried` frames that found none that `usable` says: one sentence naming the
-        split, the count and the first frame skipped (where, and why); the skipped frames are taken."""
-        skipped = self.take_skipped()
-        first = f"the first: {skipped[0]}" if skipped else "none was skipped"
-        return DataError(f"no frame of {self.source} [{self.name}] {usable} ({tried} tried); {first}")
+class SkipLog:
+    """The frames one reader of a split left out, and why: filled by the input pipeline (decode.frames, from
+    tf.data's threads, hence the lock) and by whoever else leaves a frame out (evaluate.py's frames without ground
+    truth); emptied by `take` (callbacks.SkippedFrames at each epoch's end, evaluate.py's final list). A frame
+    counts once however often it is read (the output-bias pass, every epoch) until taken."""
 
-    def take_skipped(self) -> list[str]:
-        """The distinct frames skipped since the last call (where each is, and why), and forget them."""
-        taken = list(self.skipped.values())
-        self.skipped.clear()
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._skipped = {}  # where the frame is (Split.describe) -> "where: why", in the order first left out
+
+    def record(self, where: str, problem: str) -> None:
+        """Note that the frame at `where` (Split.describe) was left out for `problem`."""
+        with self._lock:
+            self._skipped[where] = f"{where}: {problem}"  # a frame met again keeps its first place: one frame
+
+    def take(self) -> list[str]:
+        """The distinct frames left out since the last take ("where: why" each), and forget them."""
+        with self._lock:
+            taken = list(self._skipped.values())
+            self._skipped.clear()
         return taken
+
+    @property
+    def count(self) -> int:
+        """How many distinct frames were left out since the last take."""
+        with self._lock:
+            return len(self._skipped)
+
+
+def nothing_usable(split: Split, skipped: SkipLog, tried: int, usable: str = "is readable") -> DataError:
+    """The error for a pass over `tried` frames of `split` that found none that `usable` says: one sentence naming
+    the split, the count and the first frame the pass left out (where, and why, from `skipped`, which is taken)."""
+    taken = skipped.take()
+    first = f"the first: {taken[0]}" if taken else "none was skipped"
+    return DataError(f"no frame of {split.source} [{split.name}] {usable} ({tried} tried); {first}")
 
 
 @dataclasses.dataclass
@@ -112,8 +135,7 @@ class Source:
         if INTERSECT in name:
             first, *others = (self.split(part) for part in name.split(INTERSECT))
             shared = set.intersection(*(set(other.keys) for other in others))
-            return dataclasses.replace(first, name=name, keys=[key for key in first.keys if key in shared],
-                                       skipped={})
+            return dataclasses.replace(first, name=name, keys=[key for key in first.keys if key in shared])
         if name not in self.splits:
             raise DataError(
                 f"{self.path} ({self.layout}) has no '{name}' split; it has: {', '.join(self.splits) or 'none'}"

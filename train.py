@@ -247,8 +247,7 @@ def make_loop(strategy, net: keras.Model, train: Mixture, val: Mixture | None, *
     train_stream, val_stream = distributed_datasets(strategy, train, val, batch_size=batch_size,
                                                     skip_steps=position.steps_done, val_steps=val_steps, **options)
     val_plain = val and val.dataset(batch_size=batch_size, **options)  # one device's: TensorBoard's depth maps
-    splits = train.splits + (val.splits if val else [])
-    callbacks = make_callbacks(run_dir, history, val_plain, splits, depth_scale, tb_images) if chief else []
+    callbacks = make_callbacks(run_dir, history, val_plain, [train, val], depth_scale, tb_images) if chief else []
     return Loop(iterator=iter(train_stream), val=val_stream, steps_per_epoch=steps_per_epoch,
                 steps_per_call=steps_per_call, deadline=Deadline(time_budget_min),
                 progress=Progress(steps_per_epoch, epochs, log_every_s, enabled=chief),

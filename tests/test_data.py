@@ -20,15 +20,16 @@ import readers
 import synth
 from depth import DepthScale, unpack_target
 from nyu import DEPTH_CODECS
+from splits import SkipLog
 from conftest import ROOT, real_rgbd
 
 PNG8_STEP_M = 1 / DEPTH_CODECS["png8_10m"].units_per_metre  # DenseDepth's 8-bit training depth quantum
 MM = 1 / DEPTH_CODECS["png16_mm"].units_per_metre
 
 
-def read_back(split):
-    """[(rgb uint8 [H, W, 3], depth m [H, W])] of every frame, in order."""
-    return [(f["rgb"].numpy(), f["depth"].numpy()[..., 0]) for f in data.frames(split)]
+def read_back(split, skipped=None):
+    """[(rgb uint8 [H, W, 3], depth m [H, W])] of every frame, in order (frames left out: recorded in skipped)."""
+    return [(f["rgb"].numpy(), f["depth"].numpy()[..., 0]) for f in data.frames(split, skipped=skipped)]
 
 
 def assert_depths(split, frames, tolerance_m):
@@ -165,13 +166,13 @@ def corrupt_dataset(tmp_path):
 
 def test_corrupt_frame_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
     path, test = corrupt_dataset(tmp_path)
-    split = layouts.open_source(path).split("test")
+    split, skipped = layouts.open_source(path).split("test"), SkipLog()
     with caplog.at_level(logging.WARNING, logger="depth.data"):
-        got = read_back(split)
+        got = read_back(split, skipped)
     assert len(got) == 2
     np.testing.assert_allclose(got[1][1], test[2][1], atol=MM)  # frame 2 came next, nothing shifted or mixed
     assert "00001_depth.png" in caplog.text and "truncated PNG" in caplog.text
-    assert len(split.take_skipped()) == 1 and split.take_skipped() == []
+    assert len(skipped.take()) == 1 and skipped.take() == []
 
 
 def test_corrupt_frame_is_an_error_naming_it_when_strict(tmp_path):
@@ -181,13 +182,46 @@ def test_corrupt_frame_is_an_error_naming_it_when_strict(tmp_path):
         list(data.frames(split, strict=True))
 
 
+def test_a_split_is_a_value_and_its_frames_skipped_in_two_passes_are_reported_once(tmp_path, capsys):
+    """Two bad frames of four (one cut short, caught by the reading stage; one corrupt inside, caught by the
+    decode audit), read in two passes of one epoch: one report naming 2 frames, the cut one first (the
+    audit names its frames at each pass's end); the log is empty once taken. The split itself is a frozen value."""
+    import dataclasses
+
+    import callbacks
+    from mixtures import Mixture
+
+    files = L.densedepth_files([], L.make_frames(4, seed=9))
+    files["data/nyu2_test/00001_depth.png"] = files["data/nyu2_test/00001_depth.png"][:100]
+    png = bytearray(files["data/nyu2_test/00002_depth.png"])
+    idat = png.index(b"IDAT") + 4
+    png[idat:idat + 40] = b"\x00" * 40  # the header and the IEND are intact: TensorFlow's decoder fails
+    files["data/nyu2_test/00002_depth.png"] = bytes(png)
+    path = L.write_zip(tmp_path / "nyu_data.zip", files)
+    mixture = Mixture.of(layouts.open_source(path).split("test"))
+    passes = mixture.dataset(batch_size=1, input_hw=(24, 32), target_hw=(12, 16)).repeat(2)
+    assert sum(1 for _ in passes) == 4 and mixture.skipped[0].count == 2  # 2 good frames a pass; 2 bad, once each
+    callbacks.SkippedFrames([mixture, None]).on_epoch_end(0)
+    where = f"{path}: data/nyu2_test/00001_colors.png + data/nyu2_test/00001_depth.png"
+    assert capsys.readouterr().err == f"\nwarning: epoch 1: skipped 2 unreadable frame(s) of {path} [test], e.g. {where}: "\
+        "depth: truncated PNG (no IEND chunk at the end) (image file is truncated)\n"
+    assert mixture.skipped[0].take() == []
+
+    split = mixture.splits[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        split.name = "train"
+    assert split.subset(range(4)) == split and hash(split.subset(range(4))) == hash(split)
+    assert split.subset([0, 1]) != split and split.subset([0, 1]).keys == split.keys[:2]
+
+
 def test_wrong_depth_bit_depth_is_not_read_silently(tmp_path):
     """A 16-bit depth where DenseDepth's training split has 8-bit would scale depths 257x: refuse it."""
     train = L.make_frames(1)
     files = L.densedepth_files(train, [])
     files["data/nyu2_train/room_0_out/0.png"] = L.depth_png16(train[0][1])
     split = layouts.open_source(L.write_zip(tmp_path / "nyu_data.zip", files)).split("train")
-    assert read_back(split) == [] and "8-bit PNG, 255 = 10 m" in split.skipped[0]
+    skipped = SkipLog()
+    assert read_back(split, skipped) == [] and "8-bit PNG, 255 = 10 m" in skipped.take()[0]
 
 
 def test_resize_depth_never_blends_holes():
@@ -360,11 +394,11 @@ def test_exif_portrait_is_upright_everywhere_and_a_size_mismatch_is_a_named_skip
     import photos
 
     folder, (upright, depth) = L.odd_pairs(tmp_path / "odd")
-    split = layouts.open_source(folder).split("all")
-    [(rgb, got_depth)] = read_back(split)
+    split, skip_log = layouts.open_source(folder).split("all"), SkipLog()
+    [(rgb, got_depth)] = read_back(split, skip_log)
     assert rgb.shape == upright.shape and np.abs(rgb.astype(int) - upright).mean() < 4
     np.testing.assert_allclose(got_depth, depth, atol=MM)
-    [skipped] = split.take_skipped()
+    [skipped] = skip_log.take()
     assert "wrong_rgb.png" in skipped and "RGB is 640x480 but depth is 200x200" in skipped
 
     x, y = next(iter(data.make_dataset(split, batch_size=2, input_hw=(32, 24), target_hw=(16, 12))))
@@ -397,17 +431,17 @@ def test_jpeg_with_trailing_bytes_is_read_and_a_file_corrupt_inside_is_a_named_s
     idat = png.index(b"IDAT") + 4
     png[idat:idat + 40] = b"\x00" * 40  # inside the compressed pixels: the header and the IEND are intact
     files["f1_depth.png"] = bytes(png)
-    split = layouts.open_source(L.write_folder(tmp_path / "odd", files)).split("all")
+    split, skip_log = layouts.open_source(L.write_folder(tmp_path / "odd", files)).split("all"), SkipLog()
     with caplog.at_level(logging.WARNING, logger="depth.data"):
-        got = read_back(split)
+        got = read_back(split, skip_log)
     assert len(got) == 2
     np.testing.assert_allclose(got[0][1], frames[0][1], atol=MM)
     assert np.abs(got[0][0].astype(int) - frames[0][0]).mean() < 4  # the JPEG, not the video after it
     np.testing.assert_allclose(got[1][1], frames[2][1], atol=MM)
-    [skipped] = split.take_skipped()
+    [skipped] = skip_log.take()
     assert "f1_depth.png" in skipped and "depth: corrupt inside the file" in skipped and "f1_depth.png" in caplog.text
-    read_back(split)  # a second pass counts the same frame once more, not twice
-    assert len(split.take_skipped()) == 1
+    read_back(split, skip_log)  # a second pass counts the same frame once more, not twice
+    assert len(skip_log.take()) == 1
     with pytest.raises(tf.errors.OpError, match="f1_depth.png: depth: corrupt inside the file"):
         list(data.frames(split, strict=True))
 
@@ -416,9 +450,9 @@ def test_real_frames_bts_layout_and_mixed_size_pairs_read_the_depth_their_pngs_h
     """../shared/real_rgbd: the NYU frames in BTS's layout read with each frame's mean valid depth as computed
     here straight from its PNG (16-bit mm); the pairs folder of nine frames at five sizes inspected whole."""
     bts, pairs = real_rgbd("nyu_bts"), real_rgbd("pairs")
-    split = layouts.open_source(bts).split("train")
-    got = read_back(split)
-    assert len(got) == len(split) == 4 and split.take_skipped() == []
+    split, skipped = layouts.open_source(bts).split("train"), SkipLog()
+    got = read_back(split, skipped)
+    assert len(got) == len(split) == 4 and skipped.take() == []
     for (rgb, depth), (rgb_name, depth_name) in zip(got, split.keys):
         stored = np.asarray(Image.open(bts / "sync" / depth_name), np.float64) / 1000
         assert rgb.shape[:2] == depth.shape == stored.shape

@@ -156,7 +156,7 @@ def test_a_resumed_mixture_continues_the_draws_and_reads_none_of_the_frames_befo
     def counted(split):
         return dataclasses.replace(split, reader=lambda key, read=split.reader: reads.append(key) or read(key))
 
-    resumed = Mixture([counted(split) for split in train.splits], train.weights)
+    resumed = Mixture([counted(split) for split in train.splits], train.weights, train.skipped)
     assert frame_ids(resumed.dataset(batch_size=4, training=True, seed=0, start_batch=50, **OPTIONS).take(10)) \
         == uninterrupted[200:]
     assert 40 <= len(reads) <= 40 + 2 * 2 * 8, len(reads)  # each dataset's pipeline reads at most 2 passes ahead

@@ -19,6 +19,7 @@ import evaluate
 import layouts
 import nyu_layouts as L
 import train as train_py
+from splits import SkipLog
 
 TRAIN, TEST = L.make_frames(4, seed=1), L.make_frames(2, seed=2)  # 48x64, depth ramps in metres with 0 holes
 TINY = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "1",
@@ -43,7 +44,7 @@ def test_sparse_to_dense_frames_are_the_written_ones_in_metres(nyudepthv2):
     source = layouts.open_source(nyudepthv2)
     assert source.layout == "sparse-to-dense"
     assert {name: len(split) for name, split in source.splits.items()} == {"train": 4, "test": 2}
-    assert source.split("train").keys[:2] == [("scene_0000/00001.h5",), ("scene_0000/00003.h5",)]
+    assert source.split("train").keys[:2] == (("scene_0000/00001.h5",), ("scene_0000/00003.h5",))
     assert source.split("test").source == str(nyudepthv2 / "val")
     for name, written in (("train", TRAIN), ("test", TEST)):
         split = source.split(name)
@@ -67,9 +68,10 @@ def test_unreadable_h5_files_are_skipped_naming_them_or_stop_a_strict_read(tmp_p
         f.create_dataset("rgb", data=np.zeros((3, 48, 64), np.uint8))  # and no depth
     split = layouts.open_source(root).split("train")
     assert len(split) == 4
-    depths = [frame["depth"].numpy()[..., 0] for frame in data.frames(split)]
+    skip_log = SkipLog()
+    depths = [frame["depth"].numpy()[..., 0] for frame in data.frames(split, skipped=skip_log)]
     assert len(depths) == 2 and all(d.shape == (48, 64) for d in depths)
-    skipped = split.take_skipped()
+    skipped = skip_log.take()
     assert len(skipped) == 2
     assert any("scene_0001/00009.h5: OSError" in s for s in skipped)
     assert any("scene_0001/00010.h5: KeyError" in s and "depth" in s for s in skipped)
@@ -236,10 +238,11 @@ def test_float_rgb_in_0_1_is_scaled_not_read_as_black(tmp_path):
             f.create_dataset("rgb", data=np.transpose(values, (2, 0, 1)).astype(np.float32))
             f.create_dataset("depth", data=depth)
     split = layouts.open_source(tmp_path / "nyudepthv2").split("test")
-    read = {int(frame["index"]): frame["rgb"].numpy() for frame in data.frames(split)}
+    skip_log = SkipLog()
+    read = {int(frame["index"]): frame["rgb"].numpy() for frame in data.frames(split, skipped=skip_log)}
     assert sorted(read) == [0, 1]
     for index in (0, 1):
         np.testing.assert_array_equal(read[index], rgb)
-    [skipped] = split.take_skipped()
+    [skipped] = skip_log.take()
     assert skipped.endswith("00003.h5: ValueError: rgb holds float32 values from -3 to 507; expected uint8 (0-255) "
                             "or floats in [0, 1] or [0, 255]")
