@@ -14,7 +14,7 @@ import tensorflow as tf
 import nyu
 from layouts import DataError, FrameError, Split
 from splits import SkipLog
-from readers import EXIF_TURNS, SWAPPED_ORIENTATIONS, decode_problem
+from filecheck import EXIF_TURNS, SWAPPED_ORIENTATIONS, decode_problem
 
 LOG = logging.getLogger("depth.data")  # the input pipeline's log: a skipped frame's warning
 
@@ -39,7 +39,7 @@ def read_frames(split: Split, strict: bool, handed: set | None = None, skipped: 
     """indices int64 [n] -> (ok bool [n], rgb blobs string [n], depth blobs string [n], raw (h, w) int32 [n, 2],
     EXIF orientation int32 [n]), the Python side of `blobs` (a tf.numpy_function). Bad frames are skip_frame'd
     (recorded in `skipped`) and come back with ok False; the good ones' indices are added to `handed` when given.
-    strict=True also decodes every frame in full with PIL (readers.decode_problem), so a file corrupt inside stops
+    strict=True also decodes every frame in full with PIL (filecheck.decode_problem), so a file corrupt inside stops
     it at once.
     """
 
@@ -126,13 +126,13 @@ def frames(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool
 class DecodeAudit:
     """Names the frames of each pass that the graph failed to decode, which tf.data would otherwise lose unnamed.
 
-    The reading stage checks each frame's files (readers.check_frame), but a file can pass those checks and still
+    The reading stage checks each frame's files (filecheck.check_frame), but a file can pass those checks and still
     fail TensorFlow's decoders (corrupt inside); ignore_errors() then drops the frame without saying which, so it
     would vanish from every epoch unnoticed. The audit keeps, per pass: the frames the reading stage handed over
     (`handed`, filled by read_frames from tf.data's threads), a flag per frame set in the graph once both its RGB
     and depth decoded (`arrive`, a tf.Variable), and one element appended to the pass (`after`), run once every
     frame has left decode: each frame handed over but never flagged is read again and decoded by PIL
-    (readers.decode_problem) to say why, and skipped by name (skip_frame: a warning recorded in `skipped`, or
+    (filecheck.decode_problem) to say why, and skipped by name (skip_frame: a warning recorded in `skipped`, or
     DataError with strict); then both are reset for the next pass (a repeated pipeline's next epoch).
     """
 
@@ -193,7 +193,7 @@ def streamed_frames(split: Split, indices=None, shuffle_seed: int | None = None)
 
 
 def decode_rgb(blob, hw, rgb_format, min_hw=None, orientation=1):
-    """An RGB blob stored as rgb_format (readers.RGB_FORMATS), its raw hw and EXIF orientation (1-8) -> uint8
+    """An RGB blob stored as rgb_format (filecheck.RGB_FORMATS), its raw hw and EXIF orientation (1-8) -> uint8
     [H, W, 3] upright; JPEGs at a reduced scale when min_hw (h, w, upright) is given (see _decode_jpeg_at_least)."""
     if rgb_format == "raw":
         return tf.reshape(tf.io.decode_raw(blob, tf.uint8), [hw[0], hw[1], 3])
@@ -208,7 +208,7 @@ def decode_rgb(blob, hw, rgb_format, min_hw=None, orientation=1):
 
 def upright(rgb, orientation):
     """An image [H, W, C] as stored, and its EXIF orientation (1-8, int scalar) -> the image upright
-    (readers.EXIF_TURNS). Gathered from the table, not branched: a branch per frame costs ~0.5 ms."""
+    (filecheck.EXIF_TURNS). Gathered from the table, not branched: a branch per frame costs ~0.5 ms."""
     turns = tf.gather(tf.constant([EXIF_TURNS[o] for o in sorted(EXIF_TURNS)]), tf.cast(orientation, tf.int32) - 1)
     rgb = tf.transpose(rgb, tf.where(turns[0], [1, 0, 2], [0, 1, 2]))  # the identity permutation copies nothing
     return tf.reverse(rgb, tf.boolean_mask([1, 0], turns[1:]))  # nor does reversing no axis
@@ -234,7 +234,7 @@ def finite_positive(depth):
 
 def decode_depth(blob, hw, codec: nyu.DepthCodec):
     """A depth blob stored as `codec` (a Split's depth_codec), and its raw hw -> float32 [H, W, 1] metres,
-    0 = invalid (and codec.saturated). A frame handed over as an array is raw float32 metres (readers.raw_depth).
+    0 = invalid (and codec.saturated). A frame handed over as an array is raw float32 metres (filecheck.raw_depth).
 
     PNG values are never negative or non-finite, so only raw floats go through finite_positive.
     """

@@ -21,10 +21,10 @@ import scipy.io
 
 from captures import EXPECTED as CAPTURES, OPENERS as CAPTURE_LAYOUTS, capture_layout
 from nyu import DEPTH_CODECS, DEPTH_UNITS
-from readers import (  # DataError and FrameError are raised by both modules; callers import them from here
+from filecheck import FrameError  # re-exported with DataError: callers of the layouts import both from here
+from readers import (
     Archive,
     DataError,
-    FrameError,
     H5FrameReader,
     LabeledMatReader,
     NpyFramesReader,

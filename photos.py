@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from readers import (EXIF_ORIENTATION, HEIF_HINT, HEIF_SUFFIXES, IMAGE_ERRORS, SWAPPED_ORIENTATIONS, heif_readable,
+from filecheck import (EXIF_ORIENTATION, HEIF_HINT, HEIF_SUFFIXES, IMAGE_ERRORS, SWAPPED_ORIENTATIONS, heif_readable,
                      is_heif)
 
 # PIL modes holding more than 8 bits of grey -> their full-scale value, mapped to 255 (scaled, never clipped).
@@ -31,7 +31,7 @@ def read_rgb(path) -> np.ndarray:
 
 def open_rgb(path, min_hw=None) -> tuple[np.ndarray, tuple[int, int]]:
     """(RGB uint8 [h, w, 3], the image's own (H, W)) of an image file in any common mode, upright by its EXIF
-    orientation (as the training pipeline turns it, readers.EXIF_TURNS). With min_hw (h, w), a JPEG is decoded
+    orientation (as the training pipeline turns it, filecheck.EXIF_TURNS). With min_hw (h, w), a JPEG is decoded
     at the smallest of 1, 1/2, 1/4, 1/8 scale still covering it (as the training pipeline decodes it): what a
     network input needs, in a 64th of the memory for an 80-megapixel photograph.
 

@@ -28,7 +28,7 @@ from backends import ExportedModel, add_trust_argument, load_depth_model
 from inference import network_depth_m, resize_rgb
 from model import depth_scale_of, is_relative
 from photos import find_inputs, open_rgb, report_inputs_left_out, unreadable_text
-from readers import IMAGE_ERRORS
+from filecheck import IMAGE_ERRORS
 
 # ---------------------------------------------------------------------------
 # Inference

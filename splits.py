@@ -9,7 +9,8 @@ import threading
 import zipfile
 
 from nyu import DEPTH_CODECS, DepthCodec
-from readers import DataError, FrameError, check_frame
+from filecheck import FrameError, check_frame
+from readers import DataError
 
 
 INTERSECT = "&"  # --train-split A&B: the frames in both splits A and B (Source.split)
@@ -21,8 +22,8 @@ class Split:
     frozen and hashable; the frames a pass leaves out are a SkipLog's, not the split's.
 
     reader(key) -> (rgb_bytes, depth_bytes, (h, w)); (h, w) is the raw arrays' shape for raw formats, (0, 0)
-    for files. rgb_format is a key of readers.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS (depth handed
-    over as an array is float32 metres whatever it says: readers.raw_depth). crop is (top, bottom, left,
+    for files. rgb_format is a key of filecheck.RGB_FORMATS, depth_format one of nyu.DEPTH_CODECS (depth handed
+    over as an array is float32 metres whatever it says: filecheck.raw_depth). crop is (top, bottom, left,
     right) in pixels of the full frame when the data ships one (Eigen's). depth_units_per_metre, when given,
     replaces the unit of 16-bit depth (--depth-units-per-metre).
     """
@@ -68,7 +69,7 @@ class Split:
 
     def read(self, index: int) -> tuple[bytes, bytes, tuple[int, int], int]:
         """Frame `index` as (rgb blob, depth blob, raw (h, w), EXIF orientation of the RGB), checked by
-        readers.check_frame.
+        filecheck.check_frame.
 
         Raises FrameError saying what is wrong with it (missing, unreadable, wrong format, sizes that differ).
         """

@@ -22,7 +22,7 @@ import nyu
 import predict
 import video
 from backends import load_depth_model
-from readers import IMAGE_ERRORS
+from filecheck import IMAGE_ERRORS
 
 VIEW_POINTS = 150_000  # at most this many points in the page's 3D view (the .ply download keeps every pixel)
 SCALE_HEIGHT = 360  # pixels: the colour scale beside the slider

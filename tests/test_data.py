@@ -1,4 +1,4 @@
-"""layouts.py, readers.py and data.py: each NYU layout read back in metres, the pipeline's shapes, masks, augmentation, errors."""
+"""layouts.py, readers.py, filecheck.py and data.py: each NYU layout read back in metres, the pipeline's shapes, masks, augmentation, errors."""
 import json
 import logging
 import os
@@ -13,10 +13,10 @@ from PIL import Image
 
 import data
 import decode
+import filecheck
 import layouts
 import nyu
 import nyu_layouts as L
-import readers
 import synth
 from depth import DepthScale, unpack_target
 from nyu import DEPTH_CODECS
@@ -414,7 +414,7 @@ def test_exif_portrait_is_upright_everywhere_and_a_size_mismatch_is_a_named_skip
     with pytest.raises(tf.errors.OpError, match="wrong_rgb.png.*RGB is 640x480 but depth is 200x200"):
         list(data.frames(split, strict=True))
     with pytest.raises(layouts.FrameError, match=r"RGB is 48x64 upright \(EXIF orientation 6\) but depth is 64x48"):
-        readers.check_frame("image", nyu.DEPTH_CODECS["png16_mm"], L.portrait_jpeg_bytes(upright),
+        filecheck.check_frame("image", nyu.DEPTH_CODECS["png16_mm"], L.portrait_jpeg_bytes(upright),
                                     L.depth_png16(depth.T), (0, 0))
 
 
@@ -510,6 +510,6 @@ def test_a_heic_frame_in_a_dataset_is_named_with_how_to_convert_it():
     heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
     depth = L.make_frames(1, seed=3)[0][1]
     with pytest.raises(layouts.FrameError) as info:
-        readers.check_frame("image", nyu.DEPTH_CODECS["png16_mm"], heic, L.depth_png16(depth), (0, 0))
+        filecheck.check_frame("image", nyu.DEPTH_CODECS["png16_mm"], heic, L.depth_png16(depth), (0, 0))
     assert str(info.value) == ("RGB: a HEIC / HEIF photo, which this pipeline cannot decode; convert it to JPEG or PNG "
                                "(heif-convert photo.heic photo.jpg, from libheif)")

@@ -13,7 +13,7 @@ from PIL import Image
 import inference
 import photos
 import predict
-import readers
+import filecheck
 from depth import DepthScale
 from model import build_unet
 from nyu import INTRINSICS, MAX_DEPTH_M, MIN_DEPTH_M, scaled_intrinsics
@@ -371,7 +371,7 @@ HEIF_HINT = ("convert to JPEG first (heif-convert photo.heic photo.jpg, from lib
              "or pip install pillow-heif, which is then used to read them")
 
 
-@pytest.mark.skipif(readers.heif_readable(), reason="pillow-heif is installed: HEIC photos are read")
+@pytest.mark.skipif(filecheck.heif_readable(), reason="pillow-heif is installed: HEIC photos are read")
 def test_heic_photos_are_named_with_how_to_convert_them(tmp_path, model_path, capsys):
     """In a folder, HEIC photos were silently left out; given by name, "cannot identify image file". Both name the
     files, say the format is not readable here and how to convert it (a HEIC named .jpg is known by its bytes)."""
