@@ -7,10 +7,11 @@ CHROMEDRIVER := /usr/bin/chromedriver
 
 # The demo: synthetic NYU-format data, a SqueezeNet v1.1 transfer model from ImageNet weights pretrained on it for
 # 1000 steps on the CPU (recipes/demo.txt, which the benchmark's quality runs also train with; DEMO_MINUTES caps
-# it on a slower machine), then fine-tuned on the real RGB-D captures in ../shared/real_captures mixed with the
-# synthetic rooms (recipes/finetune.txt; the captures' held-out blocks validate), its evaluation, and its depth
-# maps of the real NYU photographs in ../shared/nyu_examples. Each real-data step is skipped, saying so, where its
-# folder is absent: without the captures the synthetic model is the demo's model, as before.
+# each stage on a slower machine), then fine-tuned for 1000 steps, keeping a moving average of its weights, on the
+# real RGB-D captures in ../shared/real_captures mixed with the synthetic rooms (recipes/finetune.txt; the
+# captures' held-out blocks validate), its evaluation, and its depth maps of the real NYU photographs in
+# ../shared/nyu_examples. Each real-data step is skipped, saying so, where its folder is absent: without the
+# captures the synthetic model is the demo's model, as before.
 DEMO_DATA := data/synth
 DEMO_MINUTES := 20
 DEMO_RUN := runs/demo
