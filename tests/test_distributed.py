@@ -142,12 +142,24 @@ def mirrored_run(tiny_data, tmp_path_factory):
     the session, shared by pytest-xdist's workers (tiny_data is the same seeded zip on each)."""
     def build(out):
         run_dir = out / "run"
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the script quiets TensorFlow
         proc = train_py(*TINY, "--data", tiny_data, "--epochs", "3", "--steps-per-epoch", "6", "--out", run_dir,
-                        "--strategy", "mirrored", "--logical-devices", "2")
+                        "--strategy", "mirrored", "--logical-devices", "2", env=env)
         [(code, err)] = finish(proc)
         assert code == 0, err[-3000:]
+        (out / "stderr.txt").write_text(err)
 
     return built_once(tmp_path_factory, "mirrored", build) / "run"
+
+
+def test_command_line_on_two_logical_cpus_names_them_and_prints_no_tensorflow_logs(mirrored_run):
+    """train.py end to end, in its own process (logical devices must be set before TensorFlow's first op), with
+    TF_CPP_MIN_LOG_LEVEL left to the script: its log names the two replicas and their devices, and TensorFlow's C++
+    log lines stay hidden."""
+    err = (mirrored_run.parent / "stderr.txt").read_text()
+    assert "parameters, float32, 2 replica(s)) on " in err
+    assert "training on 2 CPUs (MirroredStrategy): /CPU:0, /CPU:1\n" in err  # the devices, named
+    assert not [line for line in err.splitlines() if line[:5] in ("I0000", "W0000", "E0000")]  # no C++ logs
 
 
 def test_command_line_mirrored_equals_one_device(tiny_data, mirrored_run, tmp_path):

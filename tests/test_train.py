@@ -174,19 +174,21 @@ def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on(loss_
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
-def test_command_line_mirrored_strategy_on_two_logical_cpus_with_mixed_precision(tiny_data, tmp_path):
-    """train.py end to end, in its own process (logical devices must be set before TensorFlow's first op)."""
-    flags = [*TINY, "--data", tiny_data, "--out", str(tmp_path / "run"), "--epochs", "1", "--steps-per-epoch", "3",
-             "--strategy", "mirrored", "--logical-devices", "2", "--mixed-precision", "--bs", "4"]
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the script quiets TensorFlow
-    run = subprocess.run([sys.executable, "train.py", *flags], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert "2 replica(s)" in run.stderr and "mixed_bfloat16" in run.stderr
-    assert "training on 2 CPUs (MirroredStrategy): /CPU:0, /CPU:1\n" in run.stderr  # the devices, named
-    assert not [line for line in run.stderr.splitlines() if line[:5] in ("I0000", "W0000", "E0000")]  # no C++ logs
+def test_mirrored_strategy_with_mixed_precision_trains_and_saves_a_float32_output(tiny_data, tmp_path, capsys):
+    """--strategy mirrored --mixed-precision through train.run, in this process (one CPU: one replica, the same
+    MirroredStrategy code path; two logical CPUs and the command line's own logging are test_distributed's
+    test_command_line_on_two_logical_cpus_names_them_and_prints_no_tensorflow_logs)."""
+    try:
+        code, err = train(*TINY, "--data", tiny_data, "--out", tmp_path / "run", "--epochs", "1",
+                          "--steps-per-epoch", "3", "--strategy", "mirrored", "--mixed-precision", "--bs", "4",
+                          capsys=capsys)
+    finally:
+        train_py.set_precision(False)  # the global policy, for the tests that build models after this one
+    assert code == 0, err
+    assert "1 replica(s)" in err and "mixed_bfloat16" in err
+    assert "training on 1 CPU (MirroredStrategy): /CPU:0\n" in err  # the device, named
     net = keras.models.load_model(tmp_path / "run" / "model.keras")
-    assert net.outputs[0].dtype == "float32"
+    assert net.get_layer("output_conv").compute_dtype == "bfloat16" and net.outputs[0].dtype == "float32"
     assert np.isfinite(net.predict(np.zeros((1, 32, 48, 3), np.float32), verbose=0)).all()
 
 
