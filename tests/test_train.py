@@ -40,7 +40,7 @@ def tiny_data(tmp_path_factory):
 # The tiny run that learns, trained once: test_tiny_unet_learns_saves_and_reloads checks it, and it is the
 # uninterrupted twin of test_killed_run_resumes_to_the_uninterrupted_weights's killed run (--ema-momentum: the moving
 # average too must come back from the backup, the optimizer's variables).
-LEARNS = [*TINY, "--epochs", "4", "--steps-per-epoch", "8", "--lr", "3e-3", "--ema-momentum", "0.9"]
+LEARNS = [*TINY, "--epochs", "3", "--steps-per-epoch", "4", "--lr", "3e-3", "--ema-momentum", "0.9"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def history(run_dir):
 def test_tiny_unet_learns_saves_and_reloads(tiny_data, learned_run):
     run_dir = learned_run
     rows = history(run_dir)
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
     losses = [float(r["loss"]) for r in rows]
     assert losses[-1] < losses[0], losses
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("val_loss", "val_delta1", "val_abs_rel", "ssim"))
@@ -123,11 +123,11 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, learned_run,
     assert proc.poll() is None, "training ended before it could be interrupted"
     proc.send_signal(signal.SIGKILL)  # during epoch 2 or its writes: no chance to clean up
     proc.wait()
-    assert 1 <= len(history(run_dir)) < 4
+    assert 1 <= len(history(run_dir)) < 3
 
     code, err = train("--out", run_dir, "--resume", capsys=capsys)
     assert code == 0 and "resuming" in err
-    assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1, 2, 3]
+    assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1, 2]
     x = np.random.default_rng(0).random((2, 32, 48, 3), dtype=np.float32)
     resumed = keras.models.load_model(run_dir / "model.keras")
     for name in ("checkpoints/last.keras", "checkpoints/best.keras"):
