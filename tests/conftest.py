@@ -40,12 +40,16 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
-FIRST = ("test_distributed.py",)  # minutes of multi-process runs: started first, so no worker ends the session alone
+# The modules holding the longest tests (multi-process runs, the scale benchmark's processes, KerasHub's trained,
+# exported and evaluated runs), started first so that no worker ends the session alone on one of them: pytest-xdist's
+# workers steal only whole tests, and only from the end of each other's queue.
+FIRST = ("test_distributed.py", "test_benchmark.py", "test_kerashub.py")
 
 
 def pytest_collection_modifyitems(items):
-    """Run FIRST's modules before the rest (a stable sort: the same order on every pytest-xdist worker)."""
-    items.sort(key=lambda item: item.path.name not in FIRST)
+    """Run FIRST's modules before the rest, in FIRST's order (a stable sort: the same order on every pytest-xdist
+    worker)."""
+    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
 
 
 def randomize(model, seed=0):

@@ -134,14 +134,12 @@ def test_a_truncated_zip_is_called_a_corrupt_download(tmp_path):
         layouts.open_source(tmp_path / "nyu_data.zip")
 
 
-def test_a_command_line_error_is_the_only_line_on_stderr(tmp_path):
-    """No TensorFlow start-up logging around it (quiet.py), with TF_CPP_MIN_LOG_LEVEL left to the script."""
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    run = subprocess.run([sys.executable, "data.py", "inspect", str(tmp_path / "missing")], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
-    assert run.returncode == 2
-    assert run.stderr == (f"error: {tmp_path / 'missing'} does not exist; pass a dataset path "
-                          "(write the synthetic one with: python -m synth)\n")
+def test_a_command_line_error_is_the_only_line_on_stderr(tmp_path, capsys):
+    """In-process; that a process's stderr holds no TensorFlow start-up logging either (quiet.py, with
+    TF_CPP_MIN_LOG_LEVEL left to the script) is test_inspect_end_to_end_on_the_synthetic_set's subprocess."""
+    assert data.main(data.parse_args(["inspect", str(tmp_path / "missing")])) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'missing'} does not exist; pass a dataset path "
+                                       "(write the synthetic one with: python -m synth)\n")
 
 
 def test_a_users_tf_cpp_min_log_level_keeps_the_start_up_lines_hidden(tmp_path):
@@ -293,11 +291,14 @@ def test_augmentation_is_seeded_and_flips_image_with_depth(tmp_path):
 
 def test_inspect_end_to_end_on_the_synthetic_set(tmp_path, capsys):
     """data.py inspect through a real subprocess and in-process, on both zips python -m synth writes
-    (tests/test_synth.py checks the frames themselves)."""
+    (tests/test_synth.py checks the frames themselves). The subprocess, with TF_CPP_MIN_LOG_LEVEL left to the script,
+    writes nothing to stderr but its progress lines: no TensorFlow start-up logging (quiet.py)."""
     out = synth.write_synthetic(tmp_path / "synth", train=3, test=2, workers=1)
-    run = subprocess.run([sys.executable, "data.py", "inspect", str(out / "nyu_data.zip")], cwd=ROOT,
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    run = subprocess.run([sys.executable, "data.py", "inspect", str(out / "nyu_data.zip")], cwd=ROOT, env=env,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    assert [line for line in run.stderr.splitlines() if not line.startswith(("train: ", "test: "))] == []
     assert data.main(data.parse_args(["inspect", str(out / "nyu_test.zip")])) == 0
     stats = {"nyu_data.zip": json.loads(run.stdout), "nyu_test.zip": json.loads(capsys.readouterr().out)}
     train, test, eigen = stats["nyu_data.zip"]["train"], stats["nyu_data.zip"]["test"], stats["nyu_test.zip"]["test"]

@@ -4,12 +4,15 @@ epoch logged once, model.keras and both checkpoints loading. Failures that canno
 injected where the real one would happen (an OSError(ENOSPC) from the history's write, a KeyboardInterrupt from a
 training step); the real SIGKILL is in test_train.py. A resumed run's data starts at its step's pass and place, reading
 none of the frames before it (issue 27), and ends with the uninterrupted run's weights."""
+import contextlib
 import csv
 import dataclasses
 import errno
+import io
 import json
 import os
 import shlex
+import shutil
 
 import keras
 import numpy as np
@@ -34,6 +37,26 @@ def tiny_data(tmp_path_factory):
     return str(L.write_zip(tmp_path_factory.mktemp("data") / "nyu_data.zip", files))
 
 
+# One epoch of 3 steps with a progress line per step, trained once: test_progress_lines_when_output_is_not_a_terminal
+# reads its output, and the tests that resume or interrupt a run after its first epoch start from copies of it.
+ONE_EPOCH = [*TINY, "--epochs", "1", "--steps-per-epoch", "3", "--log-every", "0.001"]
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tiny_data, tmp_path_factory):
+    """(run folder, its stdout) of ONE_EPOCH on tiny_data; tests copy the folder (copy_of) and never change it."""
+    run_dir = tmp_path_factory.mktemp("one_epoch") / "run"
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert train_py.run([*ONE_EPOCH, "--data", tiny_data, "--out", str(run_dir)]) == 0
+    return run_dir, out.getvalue()
+
+
+def copy_of(one_epoch_run, run_dir):
+    """A copy at run_dir of the one-epoch run, resumable there (--resume takes --out from the command line)."""
+    shutil.copytree(one_epoch_run[0], run_dir)
+    return run_dir
+
+
 def train(capsys, *flags):
     """train.run(flags) in this process: (exit code, stdout, stderr)."""
     code = train_py.run([str(f) for f in flags])
@@ -56,9 +79,8 @@ def assert_whole(run_dir):
     assert not list(run_dir.rglob("*.partial*"))
 
 
-def test_resume_applies_safe_flags_refuses_the_others_and_knows_a_finished_run(tiny_data, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")[0] == 0
+def test_resume_applies_safe_flags_refuses_the_others_and_knows_a_finished_run(one_epoch_run, tmp_path, capsys):
+    run_dir = copy_of(one_epoch_run, tmp_path / "run")
     code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2", "--lr", "5e-4")
     assert code == 0 and "resume: --epochs 2 (was 1)" in err and "resume: --lr 0.0005 (was 0.0001)" in err
     assert epochs(run_dir) == [0, 1]
@@ -107,18 +129,15 @@ def test_a_run_started_on_a_full_disk_leaves_no_args_json(tiny_data, tmp_path, c
     assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")[0] == 0  # the same command
 
 
-def test_ctrl_c_says_what_is_saved_and_resume_finishes(tiny_data, tmp_path, capsys, monkeypatch):
-    run_dir = tmp_path / "run"
-    real, calls = loop.StepFunctions.train, []
+def test_ctrl_c_says_what_is_saved_and_resume_finishes(one_epoch_run, tmp_path, capsys, monkeypatch):
+    """Ctrl-C at epoch 2's first step (of a run resumed after its first epoch), then --resume again."""
+    run_dir = copy_of(one_epoch_run, tmp_path / "run")
 
-    def interrupted_in_epoch_2(self, iterator, steps, stop):
-        calls.append(steps)
-        if len(calls) == 3:  # epoch 2's first step
-            raise KeyboardInterrupt
-        return real(self, iterator, steps, stop)
+    def interrupted(self, iterator, steps, stop):
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop.StepFunctions, "train", interrupted_in_epoch_2)
-    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "2")
+    monkeypatch.setattr(loop.StepFunctions, "train", interrupted)
+    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
     assert code == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == (f"interrupted: epochs 1-1 are saved in {run_dir}; continue with "
                                             f"python train.py --out {run_dir} --resume")
@@ -137,10 +156,8 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tiny_dat
     assert not (run_dir / "model.keras").exists() and not (run_dir / "checkpoints" / "last.keras").exists()
 
 
-def test_progress_lines_when_output_is_not_a_terminal(tiny_data, tmp_path, capsys):
-    code, out, _ = train(capsys, *TINY, "--data", tiny_data, "--out", tmp_path / "run", "--epochs", "1",
-                         "--log-every", "0.001", "--steps-per-epoch", "3")
-    assert code == 0
+def test_progress_lines_when_output_is_not_a_terminal(one_epoch_run):
+    out = one_epoch_run[1]
     lines = [line for line in out.splitlines() if line.startswith("epoch 1/1 step ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/1 step 1/3", "epoch 1/1 step 2/3", "epoch 1/1 step 3/3"]
     assert all(" steps/s, ETA " in line and "loss: " in line for line in lines)
