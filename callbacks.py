@@ -21,10 +21,10 @@ class SkippedFrames(keras.callbacks.Callback):
 
     def __init__(self, mixtures):
         super().__init__()
-        self.splits = [pair for m in mixtures if m is not None for pair in zip(m.splits, m.skipped)]  # (split, log)
+        self.logs = [pair for m in mixtures if m is not None for pair in zip(m.splits, m.skipped)]  # (split, log)
 
     def on_epoch_end(self, epoch, logs=None):
-        for split, skip_log in self.splits:
+        for split, skip_log in self.logs:
             if skipped := skip_log.take():
                 print(f"\nwarning: epoch {epoch + 1}: skipped {len(skipped)} unreadable frame(s) of "
                       f"{split.source} [{split.name}], e.g. {skipped[0]}", file=sys.stderr)
@@ -103,22 +103,22 @@ def monitored(val) -> str:
     return "val_loss" if val is not None else "loss"
 
 
-def make_callbacks(run_dir: Path, history: list[dict], val, mixtures, depth_scale, tb_images: int) -> list:
+def make_callbacks(run_dir: Path, history: list[dict], train, val, depth_scale, *, tb_images: int, val_maps) -> list:
     """The chief's end-of-epoch callbacks, in the order they must run: history.csv and the last and best
     checkpoints (so the backup, saved after them, never counts an epoch they lack), TensorBoard scalars,
-    skipped-frame reports of every split of `mixtures` (the run's training and validation mixtures.Mixture, or
-    None) and `tb_images` validation depth maps.
-    history: the rows of completed epochs (rundir.read_history); val: the validation dataset or None (then "best"
-    monitors the training loss)."""
+    skipped-frame reports of every split of `train` and `val` (the run's mixtures.Mixture; val None without
+    validation, and then "best" monitors the training loss) and `tb_images` validation depth maps, taken from
+    `val_maps` (one device's batches of the validation set, built only when depth maps are logged; else None).
+    history: the rows of completed epochs (rundir.read_history)."""
     monitor = monitored(val)
     best = min((row[monitor] for row in history if monitor in row), default=None)
     callbacks = [
         History(run_dir / "history.csv", history),
         Checkpoints(run_dir / "checkpoints", monitor, best),
         Scalars(run_dir / "logs"),
-        SkippedFrames(mixtures),
+        SkippedFrames([train, val]),
     ]
-    if val is not None and tb_images > 0:
-        rgb, y_true = next(iter(val.unbatch().batch(tb_images)))
+    if val_maps is not None and tb_images > 0:
+        rgb, y_true = next(iter(val_maps.unbatch().batch(tb_images)))
         callbacks.append(DepthMaps(run_dir / "logs" / "depth_maps", rgb, y_true, depth_scale))
     return callbacks

@@ -246,8 +246,10 @@ def make_loop(strategy, net: keras.Model, train: Mixture, val: Mixture | None, *
     history = [row for row in rundir.read_history(run_dir / "history.csv") if row["epoch"] < position.epochs_done]
     train_stream, val_stream = distributed_datasets(strategy, train, val, batch_size=batch_size,
                                                     skip_steps=position.steps_done, val_steps=val_steps, **options)
-    val_plain = val and val.dataset(batch_size=batch_size, **options)  # one device's: TensorBoard's depth maps
-    callbacks = make_callbacks(run_dir, history, val_plain, [train, val], depth_scale, tb_images) if chief else []
+    mapping = chief and val is not None and tb_images > 0  # one device's validation batches: TensorBoard's depth maps
+    val_maps = val.dataset(batch_size=batch_size, **options) if mapping else None
+    callbacks = make_callbacks(run_dir, history, train, val, depth_scale, tb_images=tb_images,
+                               val_maps=val_maps) if chief else []
     return Loop(iterator=iter(train_stream), val=val_stream, steps_per_epoch=steps_per_epoch,
                 steps_per_call=steps_per_call, deadline=Deadline(time_budget_min),
                 progress=Progress(steps_per_epoch, epochs, log_every_s, enabled=chief),
