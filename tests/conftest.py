@@ -6,6 +6,12 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# pytest-xdist runs a worker process per core (the Makefile's TEST_WORKERS): each TensorFlow process, and each
+# script a test starts (they inherit the variable), gets its share of the cores for an op's threads. TensorFlow's
+# default, every core in every process, oversubscribes them, and its pools spin while they wait: about 11 % of the
+# suite's time on 2 cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
