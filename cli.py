@@ -20,6 +20,7 @@ def user_error(message: str) -> int:
 def first_line(err: BaseException) -> str:
     """An error's first line, without TensorFlow's "{{function_node ...}}" prefix (a tf.errors.OpError's
     `message`; str(err) for any other exception; repr(err) when that is empty)."""
-    message = getattr(err, "message", None) if type(err).__module__.startswith("tensorflow") else None
+    tf = sys.modules.get("tensorflow")  # an OpError exists only once TensorFlow is loaded; cli.py loads nothing heavy
+    message = err.message if tf is not None and isinstance(err, tf.errors.OpError) else str(err)
     message = (message or str(err)).strip()
     return re.sub(r"^\{\{[^}]*\}\}\s*", "", message.splitlines()[0]) if message else repr(err)
