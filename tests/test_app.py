@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import webpage
 import predict
 from test_predict import tiny_unet
 from test_video import video_facts, write_clip
@@ -34,7 +33,15 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(model_path):
+def webpage():
+    """webpage.py, imported by the tests that use it: Gradio takes seconds to import, which every pytest-xdist worker
+    would pay again while collecting this file."""
+    import webpage as module
+    return module
+
+
+@pytest.fixture(scope="module")
+def page(model_path, webpage):
     return webpage.Page(webpage.load_models([model_path]))
 
 
@@ -75,7 +82,7 @@ def test_bad_uploads_get_a_sentence_and_good_ones_still_work(page, model_path, t
     assert [Path(f).name for f in outputs[4]] == ["ok_depth.png", "ok_depth.npy", "ok.ply"]
 
 
-def test_a_click_reads_the_depth_at_that_pixel(page, model_path, tmp_path):
+def test_a_click_reads_the_depth_at_that_pixel(page, webpage, model_path, tmp_path):
     depth_m = page.photo(str(model_path), str(photo_file(tmp_path / "room.png")), None)[6]
 
     class Click:
@@ -125,7 +132,7 @@ def browser():
     driver.quit()
 
 
-def test_the_page_in_a_browser_gives_predict_pys_depth(model_path, tmp_path, browser):
+def test_the_page_in_a_browser_gives_predict_pys_depth(model_path, tmp_path, browser, webpage):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
