@@ -1,5 +1,7 @@
 """export.py and backends.py: a tiny model exported to each format predicts the Keras model's depth in metres through
 predict.py and evaluate.py, int8 runs and is scored, and bad or unrunnable files are one sentence with exit 2."""
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -44,11 +46,18 @@ def random_rgb(count, hw, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (count, *hw, 3), dtype=np.uint8)
 
 
+UNREADABLE_TRAINING_RGB = "data/nyu2_train/room_0_out/0.jpg"  # of the run's data: bytes no decoder reads
+INT8_PRINTED = "int8_printed.txt"  # beside the run: what export.main printed for the int8 export
+
+
 def write_run(root: Path) -> None:
-    """root/run, a train.py-like run directory: model.keras, an args.json naming root/nyu_data.zip (6 train, 3 test)
-    and every export of EXPORTS, written by export.main at its defaults beside model.keras."""
+    """root/run, a train.py-like run directory: model.keras, an args.json naming root/nyu_data.zip (6 train frames,
+    the first one's RGB unreadable (UNREADABLE_TRAINING_RGB), and 3 test frames) and every export of EXPORTS, written
+    by export.main at its defaults beside model.keras (the SavedModel into an empty folder made ahead, which it
+    replaces; int8 calibrated on the 5 readable training images, what it printed saved in root/INT8_PRINTED)."""
     root.mkdir()
     files = L.densedepth_files(L.make_frames(6, hw=INPUT_HW, seed=1), L.make_frames(3, hw=INPUT_HW, seed=2))
+    files[UNREADABLE_TRAINING_RGB] = b"not a JPEG"
     data = L.write_zip(root / "nyu_data.zip", files)
     run = root / "run"
     run.mkdir()
@@ -56,11 +65,16 @@ def write_run(root: Path) -> None:
     record_train_mean_depth(net, TRAIN_MEAN_DEPTH_M)
     net.save(run / "model.keras")
     (run / "args.json").write_text(json.dumps({"data": str(data), "train_split": "auto", "model": "unet"}))
+    (run / EXPORTS["savedmodel", "none"]).mkdir()
     for (fmt, quantize), name in EXPORTS.items():
         args = export.parse_args(["--model", str(run / "model.keras"), "--format", fmt, "--quantize", quantize,
                                   "--calibration-frames", "6"])
         assert args.out == run / name
-        assert export.main(args) == 0
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert export.main(args) == 0, (fmt, quantize)
+        if quantize == "int8":
+            (root / INT8_PRINTED).write_text(printed.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -122,18 +136,6 @@ def test_float_exports_predict_the_keras_models_metres_through_predict_py(export
     np.testing.assert_allclose(predict.predict_depth_m(model, photo), keras_depth, atol=1e-2)
 
 
-def test_an_export_without_the_flip_gets_it_from_predict(run_dir, net, tmp_path):
-    out = tmp_path / "plain.onnx"
-    assert export.main(export.parse_args(["--model", str(run_dir / "model.keras"), "--format", "onnx", "--no-flip",
-                                          "--out", str(out)])) == 0
-    model, _ = backends.load_depth_model(out)
-    assert not model.flips_inside
-    photos = random_rgb(2, (48, 64), seed=4)
-    for flip in (False, True):
-        np.testing.assert_allclose(predict.predict_depth_m(model, photos, flip=flip),
-                                   predict.predict_depth_m(net, photos, flip=flip), atol=FLOAT_TOLERANCE_M)
-
-
 def test_onnx_resizes_the_transfer_model_to_its_skips_exact_size(tmp_path):
     """At 112x64 the transfer model resizes its 1/32 map (3 rows) to the 1/16 skip's 7: float32(7 / 3) * 3 floors to
     6 in ONNX unless export.exact_resize_scales raises the scale, and ONNX Runtime would refuse the file. MobileNet's
@@ -172,26 +174,30 @@ def test_int8_runs_and_evaluate_reports_its_delta1_beside_the_keras_models(run_d
     assert 1e-4 < difference.mean() < 0.1
 
 
-def test_export_cli_end_to_end(run_dir, net, tmp_path):
-    """The one run of `python export.py` as a user types it, its file run by LiteRT."""
+def test_export_cli_end_to_end_without_the_flip(run_dir, net, tmp_path):
+    """The one run of `python export.py` as a user types it (--no-flip, and no TF_CPP_MIN_LOG_LEVEL of the user's):
+    what it prints, no LiteRT note on standard error as it runs the file (backends' LiteRT runner, which predict.py
+    runs too: "Created TensorFlow Lite XNNPACK delegate for CPU."), and a file without the flip inside, to which
+    predict.py adds it: with and without the flip, the Keras model's depth."""
     out = tmp_path / "cli.tflite"
-    run = subprocess.run([sys.executable, "export.py", "--model", str(run_dir / "model.keras"), "--format", "tflite",
-                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith(f"wrote {out} (") and "-> depth in metres 48x64, 0.1-10 m" in run.stdout
-    assert "Traceback" not in run.stderr
-    model, _ = backends.load_depth_model(out)
-    photos = random_rgb(2, (30, 40), seed=6)
-    np.testing.assert_allclose(predict.predict_depth_m(model, photos), predict.predict_depth_m(net, photos),
-                               atol=FLOAT_TOLERANCE_M)
-    # predict.py runs it without LiteRT's own stderr notes ("Created TensorFlow Lite XNNPACK delegate for CPU.")
-    photo = tmp_path / "photo.png"
-    Image.fromarray(photos[0]).save(photo)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # a user's level asks for the logs
-    run = subprocess.run([sys.executable, "predict.py", "--model", str(out), str(photo), "--out", str(tmp_path / "p")],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "export.py", "--model", str(run_dir / "model.keras"), "--format", "tflite",
+                          "--no-flip", "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert "XNNPACK" not in run.stderr and "INFO:" not in run.stderr, run.stderr
+    assert run.stdout.startswith(f"wrote {out} (") and "flip not included" in run.stdout, run.stdout
+    assert "-> depth in metres 48x64, 0.1-10 m" in run.stdout, run.stdout
+    assert "Traceback" not in run.stderr and "XNNPACK" not in run.stderr and "INFO:" not in run.stderr, run.stderr
+    model, _ = backends.load_depth_model(out)
+    assert not model.flips_inside
+    photos = random_rgb(2, (30, 40), seed=6)
+    for flip in (False, True):
+        np.testing.assert_allclose(predict.predict_depth_m(model, photos, flip=flip),
+                                   predict.predict_depth_m(net, photos, flip=flip), atol=FLOAT_TOLERANCE_M)
+    photo = tmp_path / "photo.png"  # predict.py's command line (in-process) flips it by default
+    Image.fromarray(photos[0]).save(photo)
+    assert predict.main(predict.parse_args(["--model", str(out), str(photo), "--out", str(tmp_path / "p")])) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "p" / "photo_depth.npy"), predict.predict_depth_m(net, photos[0]),
+                               atol=FLOAT_TOLERANCE_M)
 
 
 def one_error_line(capsys) -> str:

@@ -63,13 +63,12 @@ def test_export_refuses_to_replace_what_it_did_not_write(run_dir, tmp_path, monk
     assert not list(tmp_path.rglob(".export-*")) and not list(run_dir.glob(".export-*"))
 
 
-def test_export_replaces_its_own_export_and_an_empty_folder(run_dir, tmp_path, capsys):
+def test_export_replaces_its_own_export(run_dir, exported, tmp_path, capsys):
     """A SavedModel export.py wrote (recognised by its sidecar and its entries) is replaced by the next export to
-    the same --out, as is an empty folder; a file added inside the SavedModel makes it the user's again."""
+    the same --out; a file added inside the SavedModel makes it the user's again. (An empty folder made ahead is
+    replaced too: test_export's write_run exports the run's SavedModel into one.)"""
     model = str(run_dir / "model.keras")
-    out = tmp_path / "sm"
-    out.mkdir()  # made ahead, empty
-    assert export_main("--model", model, "--format", "savedmodel", "--out", str(out)) == 0
+    out = copy_export(exported["savedmodel", "none"], tmp_path / "sm")  # export.main's, with the flip
     first = (out / "saved_model.pb").stat().st_mtime_ns
     assert export_main("--model", model, "--format", "savedmodel", "--out", str(out), "--no-flip") == 0
     assert (out / "saved_model.pb").stat().st_mtime_ns != first
@@ -191,28 +190,34 @@ def test_int8_with_too_few_readable_calibration_images_writes_nothing(unreadable
     assert snapshot(tmp_path) == before
 
 
-def test_a_tflite_is_what_its_sidecar_says(run_dir, tmp_path, monkeypatch, capsys):
-    """With one of 6 images unreadable int8 is written and computes in int8 (LiteRT's own tensors say so, as its
-    sidecar does); a converter that leaves the model float32 while int8 was asked for writes nothing."""
-    model = run_with_unreadable_training_images(run_dir, tmp_path / "run", 1)
-    out = tmp_path / "run" / "model_int8.tflite"
-    assert export_main("--model", str(model), "--format", "tflite", "--quantize", "int8",
-                       "--calibration-frames", "6") == 0
+def test_a_tflite_is_what_its_sidecar_says(run_dir, exported, tmp_path, monkeypatch, capsys):
+    """With one of 6 training images unreadable (the shared run's data) int8 is written and computes in int8
+    (LiteRT's own tensors say so, as its sidecar does); a converter that leaves the model float32 while int8 was
+    asked for writes nothing."""
+    import zipfile
+    from test_export import INT8_PRINTED, UNREADABLE_TRAINING_RGB
+
+    data = json.loads((run_dir / "args.json").read_text())["data"]
+    with zipfile.ZipFile(data) as archive:  # what the run's int8 export calibrated on: 5 readable of 6
+        assert archive.read(UNREADABLE_TRAINING_RGB) == b"not a JPEG"
+        assert len([n for n in archive.namelist() if n.startswith("data/nyu2_train/") and n.endswith(".jpg")]) == 6
+    out = exported["tflite", "int8"]
     info = json.loads(backends.sidecar_path(out).read_text())
     assert info["quantize"] == "int8" and export.tflite_quantization(out) == "int8"
     # Its depth comes in the steps the sidecar states (256 levels of the output's scale), and the printed check
     # is the largest difference from the Keras model on the calibration images.
     assert 0.01 < info["depth_step_m"] < 0.06 and 0 < info["max_abs_diff_m"] < 1.0
-    assert (f"in steps of {info['depth_step_m']:.3g} m (int8: 256 levels)" in capsys.readouterr().out)
+    assert (f"in steps of {info['depth_step_m']:.3g} m (int8: 256 levels)"
+            in (run_dir.parent / INT8_PRINTED).read_text())
     depth = backends.load_depth_model(out)[0](np.random.default_rng(0).random((2, *INPUT_HW, 3), np.float32))
     levels = (np.unique(depth) - depth.min()) / info["depth_step_m"]
     np.testing.assert_allclose(levels, levels.round(), atol=1e-3)
-    out.unlink()
-    backends.sidecar_path(out).unlink()
 
     def read_but_keep_float32(converter, calibration):  # LiteRT's fall-back when calibration yields nothing
         list(calibration())
 
+    model = run_with_unreadable_training_images(run_dir, tmp_path / "run", 1)
+    out = tmp_path / "run" / "model_int8.tflite"
     monkeypatch.setitem(export.CONVERTER_SETTINGS, "int8", read_but_keep_float32)
     assert export_main("--model", str(model), "--format", "tflite", "--quantize", "int8",
                        "--calibration-frames", "6") == 2

