@@ -80,7 +80,7 @@ def finish(*procs):
 
 TWO_CPUS_SCRIPT = textwrap.dedent("""
     import json, sys
-    import train  # first, as train.py's own first line: its `import quiet` hides TensorFlow's start-up logs
+    import train  # first: its own first import, quiet, hides TensorFlow's start-up logs (as in train.py itself)
     import keras, numpy as np
     import tensorflow as tf
     import loop
