@@ -1,6 +1,7 @@
 """Training on several replicas computes what one device computes on the same global batch: MirroredStrategy over
-two logical CPUs, and MultiWorkerMirroredStrategy with two workers on 127.0.0.1 (free ports), each in its own
-process (logical devices and the cluster are fixed before TensorFlow's first op), every process with a timeout.
+two logical CPUs (one process for the session: train.py's reference run, then single steps), and
+MultiWorkerMirroredStrategy with two train.py workers on 127.0.0.1 (free ports), each in its own process (logical
+devices and the cluster are fixed before TensorFlow's first op), every process with a timeout.
 
 Weights are compared as a whole, |w_a - w_b| / |w_a| over all of them: Adam's first steps move a weight by about
 the learning rate times the sign of its gradient, so a weight whose gradient is within rounding of zero can move
@@ -56,20 +57,19 @@ def relative_distance(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
 
-def train_py(*flags, env=None):
-    return subprocess.Popen([sys.executable, "train.py", *map(str, flags)], cwd=ROOT, env=env, text=True,
+def worker(index, hosts, *flags, out):
+    """train.py (its own command line) as worker `index` of the cluster of `hosts` (addresses on 127.0.0.1), writing
+    to `out`; returns the process."""
+    config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
+    command = [sys.executable, "train.py", *map(str, flags), "--strategy", "multiworker", "--out", str(out)]
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, "TF_CONFIG": json.dumps(config)}, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def workers(*flags, outs):
-    """Two train.py workers on 127.0.0.1, worker i writing to outs[i]; returns the processes."""
+    """Two train.py workers on free ports of 127.0.0.1, worker i writing to outs[i]; returns the processes."""
     hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    procs = []
-    for index, out in enumerate(outs):
-        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(config)}
-        procs.append(train_py(*flags, "--strategy", "multiworker", "--out", out, env=env))
-    return procs
+    return [worker(index, hosts, *flags, out=out) for index, out in enumerate(outs)]
 
 
 def finish(*procs):
@@ -78,16 +78,24 @@ def finish(*procs):
     return [(p.returncode, err) for p, err in zip(procs, errs)]
 
 
-STEP_SCRIPT = textwrap.dedent("""
+TWO_CPUS_SCRIPT = textwrap.dedent("""
     import json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import train  # first: its own first import, quiet, hides TensorFlow's start-up logs (as in train.py itself)
     import keras, numpy as np
-    import loop, train
+    import tensorflow as tf
+    import loop
     from depth import DepthScale
     from layouts import open_source
 
+    # train.py's command line, whose --strategy mirrored --logical-devices 2 splits the CPU (TensorFlow's first op)
+    code = train.run(sys.argv[2:])
+    if code:
+        sys.exit(code)
+
+    # Then SGD steps of loop.StepFunctions on those two logical CPUs and on one device. A strategy's collective keys
+    # start at _collective_key_base (TensorFlow's setting for tests): this second MirroredStrategy over the same
+    # devices would otherwise reuse the keys of train.run's, whose shapes differ, and its collectives would abort.
+    tf.distribute.MirroredStrategy._collective_key_base = 1000
     # 48x64: the frames' own 4:3, so no aspect crop changes the batch the tolerance below was measured on
     args = train.parse_args(["--model", "unet", "--base-filters", "4", "--input-size", "48", "64", "--bs", "4",
                              "--no-augment", "--data", sys.argv[1]])
@@ -116,19 +124,43 @@ STEP_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_mirrored_step_on_two_replicas_equals_one_device(tiny_data):
-    """SGD steps of loop.StepFunctions on one and two replicas of the same global batch: three steps of a network
-    without BatchNormalization agree to 1e-6 (the replicas' reduction itself), and the UNet's first step (synchronized
-    BatchNormalization) gives the same loss to 1e-4 and the same weights to 1e-4 relative or 5e-4 absolute. Keras's
-    synchronized BatchNormalization takes the variance as E[x^2] - E[x]^2, whose float32 rounding depends on the
-    order of the sums (one device's two-pass variance differs from it), and its 1 / sqrt(variance + 1e-3) amplifies
-    that in a low-variance channel: on these uint8 frames one first-layer channel's weights (7 of 74,549) differed
-    by up to 2.4e-4 after the step, also with synchronized BatchNormalization on the one device. Further UNet steps
-    drift apart by about as much per step at this learning rate."""
-    run = subprocess.run([sys.executable, "-c", STEP_SCRIPT, tiny_data], cwd=ROOT, capture_output=True, text=True,
-                         timeout=TIMEOUT_S)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def two_cpus(tiny_data, tmp_path_factory):
+    """One process on two logical CPUs (they must be set before TensorFlow's first op), for the session, shared by
+    pytest-xdist's workers (tiny_data is the same seeded zip on each): train.py's command line (train.run, after
+    `import train` as train.py starts) trains the workers' reference, an uninterrupted MirroredStrategy run of
+    SCHEDULE (2 epochs of 4 steps) in run/, with TF_CPP_MIN_LOG_LEVEL left to the script; then the same process steps
+    one and two replicas (TWO_CPUS_SCRIPT). Keeps its standard error in stderr.txt and the steps in steps.json."""
+    def build(out):
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the script quiets TensorFlow
+        flags = [*TINY, "--data", tiny_data, *SCHEDULE, "--out", out / "run", "--strategy", "mirrored",
+                 "--logical-devices", "2"]
+        proc = subprocess.run([sys.executable, "-c", TWO_CPUS_SCRIPT, tiny_data, *map(str, flags)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT_S)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (out / "stderr.txt").write_text(proc.stderr)
+        (out / "steps.json").write_text(proc.stdout.strip().splitlines()[-1])
+
+    return built_once(tmp_path_factory, "two_cpus", build)
+
+
+@pytest.fixture(scope="module")
+def mirrored_run(two_cpus):
+    """The uninterrupted train.py run on two logical CPUs (two_cpus's run/)."""
+    return two_cpus / "run"
+
+
+def test_mirrored_step_on_two_replicas_equals_one_device(two_cpus):
+    """SGD steps of loop.StepFunctions on one and two replicas of the same global batch (in two_cpus's process,
+    after its train.py run): three steps of a network without BatchNormalization agree to 1e-6 (the replicas'
+    reduction itself), and the UNet's first step (synchronized BatchNormalization) gives the same loss to 1e-4 and
+    the same weights to 1e-4 relative or 5e-4 absolute. Keras's synchronized BatchNormalization takes the variance
+    as E[x^2] - E[x]^2, whose float32 rounding depends on the order of the sums (one device's two-pass variance
+    differs from it), and its 1 / sqrt(variance + 1e-3) amplifies that in a low-variance channel: on these uint8
+    frames one first-layer channel's weights (7 of 74,549) differed by up to 2.4e-4 after the step, also with
+    synchronized BatchNormalization on the one device. Further UNet steps drift apart by about as much per step at
+    this learning rate."""
+    out = json.loads((two_cpus / "steps.json").read_text())
     assert [out[f"unet {name}"]["replicas"] for name in ("one", "two")] == [1, 2]
     for kind, tolerance, weights_atol in (("plain", 1e-6, 1e-6), ("unet", 1e-4, 5e-4)):
         one, two = out[f"{kind} one"], out[f"{kind} two"]
@@ -137,26 +169,11 @@ def test_mirrored_step_on_two_replicas_equals_one_device(tiny_data):
     assert out["plain one"]["losses"][2] != out["plain one"]["losses"][0]  # the steps did train
 
 
-@pytest.fixture(scope="module")
-def mirrored_run(tiny_data, tmp_path_factory):
-    """An uninterrupted train.py run on two logical CPUs (SCHEDULE: 2 epochs of 4 steps), the workers' reference; one run for
-    the session, shared by pytest-xdist's workers (tiny_data is the same seeded zip on each)."""
-    def build(out):
-        run_dir = out / "run"
-        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the script quiets TensorFlow
-        proc = train_py(*TINY, "--data", tiny_data, *SCHEDULE, "--out", run_dir,
-                        "--strategy", "mirrored", "--logical-devices", "2", env=env)
-        [(code, err)] = finish(proc)
-        assert code == 0, err[-3000:]
-        (out / "stderr.txt").write_text(err)
-
-    return built_once(tmp_path_factory, "mirrored", build) / "run"
-
-
 def test_command_line_on_two_logical_cpus_names_them_and_prints_no_tensorflow_logs(mirrored_run):
-    """train.py end to end, in its own process (logical devices must be set before TensorFlow's first op), with
-    TF_CPP_MIN_LOG_LEVEL left to the script: its log names the two replicas and their devices, and TensorFlow's C++
-    log lines stay hidden."""
+    """train.py's command line in its own process (logical devices must be set before TensorFlow's first op; the
+    workers below run train.py itself), with TF_CPP_MIN_LOG_LEVEL left to the script: its log names the two replicas
+    and their devices, and no TensorFlow C++ log line appears in the whole process's standard error (the step test's
+    replicas included)."""
     err = (mirrored_run.parent / "stderr.txt").read_text()
     assert "parameters, float32, 2 replica(s)) on " in err
     assert "training on 2 CPUs (MirroredStrategy): /CPU:0, /CPU:1\n" in err  # the devices, named
@@ -181,7 +198,8 @@ def test_two_workers_lose_one_resume_to_the_mirrored_weights_and_only_the_chief_
     """Two workers train; worker 1 is killed once both have backed up epoch 0, so the chief stops with one `error:`
     line; both resume from that backup and end with the history and weights of the uninterrupted run on two local
     replicas, written by the chief only. (One scenario for both: every launch of a worker pair pays TensorFlow's
-    start-up twice.)"""
+    start-up twice.) Worker 1 is relaunched at once, as a cluster manager would, and waits for the chief's relaunch:
+    its start-up overlaps the chief's wait for the coordination service to notice the loss."""
     chief, other = tmp_path / "chief", tmp_path / "worker1"
     # A killed worker's heartbeats stop, and the coordination service tells the chief within its 10 s heartbeat
     # timeout, after which the chief ends at once. A collective timeout shorter than that raced it, and when the
@@ -195,13 +213,15 @@ def test_two_workers_lose_one_resume_to_the_mirrored_weights_and_only_the_chief_
         time.sleep(0.02)
     assert procs[0].poll() is None, "the chief ended before a worker could be lost"
     procs[1].send_signal(signal.SIGKILL)
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]  # the relaunched pair's cluster
+    relaunched = worker(1, hosts, *flags, "--resume", out=other)
     start = time.time()
     (code0, err0), _ = finish(*procs)
     lines = [line for line in err0.splitlines() if line.startswith("error:")]
     assert code0 == 2 and len(lines) == 1 and "lost contact with another worker" in lines[0], err0[-2000:]
     assert "Traceback" not in err0 and time.time() - start < TIMEOUT_S
 
-    (code0, err0), (code1, err1) = finish(*workers(*flags, "--resume", outs=[chief, other]))
+    (code0, err0), (code1, err1) = finish(worker(0, hosts, *flags, "--resume", out=chief), relaunched)
     assert (code0, code1) == (0, 0), (err0[-2000:], err1[-2000:])
     assert "2 replica(s), worker 0" in err0 and "2 replica(s), worker 1" in err1
     assert "output bias set" not in err0  # the weights came from the backup of epoch 0, not a fresh start
@@ -216,12 +236,8 @@ def test_two_workers_lose_one_resume_to_the_mirrored_weights_and_only_the_chief_
 
 def test_a_worker_with_another_batch_size_is_one_sentence(tiny_data, tmp_path):
     hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    procs = []
-    for index, bs in enumerate(["4", "2"]):
-        config = {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
-        flags = [*TINY, "--bs", bs, "--data", tiny_data, "--epochs", "1", "--steps-per-epoch", "2"]
-        procs.append(train_py(*flags, "--strategy", "multiworker", "--out", tmp_path / f"w{index}",
-                              env={**os.environ, "TF_CONFIG": json.dumps(config)}))
+    flags = [*TINY, "--data", tiny_data, "--epochs", "1", "--steps-per-epoch", "2"]
+    procs = [worker(index, hosts, *flags, "--bs", bs, out=tmp_path / f"w{index}") for index, bs in enumerate("42")]
     for code, err in finish(*procs):
         assert code == 2 and "error: the workers disagree on --bs" in err and "Traceback" not in err, err[-2000:]
     assert not (tmp_path / "w0" / "args.json").exists()
