@@ -13,7 +13,7 @@ and stored uncompressed; then, for each, measured side by side in one run:
 --quick runs every code path once: the resume and evaluate.py figures on the 50-frame set only.
 
     python -m benchmarks.scale            # ~5 GB of zips under runs/scale (deleted after), results in benchmarks/scale.json
-    python -m benchmarks.scale --quick    # 20 and 50 frames: every code path in under a minute
+    python -m benchmarks.scale --quick    # 20 and 50 frames: every code path in about a minute
 """
 from __future__ import annotations
 

@@ -331,7 +331,7 @@ def test_the_scale_report_of_the_saved_full_run_comes_back_unchanged():
     assert "| train.py --resume to the first step, from epoch 15, s | 9.5 (8.8-12.3) | 10.6 (9.9-11.1) | 1.12 |" in table
 
 
-def test_the_scale_benchmark_writes_real_nyu_zips_measures_both_and_leaves_no_zip(synthetic_folder, tmp_path):
+def test_the_quick_scale_benchmark_writes_real_nyu_zips_runs_every_measure_and_leaves_no_zip(synthetic_folder, tmp_path):
     """python -m benchmarks.scale --quick (20 and 50 frames), every code path once: the sets it writes are
     DenseDepth's layout with every frame under its own name; its JSON holds the pipeline figures at both sizes and
     the resume (epoch 1 and 15) and evaluate.py figures at 50 frames (the table says the others were not measured),
