@@ -14,11 +14,10 @@ import keras
 import data
 import train
 from depth import DepthScale
-from layouts import DataError
 
 from . import __doc__ as PACKAGE_DOC
-from .common import (KERAS_DEFAULTS, MODEL_KINDS, SIZES, benchmark_parser, check_paths, say, stopwatch, synthetic_dir,
-                     train_split, write_results)
+from .common import (KERAS_DEFAULTS, MODEL_KINDS, SIZES, benchmark_parser, check_paths, command_line, say, stopwatch,
+                     synthetic_dir, train_split, write_results)
 from .inference import forward_flops, measure_inference, measure_peak, photographs
 from .multiworker import measure_multiworker
 from .pipeline import measure_memory, measure_pipeline, measure_pipeline_profile
@@ -108,8 +107,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except DataError as err:  # check_paths' one sentence
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(command_line(main, parse_args))

@@ -215,6 +215,17 @@ def check_paths(args: argparse.Namespace) -> None:
         open_source(args.quality_data)
 
 
+def command_line(main, parse_args, argv=None) -> int:
+    """A benchmark's command line: main(parse_args(argv)); exit code 0, or 2 with check_paths' one sentence
+    (`error: ...` on stderr) for a path that cannot be used."""
+    try:
+        main(parse_args(argv))
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def benchmark_parser(prog: str, description: str, quick_help: str, json_path: str, work_help: str) -> argparse.ArgumentParser:
     """The flags every benchmark command line shares: --quick, --json (default json_path), --cache and --work
     (default runs/benchmark)."""

@@ -33,11 +33,12 @@ import evaluate
 import export
 import nyu
 import synth
-from layouts import DataError, open_source
+from layouts import open_source
 from model import build_model, depth_scale_of
 from predict import predict_depth_m
 
-from .common import PLAIN_PREDICT, benchmark_parser, check_paths, interleaved, ratio_summary, say, summary, write_results
+from .common import (PLAIN_PREDICT, benchmark_parser, check_paths, command_line, interleaved, ratio_summary, say,
+                     summary, write_results)
 from .inference import in_batches, keras_depth_m, photographs
 from .quality import DEMO_RECIPE, run_script
 from .report import machine
@@ -252,8 +253,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args())
-    except DataError as err:  # check_paths' one sentence
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(command_line(main, parse_args))

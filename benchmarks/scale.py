@@ -6,16 +6,19 @@ and stored uncompressed; then, for each, measured side by side in one run:
 - the time to open the dataset and to its first training batch, the steady samples/s after it, and the peak
   memory (RSS) of that process: each in a freshly spawned process, the two sizes taking turns;
 - the time from `train.py --resume` to its first trained step, from a backup at epoch 1 and at epoch 15 (a tiny
-  model trained one step, whose backup is then moved to the position of 1 and 15 whole epochs of the set:
-  advance_backup), in a fresh process each;
+  model trained one step in this process, whose backup is then moved to the position of 1 and 15 whole epochs of
+  the set: advance_backup), in a fresh process each;
 - evaluate.py over the 654 test frames.
 
+--quick runs every code path once: the resume and evaluate.py figures on the 50-frame set only.
+
     python -m benchmarks.scale            # ~5 GB of zips under runs/scale (deleted after), results in benchmarks/scale.json
-    python -m benchmarks.scale --quick    # 20 and 50 frames: every code path in a minute or two
+    python -m benchmarks.scale --quick    # 20 and 50 frames: every code path in about a minute
 """
 from __future__ import annotations
 
 import quiet  # noqa: F401  first: it quiets TensorFlow's C++ logging before TensorFlow loads
+import contextlib
 import csv
 import dataclasses
 import io
@@ -36,7 +39,8 @@ import data
 import nyu
 from layouts import open_source
 
-from .common import ROOT, benchmark_parser, ratio_summary, say, summary, synthetic_dir, write_results
+from .common import (ROOT, benchmark_parser, check_paths, command_line, ratio_summary, say, summary, synthetic_dir,
+                     write_results)
 from .pipeline import TRAIN_FEED
 from .report import machine
 
@@ -46,6 +50,7 @@ class ScaleSizes:
     """One row of SCALE_SIZES: the two training set sizes, the test frames, how the pipeline and resume run."""
 
     frames: tuple[int, int]  # the small and the large set's training frames
+    resumed_frames: tuple[int, ...]  # the sets resumed and evaluated (the large one among them: the resume ratio's)
     test_frames: int  # evaluate.py's frames (NYU's official test split has 654)
     source_frames: int  # distinct synthetic frames repeated to fill the sets
     batch_size: int
@@ -56,10 +61,11 @@ class ScaleSizes:
 
 
 SCALE_SIZES = {
-    "full": ScaleSizes(frames=(2000, 50000), test_frames=654, source_frames=200, batch_size=4, input_hw=nyu.INPUT_HW,
-                       steady_batches=50, resume_epochs=(1, 15), repeats=3),
-    "quick": ScaleSizes(frames=(20, 50), test_frames=4, source_frames=8, batch_size=2, input_hw=(48, 64),
-                        steady_batches=3, resume_epochs=(1, 15), repeats=1),
+    "full": ScaleSizes(frames=(2000, 50000), resumed_frames=(2000, 50000), test_frames=654, source_frames=200,
+                       batch_size=4, input_hw=nyu.INPUT_HW, steady_batches=50, resume_epochs=(1, 15), repeats=3),
+    # every code path once: one set resumed (one base run, two resumed processes) and evaluated
+    "quick": ScaleSizes(frames=(20, 50), resumed_frames=(50,), test_frames=4, source_frames=8, batch_size=2,
+                        input_hw=(48, 64), steady_batches=3, resume_epochs=(1, 15), repeats=1),
 }
 FRAMES_PER_SCENE = 1000  # training frames per data/nyu2_train/<scene>_out folder (NYU's scenes hold a few hundred)
 RESUME_FLAGS = ["--model", "unet", "--base-filters", "4", "--input-size", "48", "64", "--steps-per-epoch", "1",
@@ -159,6 +165,18 @@ def run_checked(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def train_base_run(zip_path: Path, run_dir: Path, batch_size: int) -> Path:
+    """RESUME_FLAGS' tiny model trained one step on the set at zip_path into run_dir, in this process (it is not
+    timed, so it needs no fresh process); train.py's progress lines are dropped, as stdout carries only the table.
+    Returns run_dir."""
+    import train  # here, not at the top: the spawned pipeline probes import this module, and their memory is measured
+
+    argv = [*RESUME_FLAGS, "--bs", str(batch_size), "--epochs", "1", "--data", str(zip_path), "--out", str(run_dir)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        train.main(train.parse_args(argv))
+    return run_dir
+
+
 def advance_backup(run_dir: Path, epoch: int, step: int) -> None:
     """Rewrite run_dir's backup as if taken after `epoch` epochs and `step` trained steps (rundir.Backup's epoch
     and step variables), the weights and optimizer as they are: every tensor copied into a new checkpoint."""
@@ -192,13 +210,8 @@ def seconds_to_first_step(run_dir: Path, epoch: int) -> float:
 
 def measure_resume(zips: dict, work: Path, sizes: ScaleSizes) -> dict:
     """{frames: {"epoch N": summary of seconds_to_first_step}} from backups at sizes.resume_epochs whole epochs
-    of each set (frames // batch_size steps each), each resume in a fresh copy of the run, in turns."""
-    runs = {}
-    for frames, path in zips.items():
-        base = work / f"run{frames}"
-        run_checked(script("train.py", *RESUME_FLAGS, "--bs", sizes.batch_size, "--epochs", 1, "--data", path,
-                           "--out", base))
-        runs[frames] = base
+    of each set (frames // batch_size steps each), each resume in a fresh copy of the set's base run, in turns."""
+    runs = {frames: train_base_run(path, work / f"run{frames}", sizes.batch_size) for frames, path in zips.items()}
     times = {(frames, epoch): [] for frames in zips for epoch in sizes.resume_epochs}
     for _ in range(sizes.repeats):
         for frames, epoch in times:
@@ -230,6 +243,16 @@ def spread(figure: dict, digits: int) -> str:
     return f"{figure['median']:.{digits}f} ({figure['min']:.{digits}f}-{figure['max']:.{digits}f})"
 
 
+def summary_row(label: str, at_small: dict | None, at_large: dict | None, digits: int) -> str:
+    """A table row of two summaries and their medians' ratio; a figure not measured at one size (None, --quick's
+    resume and evaluate.py figures) is said so, without a ratio."""
+    if at_small is None or at_large is None:
+        cells = ("not measured" if figure is None else spread(figure, digits) for figure in (at_small, at_large))
+        return f"| {label} | {' | '.join(cells)} |  |"
+    ratio = at_large["median"] / at_small["median"]
+    return f"| {label} | {spread(at_small, digits)} | {spread(at_large, digits)} | {ratio:.2f} |"
+
+
 def markdown(results: dict, sizes: ScaleSizes) -> str:
     """The report's table: every figure at both sizes and their ratio, then the three ratios the issue asks for."""
     small, large = sizes.frames
@@ -239,16 +262,15 @@ def markdown(results: dict, sizes: ScaleSizes) -> str:
         ("open the dataset, s", "open_s", 2), ("open to the first training batch, s", "first_batch_s", 2),
         ("steady rate after it, samples/s", "samples_per_s", 0), ("peak RSS of that process, MiB", "peak_rss_mib", 0),
         ("... of which TensorFlow's import, MiB", "tensorflow_rss_mib", 0))]
-    rows += [(f"train.py --resume to the first step, from {name}, s", resume[small][name], resume[large][name], 1)
-             for name in resume[small]]
-    rows.append((f"evaluate.py over {sizes.test_frames} test frames, s", evaluate[small], evaluate[large], 1))
+    rows += [(f"train.py --resume to the first step, from epoch {epoch}, s", *(
+        resume.get(frames, {}).get(f"epoch {epoch}") for frames in (small, large)), 1) for epoch in sizes.resume_epochs]
+    rows.append((f"evaluate.py over {sizes.test_frames} test frames, s", evaluate.get(small), evaluate.get(large), 1))
     lines = [f"| Figure | {small} frames | {large} frames | {large} / {small} |", "|---|---|---|---|"]
     for label, at_small, at_large, digits in rows:
-        if isinstance(at_small, dict):
-            lines.append(f"| {label} | {spread(at_small, digits)} | {spread(at_large, digits)} | "
-                         f"{at_large['median'] / at_small['median']:.2f} |")
-        else:
+        if isinstance(at_small, (int, float)):
             lines.append(f"| {label} | {at_small} | {at_large} | {at_large / at_small:.1f} |")
+        else:
+            lines.append(summary_row(label, at_small, at_large, digits))
     keys = ("resume_ratio_epoch15_vs_epoch1", "first_batch_growth_50k_vs_2k", "memory_growth_50k_vs_2k")
     lines += ["", *(f"- `{key}`: {spread(results[key], 3)}" for key in keys)]
     return "\n".join(lines)
@@ -263,7 +285,9 @@ def parse_args(argv=None):
 
 
 def main(args) -> dict:
-    """Write the two sets, measure, write the JSON (the issue's three ratios at its top level); returns it."""
+    """Write the two sets, measure, write the JSON (the issue's three ratios at its top level); returns it.
+    DataError, before any of it, for a --json, --cache or --work folder that cannot be written."""
+    check_paths(args)
     sizes = SCALE_SIZES["quick" if args.quick else "full"]
     sizes = sizes if args.repeats is None else dataclasses.replace(sizes, repeats=args.repeats)
     work = Path(args.work) / "scale"
@@ -283,9 +307,11 @@ def main(args) -> dict:
         say("open, first batch, steady rate and peak memory, each in a fresh process")
         results["pipeline"], pipeline_runs = measure_pipelines(zips, sizes)
         say("train.py --resume to the first step, from epoch 1 and epoch 15 backups")
-        results["resume_s"], resume_runs, trained = measure_resume(zips, work, sizes)
+        resumed = {frames: zips[frames] for frames in sizes.resumed_frames}
+        results["resume_s"], resume_runs, trained = measure_resume(resumed, work, sizes)
         say(f"evaluate.py over {sizes.test_frames} test frames")
-        results["evaluate_s"] = measure_evaluate(trained[small] / "model.keras", zips, work, sizes)
+        model = trained[sizes.resumed_frames[0]] / "model.keras"
+        results["evaluate_s"] = measure_evaluate(model, resumed, work, sizes)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the zips are gigabytes: never left behind
     early, late = sizes.resume_epochs
@@ -301,4 +327,4 @@ def main(args) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    sys.exit(command_line(main, parse_args))

@@ -8,8 +8,7 @@ its measures are run here one by one, in-process, on tiny sizes (training's: the
 import copy
 import dataclasses
 import json
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import keras
@@ -19,15 +18,16 @@ import pytest
 import data
 import synth
 from augment import apply_colour
-from benchmarks import report, scale
+from benchmarks import __main__ as benchmarks_main, deployment, report, scale
 from benchmarks.baseline import DenseDepthLoader
-from benchmarks.common import BASELINE_LOADER, MODEL_KINDS, SIZES, TFDATA, BatchClock, TrainConfig
+from benchmarks.common import (BASELINE_LOADER, MODEL_KINDS, SIZES, TFDATA, BatchClock, TrainConfig, check_paths,
+                               command_line)
 from benchmarks.inference import measure_inference
 from benchmarks.pipeline import measure_pipeline, sink_model
 from benchmarks.training import in_memory, real_pipeline, train_args, train_images_per_s, train_steps, warmup_loss
 from conftest import ROOT
 from depth import DepthScale, unpack_target
-from layouts import open_source
+from layouts import DataError, open_source
 from loss import depth_loss
 from model import build_unet
 
@@ -36,12 +36,18 @@ INPUT_HW, TARGET_HW = (96, 128), (48, 64)
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    """A synthetic NYU-format set: nyu_data.zip with 8 train frames (JPEG + 8-bit depth) and 4 test frames
-    (PNG + 16-bit millimetres), Kinect holes included."""
+def synthetic_folder(tmp_path_factory) -> Path:
+    """The folder of a synthetic NYU-format set: nyu_data.zip with 8 train frames (JPEG + 8-bit depth) and 4 test
+    frames (PNG + 16-bit millimetres), Kinect holes included, and nyu_test.zip (rendering costs ~1 s a frame)."""
     out = tmp_path_factory.mktemp("synth")
     synth.write_synthetic(out, train=8, test=4, workers=1)
-    return open_source(out / "nyu_data.zip")
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic(synthetic_folder):
+    """The synthetic set of synthetic_folder, opened."""
+    return open_source(synthetic_folder / "nyu_data.zip")
 
 
 def both_loaders(split):
@@ -287,12 +293,11 @@ def test_inference_paths_agree_with_their_reference():
     assert inference["photo_hw"] == list(TINY.infer_hw) and inference["input_hw"] == list(TINY.input_hw)
 
 
-def test_paths_that_cannot_be_used_stop_before_any_measuring(tmp_path):
-    from benchmarks.__main__ import parse_args
-    from benchmarks.common import check_paths
-    from benchmarks.deployment import parse_args as deployment_args
-    from layouts import DataError
-
+def test_paths_that_cannot_be_used_stop_before_any_measuring(tmp_path, capsys):
+    """check_paths refuses a --json or --work folder that cannot be created and a --quality-data that does not
+    exist; on each benchmark's command line (python -m benchmarks, benchmarks.deployment and benchmarks.scale:
+    command_line, which their __main__ blocks call) that is one sentence and exit code 2, before anything is made."""
+    parse_args, deployment_args = benchmarks_main.parse_args, deployment.parse_args
     (tmp_path / "a_file").write_text("not a folder")
     with pytest.raises(DataError, match=r"^--json: cannot create .*a_file \(File exists\); choose another"):
         check_paths(parse_args(["--json", str(tmp_path / "a_file" / "results.json"), "--cache", str(tmp_path / "c"),
@@ -303,21 +308,42 @@ def test_paths_that_cannot_be_used_stop_before_any_measuring(tmp_path):
     with pytest.raises(DataError, match=r"^--work: cannot create .*a_file"):  # the deployment benchmark's too
         check_paths(deployment_args(["--json", str(tmp_path / "d.json"), "--cache", str(tmp_path / "c"),
                                      "--work", str(tmp_path / "a_file" / "w")]))
-    for module in ("benchmarks", "benchmarks.deployment"):  # on the command line: one sentence, exit 2
-        done = subprocess.run([sys.executable, "-m", module, "--json", str(tmp_path / "a_file" / "r.json")], cwd=ROOT,
-                              capture_output=True, text=True)
-        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: --json: cannot create")
+    for module in (benchmarks_main, deployment, scale):
+        argv = ["--quick", "--json", str(tmp_path / "a_file" / "r.json"), "--cache", str(tmp_path / "cache"),
+                "--work", str(tmp_path / "work")]
+        assert command_line(module.main, module.parse_args, argv) == 2, module.__name__
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: --json: cannot create {tmp_path / 'a_file'}"), (module.__name__, err)
+        assert not (tmp_path / "cache").exists() and not (tmp_path / "work").exists(), module.__name__
 
 
-def test_the_scale_benchmark_writes_real_nyu_zips_measures_both_and_leaves_no_zip(tmp_path):
-    """python -m benchmarks.scale --quick (20 and 50 frames): the sets it writes are DenseDepth's layout with every
-    frame under its own name, and its JSON holds every figure at both sizes, all positive, with the issue's three
-    ratios at the top level; the zips and runs are deleted after."""
-    source = synth.ensure_synthetic(tmp_path / "cache" / "synth8", train=8, test=8)
-    written = scale.write_nyu_zip(Path(source) / "nyu_data.zip", tmp_path / "nyu_data.zip", 1003, 5)
+def test_the_scale_report_of_the_saved_full_run_comes_back_unchanged():
+    """benchmarks/scale.json is docs/scale.md's full run (both sizes resumed and evaluated): its Markdown table
+    comes back unchanged from scale.markdown with the full run's sizes."""
+    saved = json.loads((ROOT / "benchmarks" / "scale.json").read_text())
+    assert saved["command"] == "python -m benchmarks.scale --repeats 3"
+    results = {key: {int(frames): value for frames, value in saved[key].items()}
+               for key in ("zip_mib", "pipeline", "resume_s", "evaluate_s")}
+    results.update({key: saved[key] for key in ("resume_ratio_epoch15_vs_epoch1", "first_batch_growth_50k_vs_2k",
+                                                "memory_growth_50k_vs_2k")})
+    table = scale.markdown(results, scale.SCALE_SIZES["full"])
+    assert table == saved["markdown"]
+    assert "| train.py --resume to the first step, from epoch 15, s | 9.5 (8.8-12.3) | 10.6 (9.9-11.1) | 1.12 |" in table
+
+
+def test_the_quick_scale_benchmark_writes_real_nyu_zips_runs_every_measure_and_leaves_no_zip(synthetic_folder, tmp_path):
+    """python -m benchmarks.scale --quick (20 and 50 frames), every code path once: the sets it writes are
+    DenseDepth's layout with every frame under its own name; its JSON holds the pipeline figures at both sizes and
+    the resume (epoch 1 and 15) and evaluate.py figures at 50 frames (the table says the others were not measured),
+    all positive, with the issue's three ratios at the top level; the zips and runs are deleted after."""
+    written = scale.write_nyu_zip(synthetic_folder / "nyu_data.zip", tmp_path / "nyu_data.zip", 1003, 5)
     splits = open_source(written).splits
     assert len(splits["train"]) == 1003 and len(splits["test"]) == 5 and len(set(splits["train"].keys)) == 1003
     assert splits["train"].keys[1002] == ("data/nyu2_train/scale_0001_out/2.jpg", "data/nyu2_train/scale_0001_out/2.png")
+
+    # the benchmark's cached source set (--cache's synth8, written on first use) is this module's: none rendered
+    assert scale.SCALE_SIZES["quick"].source_frames == 8
+    shutil.copytree(synthetic_folder, tmp_path / "cache" / "synth8")
 
     results = scale.main(scale.parse_args(["--quick", "--json", str(tmp_path / "scale.json"), "--cache",
                                            str(tmp_path / "cache"), "--work", str(tmp_path / "work")]))
@@ -328,7 +354,10 @@ def test_the_scale_benchmark_writes_real_nyu_zips_measures_both_and_leaves_no_zi
     for frames in ("20", "50"):
         assert {k: v["median"] > 0 for k, v in saved["pipeline"][frames].items() if k != "open_s"} == {
             "first_batch_s": True, "samples_per_s": True, "peak_rss_mib": True, "tensorflow_rss_mib": True}
-        assert {k: v["median"] > 0 for k, v in saved["resume_s"][frames].items()} == {"epoch 1": True, "epoch 15": True}
-        assert saved["evaluate_s"][frames]["median"] > 0 and saved["zip_mib"][frames] > 0
+        assert saved["zip_mib"][frames] > 0
+    assert set(saved["resume_s"]) == set(saved["evaluate_s"]) == {"50"}
+    assert {k: v["median"] > 0 for k, v in saved["resume_s"]["50"].items()} == {"epoch 1": True, "epoch 15": True}
+    assert saved["evaluate_s"]["50"]["median"] > 0
+    assert "| evaluate.py over 4 test frames, s | not measured | " in saved["markdown"]
     assert results["resume_ratio_epoch15_vs_epoch1"] == saved["resume_ratio_epoch15_vs_epoch1"]
     assert not (tmp_path / "work" / "scale").exists()
