@@ -76,8 +76,8 @@ def test_a_fine_tuning_run_on_a_mixture_starts_from_the_source_says_its_data_and
     """A fine-tuning run on two datasets at weights 3 and 1. Its first step starts from the source's weights exactly
     (the output bias is not set from the data); it records the model's flags, the datasets (args.json, the model
     file, evaluate.py's table, the log) and the new data's mean depth. On --resume the weights come from the run's
-    backup, not from --init-from again; resumed at step 3 (each dataset inside its pass, 2 steps per call), the run
-    ends where the uninterrupted one does."""
+    backup, not from --init-from again; resumed at step 2 (each dataset inside its pass) with 2 steps per call, the
+    run ends where the uninterrupted one, one step per call, does."""
     a, b = two_zips
     real, seen = loop.StepFunctions.train, []
 
@@ -89,17 +89,16 @@ def test_a_fine_tuning_run_on_a_mixture_starts_from_the_source_says_its_data_and
     monkeypatch.setattr(loop.StepFunctions, "train", first_step_sees)
     run_dir = tmp_path / "resumed"
     # the model's own values given again are no contradiction, nor encoder weights (say, from a recipe file)
-    flags = ["--init-from", source, "--data", f"{a}:weight=3", "--data", b, *RUN, "--steps-per-epoch", "3",
-             "--steps-per-execution", "2", "--lr", "1e-3", "--model", "unet", "--base-filters", "4", "--input-size",
-             "32", "48", "--encoder-weights", "imagenet"]
-    code, err = run(capsys, *flags, "--tb-images", "1", "--epochs", "1", "--out", run_dir)
+    flags = ["--init-from", source, "--data", f"{a}:weight=3", "--data", b, *RUN, "--lr", "1e-3", "--model", "unet",
+             "--base-filters", "4", "--input-size", "32", "48", "--encoder-weights", "imagenet"]
+    code, err = run(capsys, *flags, "--steps-per-execution", "2", "--tb-images", "1", "--epochs", "1", "--out", run_dir)
     assert code == 0, err
     np.testing.assert_array_equal(seen[0], keras.models.load_model(source).predict(images(), verbose=0),
                                   err_msg="the first step starts from the source's weights")
     assert f"starting from every weight of {source}" in err and "output bias set" not in err
     assert f"--encoder-weights imagenet is not used: every weight comes from {source}" in err
     training = f"8 frames of {a} [train] (weight 0.75) + 8 frames of {b} [train] (weight 0.25)"
-    assert f"on {training}, 3 steps x 1 epochs; validating on 4 frames of {a} [test] + 4 frames of {b} [test]" in err, \
+    assert f"on {training}, 2 steps x 1 epochs; validating on 4 frames of {a} [test] + 4 frames of {b} [test]" in err, \
         "the log names each dataset, its weight and its validation split"
     saved = json.loads((run_dir / "args.json").read_text())
     assert {k: saved[k] for k in ("init_from", "model", "input_size", "base_filters", "depth_mode", "min_depth_m",
@@ -124,7 +123,7 @@ def test_a_fine_tuning_run_on_a_mixture_starts_from_the_source_says_its_data_and
     assert code == 0 and "resume: --epochs 2 (was 1)" in err
     assert not np.array_equal(seen[0], keras.models.load_model(source).predict(images(), verbose=0)), \
         "the resumed run starts from its backup, not from --init-from"
-    # the twin validates nothing and logs no depth maps: neither touches the trained weights
+    # the twin validates nothing, logs no depth maps and runs each step alone: none of it changes the trained weights
     assert run(capsys, *flags, "--epochs", "2", "--val-split", "none", "--out", tmp_path / "uninterrupted")[0] == 0
     resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
     expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
