@@ -2,8 +2,11 @@
 are the source's), takes the model's architecture, input size and depth scale, refuses a flag that contradicts
 them or a file that is not this project's model in one sentence, records the new data's mean depth, and resumes
 from its backup like any run: the one run here is also test_mixtures.py's mixture run (its log, its record of the
-datasets, evaluate.py's table) and resumes inside a pass with several steps per call, to the uninterrupted weights."""
+datasets, evaluate.py's table), and a copy of it stopped after epoch 1 resumes inside a pass with several steps per
+call, to the uninterrupted run's weights."""
+import csv
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -14,6 +17,7 @@ import finetune
 import loop
 import model as models
 import nyu_layouts as L
+import rundir
 import train as train_py
 from depth import DepthScale
 from conftest import randomize
@@ -73,32 +77,40 @@ def run(capsys, *flags):
 
 def test_a_fine_tuning_run_on_a_mixture_starts_from_the_source_says_its_data_and_resumes_to_the_uninterrupted_weights(
         source, two_zips, tmp_path, capsys, monkeypatch):
-    """A fine-tuning run on two datasets at weights 3 and 1. Its first step starts from the source's weights exactly
-    (the output bias is not set from the data); it records the model's flags, the datasets (args.json, the model
-    file, evaluate.py's table, the log) and the new data's mean depth. On --resume the weights come from the run's
-    backup, not from --init-from again; resumed at step 2 (each dataset inside its pass) with 2 steps per call, the
-    run ends where the uninterrupted one, one step per call, does."""
+    """A fine-tuning run of 2 epochs on two datasets at weights 3 and 1. Its first step starts from the source's
+    weights exactly (the output bias is not set from the data); it records the model's flags, the datasets (args.json,
+    the model file, evaluate.py's table, the log) and the new data's mean depth. A copy of its folder as it stood
+    once epoch 1 was saved (what a run stopped then leaves) resumes at step 2, each dataset inside its pass, 2 steps
+    per call: its weights come from the backup, not from --init-from again, and it ends where the run itself did."""
     a, b = two_zips
-    real, seen = loop.StepFunctions.train, []
+    real_train, seen = loop.StepFunctions.train, []
 
     def first_step_sees(self, iterator, steps_in_call, stop):
         if not seen:
             seen.append(self.net.predict(images(), verbose=0))  # the weights training starts from
-        return real(self, iterator, steps_in_call, stop)
+        return real_train(self, iterator, steps_in_call, stop)
+
+    run_dir, stopped = tmp_path / "run", tmp_path / "stopped"
+    real_save = rundir.Backup.save
+
+    def save_and_copy(self, epoch, step):
+        real_save(self, epoch, step)
+        if epoch == 1:  # epoch 1 is now saved whole: the folder a run stopped here would leave
+            shutil.copytree(run_dir, stopped)
 
     monkeypatch.setattr(loop.StepFunctions, "train", first_step_sees)
-    run_dir = tmp_path / "resumed"
+    monkeypatch.setattr(rundir.Backup, "save", save_and_copy)
     # the model's own values given again are no contradiction, nor encoder weights (say, from a recipe file)
-    flags = ["--init-from", source, "--data", f"{a}:weight=3", "--data", b, *RUN, "--lr", "1e-3", "--model", "unet",
-             "--base-filters", "4", "--input-size", "32", "48", "--encoder-weights", "imagenet"]
-    code, err = run(capsys, *flags, "--steps-per-execution", "2", "--tb-images", "1", "--epochs", "1", "--out", run_dir)
+    code, err = run(capsys, "--init-from", source, "--data", f"{a}:weight=3", "--data", b, *RUN, "--lr", "1e-3",
+                    "--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--encoder-weights",
+                    "imagenet", "--steps-per-execution", "2", "--tb-images", "1", "--epochs", "2", "--out", run_dir)
     assert code == 0, err
     np.testing.assert_array_equal(seen[0], keras.models.load_model(source).predict(images(), verbose=0),
                                   err_msg="the first step starts from the source's weights")
     assert f"starting from every weight of {source}" in err and "output bias set" not in err
     assert f"--encoder-weights imagenet is not used: every weight comes from {source}" in err
     training = f"8 frames of {a} [train] (weight 0.75) + 8 frames of {b} [train] (weight 0.25)"
-    assert f"on {training}, 2 steps x 1 epochs; validating on 4 frames of {a} [test] + 4 frames of {b} [test]" in err, \
+    assert f"on {training}, 2 steps x 2 epochs; validating on 4 frames of {a} [test] + 4 frames of {b} [test]" in err, \
         "the log names each dataset, its weight and its validation split"
     saved = json.loads((run_dir / "args.json").read_text())
     assert {k: saved[k] for k in ("init_from", "model", "input_size", "base_filters", "depth_mode", "min_depth_m",
@@ -118,15 +130,18 @@ def test_a_fine_tuning_run_on_a_mixture_starts_from_the_source_says_its_data_and
     assert (f"Training frames of {run_dir / 'model.keras'}, whose mean depth is their fair baseline: {training}."
             in (tmp_path / "eval" / "table.md").read_text()), "evaluate.py's table names the training datasets"
 
+    with open(stopped / "history.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0], "the copy holds epoch 1 alone"
+    epoch_1 = keras.models.load_model(stopped / "checkpoints" / "last.keras").predict(images(), verbose=0)
     seen.clear()
-    code, err = run(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 0 and "resume: --epochs 2 (was 1)" in err
+    monkeypatch.setattr(rundir.Backup, "save", real_save)
+    code, err = run(capsys, "--out", stopped, "--resume")
+    assert code == 0 and "resuming" in err, err
+    np.testing.assert_array_equal(seen[0], epoch_1, err_msg="the resumed run starts from its backup's weights")
     assert not np.array_equal(seen[0], keras.models.load_model(source).predict(images(), verbose=0)), \
-        "the resumed run starts from its backup, not from --init-from"
-    # the twin validates nothing, logs no depth maps and runs each step alone: none of it changes the trained weights
-    assert run(capsys, *flags, "--epochs", "2", "--val-split", "none", "--out", tmp_path / "uninterrupted")[0] == 0
-    resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
-    expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
+        "the resumed run does not start from --init-from again"
+    resumed = keras.models.load_model(stopped / "model.keras").get_weights()
+    expected = keras.models.load_model(run_dir / "model.keras").get_weights()
     for got, want in zip(resumed, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 

@@ -100,13 +100,23 @@ def assert_whole(run_dir):
     assert not list(run_dir.rglob("*.partial*"))
 
 
-def test_a_full_disk_and_ctrl_c_say_what_is_saved_and_resume_applies_safe_flags_refuses_others_and_finishes_once(
+def test_a_second_process_a_full_disk_ctrl_c_and_kills_while_saving_stop_in_one_sentence_and_resume_finishes_once(
         one_epoch_run, tmp_path, capsys, monkeypatch):
-    """A copy of the one-epoch run, resumed with --epochs 2 --lr 5e-4 (safe flags, applied and recorded) on a disk
-    that fills at epoch 2's history, then resumed again and stopped by Ctrl-C at epoch 2's first step: each stop is
-    one sentence saying what is saved and how to continue. The next --resume finishes with each epoch once and
-    whole; one changing --bs or --seed is refused, and one of the finished run says it is complete."""
+    """A copy of the one-epoch run (no validation split), continued to 2 epochs through every way a run stops: a
+    second process is refused at once, naming the first; a --resume with --epochs 2 --lr 5e-4 (safe flags, applied
+    and recorded) meets a disk that fills at epoch 2's history; Ctrl-C stops the next at epoch 2's first step. Each
+    stop is one sentence saying what is saved and how to continue. The next --resume removes a kill's stale
+    half-written checkpoint and finishes with each epoch once, whole and without val_ columns; one changing --bs or
+    --seed is refused; a kill while the final model.keras was written is resumed by writing it again from the backup,
+    training nothing; and a --resume of the finished run says it is complete."""
     run_dir = copy_of(one_epoch_run, tmp_path / "run")
+    with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
+        code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {run_dir} is in use by process {os.getpid()} (it holds {run_dir}/train.lock); wait for it to end "
+        "or stop it, then --resume"), "a second process is refused"
+    assert epochs(run_dir) == [0]
+
     real = callbacks.write_history
 
     def full_at_epoch_2(path, rows):
@@ -134,8 +144,12 @@ def test_a_full_disk_and_ctrl_c_say_what_is_saved_and_resume_applies_safe_flags_
                                             f"python train.py --out {run_dir} --resume"), "Ctrl-C's sentence"
     monkeypatch.undo()
 
-    assert train(capsys, "--out", run_dir, "--resume")[0] == 0
+    (run_dir / "checkpoints" / "best.partial.keras").write_bytes(b"")  # what a kill while saving leaves
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 0 and f"removed {run_dir}/checkpoints/best.partial.keras" in err, "the stale file removed"
     assert epochs(run_dir) == [0, 1], "each epoch logged once"
+    with open(run_dir / "history.csv") as f:
+        assert not [column for column in next(csv.reader(f)) if column.startswith("val_")], "no validation columns"
     saved = json.loads((run_dir / "args.json").read_text())
     assert (saved["epochs"], saved["lr"]) == (2, 5e-4), "the safe flags recorded in args.json"
     assert_whole(run_dir)
@@ -143,6 +157,16 @@ def test_a_full_disk_and_ctrl_c_say_what_is_saved_and_resume_applies_safe_flags_
     code, _, err = train(capsys, "--out", run_dir, "--resume", "--bs", "4", "--model", "unet", "--seed", "3")
     assert code == 2 and err.strip().splitlines()[-1].startswith("error: --resume cannot change --bs, --seed"), \
         "other flags refused"
+
+    # Killed while writing model.keras after the last epoch: every epoch is in the backup, model.keras is not.
+    finished = model.load_model(run_dir / "model.keras").get_weights()
+    (run_dir / "model.keras").rename(run_dir / "model.partial.keras")
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 0 and f"removed {run_dir}/model.partial.keras" in err and "Traceback" not in err
+    assert epochs(run_dir) == [0, 1], "no epoch trained again"
+    for saved, expected in zip(model.load_model(run_dir / "model.keras").get_weights(), finished, strict=True):
+        np.testing.assert_array_equal(saved, expected, err_msg="model.keras written again from the backup")
+
     code, _, err = train(capsys, "--out", run_dir, "--resume")
     assert code == 0 and f"{run_dir} is complete (2 of 2 epochs)" in err and epochs(run_dir) == [0, 1], \
         "a finished run is complete"
@@ -172,38 +196,6 @@ def test_progress_lines_when_output_is_not_a_terminal(one_epoch_run):
     lines = [line for line in out.splitlines() if line.startswith("epoch 1/1 step ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/1 step 1/3", "epoch 1/1 step 2/3", "epoch 1/1 step 3/3"]
     assert all(" steps/s, ETA " in line and "loss: " in line for line in lines)
-
-
-def test_a_second_process_is_refused_and_a_run_without_validation_resumes_removing_stale_partial_files(
-        one_epoch_run, tmp_path, capsys):
-    """A copy of the one-epoch run (no validation split) serves both: a second process stops at once naming the
-    first; then a kill's stale half-written checkpoint is removed by --resume, which finishes without val_ columns;
-    a kill while the final model.keras was written is resumed by writing it again from the backup, training
-    nothing."""
-    run_dir = copy_of(one_epoch_run, tmp_path / "run")
-    with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
-        code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 2 and err.strip().splitlines()[-1] == (
-        f"error: {run_dir} is in use by process {os.getpid()} (it holds {run_dir}/train.lock); wait for it to end "
-        "or stop it, then --resume")
-    assert epochs(run_dir) == [0]
-
-    (run_dir / "checkpoints" / "best.partial.keras").write_bytes(b"")  # what a kill while saving leaves
-    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 0 and f"removed {run_dir}/checkpoints/best.partial.keras" in err
-    assert epochs(run_dir) == [0, 1]
-    with open(run_dir / "history.csv") as f:
-        assert not [column for column in next(csv.reader(f)) if column.startswith("val_")]
-    assert_whole(run_dir)
-
-    # Killed while writing model.keras after the last epoch: every epoch is in the backup, model.keras is not.
-    finished = model.load_model(run_dir / "model.keras").get_weights()
-    (run_dir / "model.keras").rename(run_dir / "model.partial.keras")
-    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 0 and f"removed {run_dir}/model.partial.keras" in err and "Traceback" not in err
-    assert epochs(run_dir) == [0, 1]  # no epoch trained again
-    for saved, expected in zip(model.load_model(run_dir / "model.keras").get_weights(), finished):
-        np.testing.assert_array_equal(saved, expected)
 
 
 def test_a_damaged_args_json_is_one_sentence(tmp_path, capsys):

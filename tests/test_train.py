@@ -234,18 +234,6 @@ def test_skipped_frames_are_counted_once_and_a_mirrored_mixed_precision_run_save
     assert np.isfinite(net.predict(np.zeros((1, 32, 48, 3), np.float32), verbose=0)).all()
 
 
-def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    code, err = train(*TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "5", "--steps-per-epoch", "500",
-                      "--time-budget", "0.001", "--tb-images", "0", capsys=capsys)
-    assert code == 0 and "time budget of 0.001 min reached" in err and err.count("time budget") == 1
-    device = "1 GPU: /GPU:0" if tf.config.list_logical_devices("GPU") else "1 CPU: /CPU:0"  # TensorFlow's first
-    assert f"training on {device}\n" in err
-    rows = history(run_dir)
-    assert len(rows) == 1 and rows[0]["val_loss"]  # the cut-short epoch is still validated and logged
-    assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file()
-
-
 def test_freeze_encoder_epochs_trains_in_two_phases_the_frozen_one_keeping_the_initial_encoder(tiny_data, tmp_path,
                                                                                                  capsys, monkeypatch):
     """--freeze-encoder-epochs 1 of 2 epochs (train.py's phases): the first epoch changes the decoder only (the
@@ -288,22 +276,33 @@ def test_freeze_encoder_epochs_trains_in_two_phases_the_frozen_one_keeping_the_i
                    for name in encoder if initial.get_layer(name).get_weights()), "the second phase trains the encoder"
 
 
-def test_depth_read_in_the_wrong_unit_stops_with_data_py_inspects_advice(tmp_path, capsys):
+def test_depth_in_the_wrong_unit_stops_with_advice_and_the_advised_run_ends_early_but_whole_on_its_time_budget(
+        tmp_path, capsys):
     """TUM's 16-bit depth (5000 per metre) read as NYU's millimetres: depths of 1-7.75 m come out 5 to 38.75 m, and
     training used to go on ("training frames' mean depth 17 m"). Read as millimetres only depths up to 2 m (10 m
-    as read) lie in 0.1-10 m: about a fifth of these ramps."""
+    as read) lie in 0.1-10 m: about a fifth of these ramps. The advised command then trains, and its --time-budget
+    ends it inside its first epoch, which is still validated, logged and saved."""
     frames = L.make_frames(4, seed=1)
     L.write_pairs(tmp_path / "tum" / "train", frames, "png", units_per_metre=5000)
-    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", tmp_path / "run", "--epochs", "1", capsys=capsys)
+    L.write_pairs(tmp_path / "tum" / "test", L.make_frames(4, seed=2), "png", units_per_metre=5000)
+    run_dir = tmp_path / "run"
+    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", run_dir, "--epochs", "1", capsys=capsys)
     as_mm = np.concatenate([depth[depth > 0] for _, depth in frames]) * 5.0
     fraction = np.mean((as_mm >= 0.1) & (as_mm <= 10.0))
     assert code == 2 and err.strip().splitlines()[-1] == (
         f"error: only {fraction:.0%} of the valid depth in the first 4 frames of {tmp_path / 'tum' / 'train'} [train] "
-        "lies in 0.1-10 m as read (16-bit PNG in millimetres); pass --depth-units-per-metre 5000")
-    assert not (tmp_path / "run").exists()
-    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", tmp_path / "run", "--epochs", "1",
-                      "--steps-per-epoch", "1", "--depth-units-per-metre", "5000", capsys=capsys)
+        "lies in 0.1-10 m as read (16-bit PNG in millimetres); pass --depth-units-per-metre 5000"), "the advice"
+    assert not run_dir.exists()
+    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", run_dir, "--depth-units-per-metre", "5000",
+                      "--epochs", "5", "--steps-per-epoch", "500", "--time-budget", "0.001", "--tb-images", "0",
+                      capsys=capsys)
     assert code == 0, err
+    assert "time budget of 0.001 min reached" in err and err.count("time budget") == 1, "the time budget, said once"
+    device = "1 GPU: /GPU:0" if tf.config.list_logical_devices("GPU") else "1 CPU: /CPU:0"  # TensorFlow's first
+    assert f"training on {device}\n" in err, "the device, named"
+    rows = history(run_dir)
+    assert len(rows) == 1 and rows[0]["val_loss"], "the cut-short epoch is still validated and logged"
+    assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file(), "and saved"
 
 
 def test_a_run_saved_before_newer_flags_resumes_with_their_defaults(tmp_path, capsys):
