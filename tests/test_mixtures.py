@@ -1,18 +1,15 @@
 """mixtures.py and train.py --data given several times: the PATH:weight=W,units=N syntax, a mixture drawing each
-dataset at its weight (deterministic for a seed), each worker reading its own shard of each dataset, a mixture run
-logging and recording its datasets, validating on each one's validation split, and resuming to the uninterrupted
-weights without reading the frames before the resumed position."""
+dataset at its weight (deterministic for a seed), each worker reading its own shard of each dataset, and a resumed
+mixture reading none of the frames before the resumed position. A mixture run through train.py (logging and
+recording its datasets, validating on each one's validation split, resuming inside each dataset's pass to the
+uninterrupted weights) is test_finetune.py's fine-tuning run on two datasets."""
 import dataclasses
-import json
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import evaluate
 import loop
-import model as models
 import nyu_layouts as L
 import train as train_py
 from depth import DepthScale, unpack_target
@@ -104,41 +101,6 @@ def test_each_worker_reads_its_own_shard_of_every_dataset(two_folders):
     for part, frames in enumerate((range(10, 18), range(40, 48))):
         mine, theirs = set(firsts[0][part]), set(firsts[1][part])
         assert len(mine) == len(theirs) == 4 and mine | theirs == set(frames)
-
-
-@pytest.fixture(scope="module")
-def two_zips(tmp_path_factory):
-    """Two nyu_data.zip datasets of 8 training and 4 test frames each."""
-    root = tmp_path_factory.mktemp("zips")
-    return [str(L.write_zip(root / f"{name}.zip", L.densedepth_files(L.make_frames(8, seed=seed),
-                                                                      L.make_frames(4, seed=seed + 1))))
-            for name, seed in (("a", 1), ("b", 3))]
-
-
-def test_a_mixture_run_says_its_datasets_and_resumes_to_the_uninterrupted_weights(two_zips, tmp_path, capsys):
-    a, b = two_zips
-    flags = ["--model", "unet", "--base-filters", "4", "--input-size", "32", "48", "--bs", "2", "--tb-images", "1",
-             "--steps-per-epoch", "3", "--data", f"{a}:weight=3", "--data", b]
-    run_dir = tmp_path / "resumed"
-    assert train_py.run([*flags, "--epochs", "1", "--out", str(run_dir)]) == 0
-    err = capsys.readouterr().err
-    training = f"8 frames of {a} [train] (weight 0.75) + 8 frames of {b} [train] (weight 0.25)"
-    assert f"on {training}, 3 steps x 1 epochs; validating on 4 frames of {a} [test] + 4 frames of {b} [test]" in err
-    assert json.loads((run_dir / "args.json").read_text())["data"] == [f"{a}:weight=3", b]
-    assert models.train_data_of(models.load_model(run_dir / "model.keras")) == training
-    assert evaluate.main(evaluate.parse_args(["--model", str(run_dir / "model.keras"), "--data", a, "--limit", "2",
-                                              "--out", str(tmp_path / "eval")])) == 0
-    assert (f"Training frames of {run_dir / 'model.keras'}, whose mean depth is their fair baseline: {training}."
-            in (tmp_path / "eval" / "table.md").read_text())
-
-    assert train_py.run(["--out", str(run_dir), "--resume", "--epochs", "2"]) == 0
-    # the twin validates nothing and logs no depth maps: neither touches the trained weights
-    assert train_py.run([*flags, "--epochs", "2", "--val-split", "none", "--tb-images", "0",
-                         "--out", str(tmp_path / "uninterrupted")]) == 0
-    resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
-    expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
-    for got, want in zip(resumed, expected, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_a_resumed_mixture_continues_the_draws_and_reads_none_of_the_frames_before_them(two_folders):

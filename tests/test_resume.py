@@ -3,7 +3,9 @@ process, a non-finite loss, a stale half-written file, new flags), then checks t
 epoch logged once, model.keras and both checkpoints loading. Failures that cannot be caused without root are
 injected where the real one would happen (an OSError(ENOSPC) from the history's write, a KeyboardInterrupt from a
 training step); the real SIGKILL is in test_train.py. A resumed run's data starts at its step's pass and place, reading
-none of the frames before it (issue 27), and ends with the uninterrupted run's weights."""
+none of the frames before it (issue 27); that a run resumed mid-pass ends with the uninterrupted run's weights is
+checked against an uninterrupted twin in test_train.py (one dataset, after a SIGKILL) and test_finetune.py (a
+fine-tuning run on a mixture)."""
 import contextlib
 import csv
 import dataclasses
@@ -37,23 +39,42 @@ def tiny_data(tmp_path_factory):
     return str(L.write_zip(tmp_path_factory.mktemp("data") / "nyu_data.zip", files))
 
 
-# One epoch of 3 steps with a progress line per step, trained once: test_progress_lines_when_output_is_not_a_terminal
-# reads its output, and the tests that resume or interrupt a run after its first epoch start from copies of it.
-ONE_EPOCH = [*TINY, "--epochs", "1", "--steps-per-epoch", "3", "--log-every", "0.001"]
+# One epoch of 3 steps without validation and with a progress line per step, trained once after a first attempt on a
+# full disk: test_a_run_started_on_a_full_disk_leaves_no_args_json checks that attempt,
+# test_progress_lines_when_output_is_not_a_terminal the run's output, and the tests that resume or interrupt a run
+# after its first epoch start from copies of it.
+ONE_EPOCH = [*TINY, "--epochs", "1", "--steps-per-epoch", "3", "--log-every", "0.001", "--val-split", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class OneEpochRun:
+    run_dir: object  # the run folder: tests copy it (copy_of) and never change it
+    out: str  # its stdout
+    full_disk: tuple  # the first attempt's (exit code, stderr, whether it left args.json)
 
 
 @pytest.fixture(scope="module")
 def one_epoch_run(tiny_data, tmp_path_factory):
-    """(run folder, its stdout) of ONE_EPOCH on tiny_data; tests copy the folder (copy_of) and never change it."""
+    """ONE_EPOCH on tiny_data, run first with every whole-file write failing (no space left on the device), then
+    again with the same command."""
     run_dir = tmp_path_factory.mktemp("one_epoch") / "run"
+    command = [*ONE_EPOCH, "--data", tiny_data, "--out", str(run_dir)]
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(rundir.partial_path(path)))
+
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(io.StringIO()) as err:
+        patch.setattr(rundir, "write_text_whole", full)
+        code = train_py.run(command)
+    full_disk = (code, err.getvalue(), (run_dir / "args.json").exists())
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        assert train_py.run([*ONE_EPOCH, "--data", tiny_data, "--out", str(run_dir)]) == 0
-    return run_dir, out.getvalue()
+        assert train_py.run(command) == 0
+    return OneEpochRun(run_dir, out.getvalue(), full_disk)
 
 
 def copy_of(one_epoch_run, run_dir):
     """A copy at run_dir of the one-epoch run, resumable there (--resume takes --out from the command line)."""
-    shutil.copytree(one_epoch_run[0], run_dir)
+    shutil.copytree(one_epoch_run.run_dir, run_dir)
     return run_dir
 
 
@@ -79,23 +100,23 @@ def assert_whole(run_dir):
     assert not list(run_dir.rglob("*.partial*"))
 
 
-def test_resume_applies_safe_flags_refuses_the_others_and_knows_a_finished_run(one_epoch_run, tmp_path, capsys):
+def test_a_second_process_a_full_disk_ctrl_c_and_kills_while_saving_stop_in_one_sentence_and_resume_finishes_once(
+        one_epoch_run, tmp_path, capsys, monkeypatch):
+    """A copy of the one-epoch run (no validation split), continued to 2 epochs through every way a run stops: a
+    second process is refused at once, naming the first; a --resume with --epochs 2 --lr 5e-4 (safe flags, applied
+    and recorded) meets a disk that fills at epoch 2's history; Ctrl-C stops the next at epoch 2's first step. Each
+    stop is one sentence saying what is saved and how to continue. The next --resume removes a kill's stale
+    half-written checkpoint and finishes with each epoch once, whole and without val_ columns; one changing --bs or
+    --seed is refused; a kill while the final model.keras was written is resumed by writing it again from the backup,
+    training nothing; and a --resume of the finished run says it is complete."""
     run_dir = copy_of(one_epoch_run, tmp_path / "run")
-    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2", "--lr", "5e-4")
-    assert code == 0 and "resume: --epochs 2 (was 1)" in err and "resume: --lr 0.0005 (was 0.0001)" in err
-    assert epochs(run_dir) == [0, 1]
-    assert json.loads((run_dir / "args.json").read_text())["epochs"] == 2
-    assert_whole(run_dir)
+    with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
+        code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        f"error: {run_dir} is in use by process {os.getpid()} (it holds {run_dir}/train.lock); wait for it to end "
+        "or stop it, then --resume"), "a second process is refused"
+    assert epochs(run_dir) == [0]
 
-    code, _, err = train(capsys, "--out", run_dir, "--resume", "--bs", "4", "--model", "unet", "--seed", "3")
-    assert code == 2 and err.strip().splitlines()[-1].startswith("error: --resume cannot change --bs, --seed")
-    code, _, err = train(capsys, "--out", run_dir, "--resume")
-    assert code == 0 and f"{run_dir} is complete (2 of 2 epochs)" in err and epochs(run_dir) == [0, 1]
-
-
-def test_a_full_disk_is_one_sentence_and_the_run_resumes_with_each_epoch_once(tiny_data, tmp_path, capsys,
-                                                                              monkeypatch):
-    run_dir = tmp_path / "run"
     real = callbacks.write_history
 
     def full_at_epoch_2(path, rows):
@@ -104,46 +125,60 @@ def test_a_full_disk_is_one_sentence_and_the_run_resumes_with_each_epoch_once(ti
         real(path, rows)
 
     monkeypatch.setattr(callbacks, "write_history", full_at_epoch_2)
-    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "2")
-    assert code == 2 and "Traceback" not in err
+    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2", "--lr", "5e-4")
+    assert "resume: --epochs 2 (was 1)" in err and "resume: --lr 0.0005 (was 0.0001)" in err, "safe flags applied"
+    assert code == 2 and "Traceback" not in err, "a full disk is a user error"
     assert err.strip().splitlines()[-1] == (
         f"error: could not write {run_dir}/history.partial.csv: No space left on device; epochs 1-1 are saved: free "
-        f"space (or make {run_dir} writable), then continue with python train.py --out {run_dir} --resume")
-    monkeypatch.setattr(callbacks, "write_history", real)
-    assert train(capsys, "--out", run_dir, "--resume")[0] == 0
-    assert epochs(run_dir) == [0, 1]
-    assert_whole(run_dir)
-
-
-def test_a_run_started_on_a_full_disk_leaves_no_args_json(tiny_data, tmp_path, capsys, monkeypatch):
-    run_dir = tmp_path / "run"
-
-    def full(path, text):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(rundir.partial_path(path)))
-
-    monkeypatch.setattr(rundir, "write_text_whole", full)
-    code, _, err = train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")
-    assert code == 2 and "args.partial.json: No space left on device; no epoch is saved yet" in err
-    assert not (run_dir / "args.json").exists()
+        f"space (or make {run_dir} writable), then continue with python train.py --out {run_dir} --resume"), \
+        "the full disk's sentence"
     monkeypatch.undo()
-    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1")[0] == 0  # the same command
-
-
-def test_ctrl_c_says_what_is_saved_and_resume_finishes(one_epoch_run, tmp_path, capsys, monkeypatch):
-    """Ctrl-C at epoch 2's first step (of a run resumed after its first epoch), then --resume again."""
-    run_dir = copy_of(one_epoch_run, tmp_path / "run")
 
     def interrupted(self, iterator, steps, stop):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(loop.StepFunctions, "train", interrupted)
-    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 130 and "Traceback" not in err
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 130 and "Traceback" not in err, "Ctrl-C exits 130"
     assert err.strip().splitlines()[-1] == (f"interrupted: epochs 1-1 are saved in {run_dir}; continue with "
-                                            f"python train.py --out {run_dir} --resume")
+                                            f"python train.py --out {run_dir} --resume"), "Ctrl-C's sentence"
     monkeypatch.undo()
-    assert train(capsys, "--out", run_dir, "--resume")[0] == 0
-    assert epochs(run_dir) == [0, 1]
+
+    (run_dir / "checkpoints" / "best.partial.keras").write_bytes(b"")  # what a kill while saving leaves
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 0 and f"removed {run_dir}/checkpoints/best.partial.keras" in err, "the stale file removed"
+    assert epochs(run_dir) == [0, 1], "each epoch logged once"
+    with open(run_dir / "history.csv") as f:
+        assert not [column for column in next(csv.reader(f)) if column.startswith("val_")], "no validation columns"
+    saved = json.loads((run_dir / "args.json").read_text())
+    assert (saved["epochs"], saved["lr"]) == (2, 5e-4), "the safe flags recorded in args.json"
+    assert_whole(run_dir)
+
+    code, _, err = train(capsys, "--out", run_dir, "--resume", "--bs", "4", "--model", "unet", "--seed", "3")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: --resume cannot change --bs, --seed"), \
+        "other flags refused"
+
+    # Killed while writing model.keras after the last epoch: every epoch is in the backup, model.keras is not.
+    finished = model.load_model(run_dir / "model.keras").get_weights()
+    (run_dir / "model.keras").rename(run_dir / "model.partial.keras")
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 0 and f"removed {run_dir}/model.partial.keras" in err and "Traceback" not in err
+    assert epochs(run_dir) == [0, 1], "no epoch trained again"
+    for saved, expected in zip(model.load_model(run_dir / "model.keras").get_weights(), finished, strict=True):
+        np.testing.assert_array_equal(saved, expected, err_msg="model.keras written again from the backup")
+
+    code, _, err = train(capsys, "--out", run_dir, "--resume")
+    assert code == 0 and f"{run_dir} is complete (2 of 2 epochs)" in err and epochs(run_dir) == [0, 1], \
+        "a finished run is complete"
+
+
+def test_a_run_started_on_a_full_disk_leaves_no_args_json(one_epoch_run):
+    """one_epoch_run's first attempt, on a full disk: one sentence, and no args.json, so the same command (which
+    one_epoch_run then ran to the end) is a new run, not a --resume."""
+    code, err, left_args_json = one_epoch_run.full_disk
+    assert code == 2 and "args.partial.json: No space left on device; no epoch is saved yet" in err
+    assert not left_args_json
+    assert epochs(one_epoch_run.run_dir) == [0] and (one_epoch_run.run_dir / "model.keras").is_file()
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tiny_data, tmp_path, capsys):
@@ -157,42 +192,10 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_state(tiny_dat
 
 
 def test_progress_lines_when_output_is_not_a_terminal(one_epoch_run):
-    out = one_epoch_run[1]
+    out = one_epoch_run.out
     lines = [line for line in out.splitlines() if line.startswith("epoch 1/1 step ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/1 step 1/3", "epoch 1/1 step 2/3", "epoch 1/1 step 3/3"]
     assert all(" steps/s, ETA " in line and "loss: " in line for line in lines)
-
-
-def test_a_second_process_is_refused_and_a_run_without_validation_resumes_removing_stale_partial_files(
-        tiny_data, tmp_path, capsys):
-    """One finished epoch (no validation split) serves both: a second process stops at once naming the first; then
-    a kill's stale half-written checkpoint is removed by --resume, which finishes without val_ columns; a kill while
-    the final model.keras was written is resumed by writing it again from the backup, training nothing."""
-    run_dir = tmp_path / "run"
-    assert train(capsys, *TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "1", "--val-split", "none")[0] == 0
-    with rundir.RunLock(run_dir):  # another open file description: flock refuses it as it would another process
-        code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 2 and err.strip().splitlines()[-1] == (
-        f"error: {run_dir} is in use by process {os.getpid()} (it holds {run_dir}/train.lock); wait for it to end "
-        "or stop it, then --resume")
-    assert epochs(run_dir) == [0]
-
-    (run_dir / "checkpoints" / "best.partial.keras").write_bytes(b"")  # what a kill while saving leaves
-    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 0 and f"removed {run_dir}/checkpoints/best.partial.keras" in err
-    assert epochs(run_dir) == [0, 1]
-    with open(run_dir / "history.csv") as f:
-        assert not [column for column in next(csv.reader(f)) if column.startswith("val_")]
-    assert_whole(run_dir)
-
-    # Killed while writing model.keras after the last epoch: every epoch is in the backup, model.keras is not.
-    finished = model.load_model(run_dir / "model.keras").get_weights()
-    (run_dir / "model.keras").rename(run_dir / "model.partial.keras")
-    code, _, err = train(capsys, "--out", run_dir, "--resume", "--epochs", "2")
-    assert code == 0 and f"removed {run_dir}/model.partial.keras" in err and "Traceback" not in err
-    assert epochs(run_dir) == [0, 1]  # no epoch trained again
-    for saved, expected in zip(model.load_model(run_dir / "model.keras").get_weights(), finished):
-        np.testing.assert_array_equal(saved, expected)
 
 
 def test_a_damaged_args_json_is_one_sentence(tmp_path, capsys):
@@ -288,18 +291,3 @@ def test_a_resumed_pipeline_starts_at_its_pass_and_place_reading_no_frame_before
     for got, want in zip(first + list(resumed.repeat(2)), uninterrupted[23:], strict=True):
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
-
-
-def test_a_run_resumed_mid_pass_with_steps_per_execution_ends_with_the_uninterrupted_weights(tiny_data, tmp_path,
-                                                                                              capsys):
-    """3 steps an epoch of 4-step passes, 2 steps per call, augmentation on (its colour applied in the step): the
-    second epoch resumes at step 3, inside the first pass, and ends where the uninterrupted run does."""
-    flags = [*TINY, "--data", tiny_data, "--steps-per-epoch", "3", "--steps-per-execution", "2", "--val-split", "none"]
-    run_dir = tmp_path / "resumed"
-    assert train(capsys, *flags, "--out", run_dir, "--epochs", "1")[0] == 0
-    assert train(capsys, "--out", run_dir, "--resume", "--epochs", "2")[0] == 0
-    assert train(capsys, *flags, "--out", tmp_path / "uninterrupted", "--epochs", "2")[0] == 0
-    resumed = keras.models.load_model(run_dir / "model.keras").get_weights()
-    expected = keras.models.load_model(tmp_path / "uninterrupted" / "model.keras").get_weights()
-    for got, want in zip(resumed, expected, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

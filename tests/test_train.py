@@ -5,7 +5,6 @@ what is tested: a SIGKILL, and logical CPU devices, which TensorFlow fixes befor
 import csv
 import functools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -39,8 +38,9 @@ def tiny_data(tmp_path_factory):
 
 # The tiny run that learns, trained once: test_tiny_unet_learns_saves_and_reloads checks it, and it is the
 # uninterrupted twin of test_killed_run_resumes_to_the_uninterrupted_weights's killed run (--ema-momentum: the moving
-# average too must come back from the backup, the optimizer's variables).
-LEARNS = [*TINY, "--epochs", "3", "--steps-per-epoch", "4", "--lr", "3e-3", "--ema-momentum", "0.9"]
+# average too must come back from the backup, the optimizer's variables; 3 steps an epoch of 4-step passes,
+# augmentation on: the killed run resumes inside a pass).
+LEARNS = [*TINY, "--epochs", "3", "--steps-per-epoch", "3", "--lr", "3e-3", "--ema-momentum", "0.9"]
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +109,10 @@ def test_target_statistics_mean_depth_is_in_metres_not_inverse_depth():
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(tiny_data, learned_run, tmp_path, capsys):
-    """A real SIGKILL during epoch 2, then --resume: each epoch logged once, every model file loads, and the weights
-    are those of the same run uninterrupted (learned_run; the backup holds the optimizer and the data position)."""
+    """A real SIGKILL during epoch 2 (or 3), then --resume: each epoch logged once, every model file loads, and the
+    weights are those of the same run uninterrupted (learned_run; the backup holds the optimizer, its moving average
+    and the data position). The resumed epoch starts at step 3 (or 6) of 4-step passes, inside a pass, with the
+    colour augmentation applied in the step (several steps per call: test_finetune.py's resumed mixture)."""
     run_dir = tmp_path / "run"
     flags = [*LEARNS, "--data", tiny_data]
     proc = subprocess.Popen([sys.executable, "train.py", *flags, "--out", str(run_dir)], cwd=ROOT,
@@ -174,24 +176,6 @@ def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on(loss_
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
 
 
-def test_mirrored_strategy_with_mixed_precision_trains_and_saves_a_float32_output(tiny_data, tmp_path, capsys):
-    """--strategy mirrored --mixed-precision through train.run, in this process (one CPU: one replica, the same
-    MirroredStrategy code path; two logical CPUs and the command line's own logging are test_distributed's
-    test_command_line_on_two_logical_cpus_names_them_and_prints_no_tensorflow_logs)."""
-    try:
-        code, err = train(*TINY, "--data", tiny_data, "--out", tmp_path / "run", "--epochs", "1",
-                          "--steps-per-epoch", "3", "--strategy", "mirrored", "--mixed-precision", "--bs", "4",
-                          capsys=capsys)
-    finally:
-        train_py.set_precision(False)  # the global policy, for the tests that build models after this one
-    assert code == 0, err
-    assert "1 replica(s)" in err and "mixed_bfloat16" in err
-    assert "training on 1 CPU (MirroredStrategy): /CPU:0\n" in err  # the device, named
-    net = keras.models.load_model(tmp_path / "run" / "model.keras")
-    assert net.get_layer("output_conv").compute_dtype == "bfloat16" and net.outputs[0].dtype == "float32"
-    assert np.isfinite(net.predict(np.zeros((1, 32, 48, 3), np.float32), verbose=0)).all()
-
-
 @pytest.mark.parametrize("flags, message", [
     (["--data", "/no/such/dataset"], "error: /no/such/dataset does not exist"),
     (["--val-split", "validation"], "has no 'validation' split"),
@@ -223,79 +207,102 @@ def test_a_split_with_nothing_to_learn_stops_before_writing_anything(tmp_path, c
     assert not (tmp_path / "run").exists()  # no args.json, so the same command can run again once fixed
 
 
-def test_skipped_frames_are_counted_once_and_validation_never_runs_out(tmp_path, capsys):
+def test_skipped_frames_are_counted_once_and_a_mirrored_mixed_precision_run_saves_a_float32_output(tmp_path, capsys):
+    """Frames without depth are skipped, each counted once, and validation never runs out of data; the run is
+    --strategy mirrored --mixed-precision through train.run, in this process (one CPU: one replica, the same
+    MirroredStrategy code path; two logical CPUs and the command line's own logging are test_distributed's
+    test_command_line_on_two_logical_cpus_names_them_and_prints_no_tensorflow_logs)."""
     files = L.densedepth_files(L.make_frames(8, seed=1), L.make_frames(4, seed=2))
     del files["data/nyu2_train/room_1_out/3.png"]  # one training frame's depth is missing
     del files["data/nyu2_test/00002_depth.png"]  # and one test frame's
     data_zip = L.write_zip(tmp_path / "nyu_data.zip", files)
-    code, err = train(*TINY, "--data", data_zip, "--out", tmp_path / "run", "--epochs", "1", "--steps-per-epoch", "3",
-                      capsys=capsys)
-    assert code == 0
+    try:
+        code, err = train(*TINY, "--data", data_zip, "--out", tmp_path / "run", "--epochs", "1", "--steps-per-epoch",
+                          "3", "--tb-images", "0", "--strategy", "mirrored", "--mixed-precision", capsys=capsys)
+    finally:
+        train_py.set_precision(False)  # the global policy, for the tests that build models after this one
+    assert code == 0, err
     # the training frame is read by the output-bias pass and again in the epoch: still one frame
-    assert f"epoch 1: skipped 1 unreadable frame(s) of {data_zip} [train], e.g. {data_zip}: " in err
-    assert f"epoch 1: skipped 1 unreadable frame(s) of {data_zip} [test]" in err
+    assert f"epoch 1: skipped 1 unreadable frame(s) of {data_zip} [train], e.g. {data_zip}: " in err, "train skip"
+    assert f"epoch 1: skipped 1 unreadable frame(s) of {data_zip} [test]" in err, "test skip"
     assert "ran out of data" not in err  # 3 readable test frames: 2 validation batches of 2, not 4 frames' worth
+    assert "1 replica(s)" in err and "mixed_bfloat16" in err, "the strategy's replicas and the policy, said"
+    assert "training on 1 CPU (MirroredStrategy): /CPU:0\n" in err, "the device, named"
+    net = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert net.get_layer("output_conv").compute_dtype == "bfloat16" and net.outputs[0].dtype == "float32", \
+        "mixed precision inside, a float32 output"
+    assert np.isfinite(net.predict(np.zeros((1, 32, 48, 3), np.float32), verbose=0)).all()
 
 
-def test_time_budget_ends_the_run_early_but_whole(tiny_data, tmp_path, capsys):
+def test_freeze_encoder_epochs_trains_in_two_phases_the_frozen_one_keeping_the_initial_encoder(tiny_data, tmp_path,
+                                                                                                 capsys, monkeypatch):
+    """--freeze-encoder-epochs 1 of 2 epochs (train.py's phases): the first epoch changes the decoder only (the
+    encoder as the second phase unfreezes it is the one the seed built, BatchNormalization's statistics included,
+    and every decoder layer has trained); the second trains the encoder too; each epoch is logged once."""
+    arch = {"encoder": "mobilenet-0.75", "encoder_weights": "none", "decoder_width": 0.5}
+    real, unfrozen = models.set_encoder_trainable, []  # the weights as the second phase unfreezes the encoder
+
+    def unfreeze_seen(net, trainable):
+        if trainable:
+            unfrozen.append({layer.name: layer.get_weights() for layer in net.layers})
+        real(net, trainable)
+
+    monkeypatch.setattr(models, "set_encoder_trainable", unfreeze_seen)
     run_dir = tmp_path / "run"
-    code, err = train(*TINY, "--data", tiny_data, "--out", run_dir, "--epochs", "5", "--steps-per-epoch", "500",
-                      "--time-budget", "0.001", capsys=capsys)
-    assert code == 0 and "time budget of 0.001 min reached" in err and err.count("time budget") == 1
-    device = "1 GPU: /GPU:0" if tf.config.list_logical_devices("GPU") else "1 CPU: /CPU:0"  # TensorFlow's first
-    assert f"training on {device}\n" in err
-    rows = history(run_dir)
-    assert len(rows) == 1 and rows[0]["val_loss"]  # the cut-short epoch is still validated and logged
-    assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file()
-
-
-def test_frozen_encoder_keeps_its_initial_weights(tiny_data, tmp_path, capsys):
-    """A run of one frozen epoch (--freeze-encoder-epochs, train.py's loop) changes the decoder only: the encoder
-    of its model.keras is the one the seed built (BatchNormalization's statistics included)."""
-    arch = {"encoder": "mobilenetv2", "encoder_weights": "none", "decoder_width": 0.5}
     code, err = train("--model", "transfer", *[f"--{k.replace('_', '-')}={v}" for k, v in arch.items()],
                       "--input-size", "32", "48", "--bs", "2", "--val-split", "none", "--data", tiny_data,
-                      "--lr", "1e-2", "--out", tmp_path / "run", "--steps-per-epoch", "2", "--epochs", "1",
+                      "--lr", "1e-2", "--out", run_dir, "--steps-per-epoch", "2", "--epochs", "2",
                       "--freeze-encoder-epochs", "1", capsys=capsys)
-    assert code == 0 and "epochs 1-1: encoder frozen" in err
+    assert code == 0 and "epochs 1-1: encoder frozen" in err and "epochs 2-2: encoder trainable" in err, "two phases"
+    assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1]
     keras.utils.set_random_seed(0)  # --seed's default: the weights the run started from
     initial = models.build_transfer(input_hw=(32, 48), **arch)
-    trained = models.load_model(tmp_path / "run" / "model.keras")
+    trained = models.load_model(run_dir / "model.keras")
     encoder = models.encoder_layer_names(trained)
-    assert len(encoder) > 100  # MobileNetV2's layers, BatchNormalization included
+    # MobileNet's first convolution with its BatchNormalization and ReLU, 13 blocks of a depthwise and a pointwise
+    # convolution each with theirs, and the zero padding before each of its 4 strided depthwise convolutions
+    assert len(encoder) == 3 + 13 * 6 + 4
+    assert len(unfrozen) == 1, "the encoder is unfrozen once"
     for name in encoder:
-        for before, after in zip(initial.get_layer(name).get_weights(), trained.get_layer(name).get_weights(),
-                                 strict=True):
-            np.testing.assert_array_equal(before, after, err_msg=name)
-    assert not np.array_equal(initial.get_layer("conv2").get_weights()[0], trained.get_layer("conv2").get_weights()[0])
+        for before, after in zip(initial.get_layer(name).get_weights(), unfrozen[0][name], strict=True):
+            np.testing.assert_array_equal(before, after, err_msg=f"{name} changed while frozen")
+    decoder = [layer.name for layer in initial.layers if layer.get_weights() and layer.name not in encoder]
+    assert {"conv2", "conv3"} <= set(decoder)  # the decoder's first and last convolutions among them
+    for name in decoder:
+        assert not all(np.array_equal(before, after) for before, after in zip(initial.get_layer(name).get_weights(),
+                                                                              unfrozen[0][name], strict=True)), \
+            f"the frozen phase trains the decoder's {name}"
+    assert not all(np.array_equal(initial.get_layer(name).get_weights()[0], trained.get_layer(name).get_weights()[0])
+                   for name in encoder if initial.get_layer(name).get_weights()), "the second phase trains the encoder"
 
 
-def test_freeze_encoder_epochs_trains_in_two_phases(tiny_data, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    code, err = train("--model", "transfer", "--encoder", "vgg16", "--encoder-weights", "none",
-                      "--input-size", "32", "48", "--bs", "2", "--tb-images", "0", "--data", tiny_data,
-                      "--out", run_dir, "--steps-per-epoch", "3", "--epochs", "2", "--freeze-encoder-epochs", "1",
-                      capsys=capsys)
-    assert code == 0 and "epochs 1-1: encoder frozen" in err and "epochs 2-2: encoder trainable" in err
-    assert [int(r["epoch"]) for r in history(run_dir)] == [0, 1]
-
-
-def test_depth_read_in_the_wrong_unit_stops_with_data_py_inspects_advice(tmp_path, capsys):
+def test_depth_in_the_wrong_unit_stops_with_advice_and_the_advised_run_ends_early_but_whole_on_its_time_budget(
+        tmp_path, capsys):
     """TUM's 16-bit depth (5000 per metre) read as NYU's millimetres: depths of 1-7.75 m come out 5 to 38.75 m, and
     training used to go on ("training frames' mean depth 17 m"). Read as millimetres only depths up to 2 m (10 m
-    as read) lie in 0.1-10 m: about a fifth of these ramps."""
+    as read) lie in 0.1-10 m: about a fifth of these ramps. The advised command then trains, and its --time-budget
+    ends it inside its first epoch, which is still validated, logged and saved."""
     frames = L.make_frames(4, seed=1)
     L.write_pairs(tmp_path / "tum" / "train", frames, "png", units_per_metre=5000)
-    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", tmp_path / "run", "--epochs", "1", capsys=capsys)
+    L.write_pairs(tmp_path / "tum" / "test", L.make_frames(4, seed=2), "png", units_per_metre=5000)
+    run_dir = tmp_path / "run"
+    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", run_dir, "--epochs", "1", capsys=capsys)
     as_mm = np.concatenate([depth[depth > 0] for _, depth in frames]) * 5.0
     fraction = np.mean((as_mm >= 0.1) & (as_mm <= 10.0))
     assert code == 2 and err.strip().splitlines()[-1] == (
         f"error: only {fraction:.0%} of the valid depth in the first 4 frames of {tmp_path / 'tum' / 'train'} [train] "
-        "lies in 0.1-10 m as read (16-bit PNG in millimetres); pass --depth-units-per-metre 5000")
-    assert not (tmp_path / "run").exists()
-    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", tmp_path / "run", "--epochs", "1",
-                      "--steps-per-epoch", "1", "--depth-units-per-metre", "5000", capsys=capsys)
+        "lies in 0.1-10 m as read (16-bit PNG in millimetres); pass --depth-units-per-metre 5000"), "the advice"
+    assert not run_dir.exists()
+    code, err = train(*TINY, "--data", tmp_path / "tum", "--out", run_dir, "--depth-units-per-metre", "5000",
+                      "--epochs", "5", "--steps-per-epoch", "500", "--time-budget", "0.001", "--tb-images", "0",
+                      capsys=capsys)
     assert code == 0, err
+    assert "time budget of 0.001 min reached" in err and err.count("time budget") == 1, "the time budget, said once"
+    device = "1 GPU: /GPU:0" if tf.config.list_logical_devices("GPU") else "1 CPU: /CPU:0"  # TensorFlow's first
+    assert f"training on {device}\n" in err, "the device, named"
+    rows = history(run_dir)
+    assert len(rows) == 1 and rows[0]["val_loss"], "the cut-short epoch is still validated and logged"
+    assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoints" / "best.keras").is_file(), "and saved"
 
 
 def test_a_run_saved_before_newer_flags_resumes_with_their_defaults(tmp_path, capsys):
