@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.autograph.experimental import do_not_convert
 
 import nyu
 from cli import user_error
@@ -118,15 +119,15 @@ def make_dataset(
     skipped: where the frames left out are recorded (decode.frames; None: named in a warning alone).
     """
     if training and split.stream is not None:  # a TFDS stream has no frame indices: its skip reads what it skips
-        keys = pass_keys(seed).flat_map(lambda key: tf.data.Dataset.from_tensors(key).repeat())
+        keys = pass_keys(seed).flat_map(do_not_convert(lambda key: tf.data.Dataset.from_tensors(key).repeat()))
         seeded = tf.data.Dataset.zip(streamed_frames(split, shuffle_seed=seed).enumerate(), keys).map(
-            lambda numbered, key: {**numbered[1], "seed": frame_seed(key, numbered[0])})
+            do_not_convert(lambda numbered, key: {**numbered[1], "seed": frame_seed(key, numbered[0])}))
         examples = _examples(seeded, batch_size, input_hw, target_hw, depth_scale, augmentation, uint8_rgb)
         return examples.repeat().skip(start_batch) if start_batch else examples
     if not training:
         read = frames(split, None if select is None else frame_indices(split, select), strict=strict,
                       rgb_min_hw=input_hw, skipped=skipped)
-        examples = read.map(lambda frame: to_example(frame, input_hw, target_hw, depth_scale),
+        examples = read.map(do_not_convert(lambda frame: to_example(frame, input_hw, target_hw, depth_scale)),
                             num_parallel_calls=tf.data.AUTOTUNE)
         return examples.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     read = frames(split, training_indices(split, seed, batch_size, start_batch, select), strict=strict,
@@ -139,6 +140,7 @@ def _examples(read, batch_size, input_hw, target_hw, depth_scale, augmentation, 
     the colour change applied here per frame, or handed to the train step (uint8_rgb)."""
     colour = augmentation is not None and augmentation.colour
 
+    @do_not_convert  # (decode.py says why)
     def example(frame):
         seed = frame["seed"] if augmentation is not None else None
         rgb, y_true = to_example(frame, input_hw, target_hw, depth_scale, seed)
@@ -164,12 +166,13 @@ def training_indices(split: Split, seed: int, batch_size: int, start_batch: int 
     per_pass = len(split) if select is None else int(tf.size(select(tf.range(len(split), dtype=tf.int64))))
     first, place = divmod(start_batch, per_pass // batch_size) if per_pass >= batch_size else (0, 0)
 
+    @do_not_convert
     def one_pass(p):
         order = pass_order(seed, p, len(split))
         order = order if select is None else select(order)
         order = order[tf.where(p == first, place * batch_size, 0):]
         key = pass_key(seed, p)
-        return tf.data.Dataset.from_tensor_slices(order).map(lambda i: {"index": i, "seed": frame_seed(key, i)})
+        return tf.data.Dataset.from_tensor_slices(order).map(do_not_convert(lambda i: {"index": i, "seed": frame_seed(key, i)}))
 
     return pass_numbers(first).flat_map(one_pass)
 
@@ -178,12 +181,12 @@ def pass_numbers(first: int = 0) -> tf.data.Dataset:
     """One element per iteration: the pass number (int64), `first` at the first iteration, then one more at each
     (a counter kept across the iterations of a repeated pipeline, as tf.data's own reshuffle_each_iteration is)."""
     counter = tf.Variable(np.int64(first), trainable=False)
-    return tf.data.Dataset.range(1).map(lambda _: counter.assign_add(1) - 1)
+    return tf.data.Dataset.range(1).map(do_not_convert(lambda _: counter.assign_add(1) - 1))
 
 
 def pass_keys(seed: int) -> tf.data.Dataset:
     """One element per iteration: the pass_key of that iteration's pass, from pass 0."""
-    return pass_numbers().map(lambda p: pass_key(seed, p))
+    return pass_numbers().map(do_not_convert(lambda p: pass_key(seed, p)))
 
 
 _ORDER_FOLD = -1  # folded into a pass's key to draw the pass's order, apart from its frames' seeds (index >= 0)

@@ -10,6 +10,7 @@ import logging
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.autograph.experimental import do_not_convert
 
 import nyu
 from layouts import DataError, FrameError, Split
@@ -22,6 +23,10 @@ LOG = logging.getLogger("depth.data")  # the input pipeline's log: a skipped fra
 # (reading a frame's bytes takes 0.04 ms), which capped the whole pipeline at ~850 frames/s on 2 cores when it
 # read one frame per call; 8 per call lifts the reading stage to ~3500 frames/s (python -m benchmarks profiles it).
 READ_CHUNK = 8
+
+# Every function the pipeline hands tf.data (here, in data.py, mixtures.py and readers.py) is straight-line
+# TensorFlow code, so it is traced with AutoGraph off (do_not_convert): AutoGraph rewrote the source of each and of
+# everything it calls at every pipeline's construction, about 1 s of CPU per run (loop.py's steps: another 1 s).
 
 
 def skip_frame(split: Split, index: int, problem: str, *, strict: bool, skipped: SkipLog | None) -> None:
@@ -83,6 +88,7 @@ def blobs(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool 
     read = read_frames(split, strict, handed, skipped)
     indices = frame_indices(split) if indices is None else indices
 
+    @do_not_convert
     def load(chunk_indices):
         ok, rgb, depth, hw, orientation = tf.numpy_function(
             read, [chunk_indices["index"]], [tf.bool, tf.string, tf.string, tf.int32, tf.int32])
@@ -90,7 +96,7 @@ def blobs(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool 
                 "depth": tf.reshape(depth, [-1]), "hw": tf.reshape(hw, [-1, 2]), "orientation": tf.reshape(orientation, [-1])}
 
     loaded = indices.batch(chunk).map(load, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    return loaded.filter(lambda frame: frame["ok"])
+    return loaded.filter(do_not_convert(lambda frame: frame["ok"]))
 
 
 def frames(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool = False,
@@ -112,6 +118,7 @@ def frames(split: Split, indices: tf.data.Dataset | None = None, *, strict: bool
     read = blobs(split, indices, strict=strict, handed=audit.handed, skipped=skipped)
     carried = [k for k in read.element_spec if k not in ("ok", "rgb", "depth", "hw", "orientation")]
 
+    @do_not_convert
     def decode(frame):
         rgb = decode_rgb(frame["rgb"], frame["hw"], split.rgb_format, rgb_min_hw, frame["orientation"])
         depth = decode_depth(frame["depth"], frame["hw"], codec)
@@ -164,6 +171,7 @@ class DecodeAudit:
         whose making names the lost frames (name_lost) and then resets the flags."""
         carried = {k: spec for k, spec in decoded.element_spec.items() if k not in ("rgb", "depth")}
 
+        @do_not_convert
         def end_of_pass(_):
             report = tf.numpy_function(self.name_lost, [self.arrived.read_value()], tf.int64, stateful=True)
             with tf.control_dependencies([report]):
@@ -173,7 +181,7 @@ class DecodeAudit:
                         for k, spec in carried.items()}
             return {"rgb": tf.zeros([0, 0, 3], tf.uint8), "depth": tf.zeros([0, 0, 1]), **mark}
 
-        return decoded.concatenate(tf.data.Dataset.range(1).map(end_of_pass).filter(lambda _: False))
+        return decoded.concatenate(tf.data.Dataset.range(1).map(end_of_pass).filter(do_not_convert(lambda _: False)))
 
 
 def streamed_frames(split: Split, indices=None, shuffle_seed: int | None = None) -> tf.data.Dataset:
@@ -183,7 +191,7 @@ def streamed_frames(split: Split, indices=None, shuffle_seed: int | None = None)
         raise DataError(f"{split.source} [{split.name}] is read as one TFDS stream, which cannot be split "
                         "between workers; train on several machines from the extracted nyudepthv2/ folder")
     decoded = split.stream(split.keys, shuffle_seed)
-    return decoded.map(lambda frame: {**frame, "depth": finite_positive(frame["depth"])})
+    return decoded.map(do_not_convert(lambda frame: {**frame, "depth": finite_positive(frame["depth"])}))
 
 
 # ---------------------------------------------------------------------------

@@ -103,8 +103,8 @@ class StepFunctions:
         # XLA compiles the replica's step as a nested tf.function, which cannot hold the all-reduces of more
         # than one replica (TensorFlow's "merge_call called while defining a new graph"): one replica only.
         one = strategy.num_replicas_in_sync == 1
-        self._replica_train = tf.function(self._replica_train_step, jit_compile=True) if jit_compile and one \
-            else self._replica_train_step
+        self._replica_train = tf.function(self._replica_train_step, jit_compile=True, autograph=False) \
+            if jit_compile and one else self._replica_train_step
         self._train = {}  # steps in one call -> traced function
 
     def _replica_train_step(self, x, y_true, colour=None):
@@ -128,7 +128,8 @@ class StepFunctions:
         """Run `steps_in_call` train steps (one compiled call) from the distributed iterator; returns their totals
         summed, as numpy floats; totals[STOP] > 0 when any worker asked to stop (passed stop=True)."""
         if steps_in_call not in self._train:
-            self._train[steps_in_call] = tf.function(lambda it, flag: self._run_steps(it, steps_in_call, flag))
+            self._train[steps_in_call] = tf.function(lambda it, flag: self._run_steps(it, steps_in_call, flag),
+                                                    autograph=False)
         return {k: v.numpy() for k, v in self._train[steps_in_call](iterator, tf.constant(float(stop))).items()}
 
     def _run_steps(self, iterator, steps_in_call, stop):
@@ -157,7 +158,7 @@ class StepFunctions:
         finally:
             swap.on_test_end()
 
-    @tf.function
+    @tf.function(autograph=False)
     def _validate(self, batch):
         x, y_true = batch
         per_replica = self.strategy.run(lambda x, y: batch_totals(y, self.net(x, training=False), self.depth_scale),

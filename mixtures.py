@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.autograph.experimental import do_not_convert
 
 import data
 from decode import blobs
@@ -172,7 +173,8 @@ def choices(seed: int, weights, start: int = 0) -> tf.data.Dataset:
     """The dataset (int64) of every training draw of a mixture from draw `start` on: a function of the seed and the
     draw's number alone, so a resumed run continues the uninterrupted run's draws."""
     blocks = tf.data.Dataset.range(start // CHOICE_BLOCK, np.iinfo(np.int64).max)
-    stream = blocks.flat_map(lambda block: tf.data.Dataset.from_tensor_slices(_block_choices(seed, weights, block)))
+    stream = blocks.flat_map(do_not_convert(
+        lambda block: tf.data.Dataset.from_tensor_slices(_block_choices(seed, weights, block))))
     return stream.skip(start % CHOICE_BLOCK)  # integers only: nothing is read
 
 

@@ -47,7 +47,7 @@ def forward_pass(model: keras.Model):
     if forward is None:
         model_ref = weakref.ref(model)  # a strong reference here would keep the weak dictionary's key alive
         signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
-        forward = tf.function(lambda x: model_ref()(x, training=False), input_signature=signature)
+        forward = tf.function(lambda x: model_ref()(x, training=False), input_signature=signature, autograph=False)
         _FORWARD_PASSES[model] = forward
     return forward
 

@@ -260,11 +260,11 @@ def _frame_dicts(indexed):
     """(index, TFDS example) pairs -> dicts of rgb uint8 [H, W, 3], depth float32 [H, W, 1] metres, index."""
     import tensorflow as tf
 
-    return indexed.map(lambda index, example: {
+    return indexed.map(tf.autograph.experimental.do_not_convert(lambda index, example: {
         "rgb": example["image"],
         "depth": tf.cast(example["depth"], tf.float32)[..., None],
         "index": index,
-    }, num_parallel_calls=tf.data.AUTOTUNE)
+    }), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _contiguous_runs(indices: list[int]) -> list[tuple[int, int]]:
