@@ -118,7 +118,7 @@ def make_callbacks(run_dir: Path, history: list[dict], train, val, depth_scale, 
         Scalars(run_dir / "logs"),
         SkippedFrames([train, val]),
     ]
-    if val_maps is not None and tb_images > 0:
+    if val_maps is not None:
         rgb, y_true = next(iter(val_maps.unbatch().batch(tb_images)))
         callbacks.append(DepthMaps(run_dir / "logs" / "depth_maps", rgb, y_true, depth_scale))
     return callbacks

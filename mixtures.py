@@ -28,7 +28,7 @@ import data
 from decode import blobs
 from depth import DepthScale, unpack_target
 from layouts import DataError, Split, open_source, positive_float
-from splits import SkipLog
+from splits import SkipLog, nothing_usable
 
 DATA_OPTIONS = {"weight": positive_float, "units": positive_float, "train": str, "val": str}  # --data PATH:weight=W
 _OPTIONS = re.compile(r"^(\w+=[^,=:]+)(,\w+=[^,=:]+)*$")
@@ -214,21 +214,13 @@ def open_mixtures(specs: list[DataSpec], *, train_split: str = "auto", val_split
 # Can the data train? (read before anything is written)
 # ---------------------------------------------------------------------------
 
-def nothing_readable(split: Split, skipped: SkipLog) -> DataError:
-    """The error for a split of which a whole pass read no frame, naming how many were tried and the first reason
-    (the first frame in `skipped`, the pass's log)."""
-    taken = skipped.take()
-    return DataError(f"no frame of {split.source} [{split.name}] is readable ({len(split)} tried), "
-                     f"e.g. {taken[0] if taken else 'none listed'}")
-
-
 def readable_frames(split: Split) -> int:
     """How many frames of `split` can be read (their files there and whole), through the pipeline's reading
     stage alone, so that the validation length counts the frames that will arrive. DataError when none can."""
     skipped = SkipLog()
     count = int(blobs(split, skipped=skipped).reduce(np.int64(0), lambda total, _: total + 1))
     if count == 0:
-        raise nothing_readable(split, skipped)
+        raise nothing_usable(split, skipped, len(split))
     return count
 
 
@@ -254,7 +246,7 @@ def check_training_data(split: Split, skipped: SkipLog, batches_seen: int, valid
     where = f"{split.source} [{split.name}]"
     if batches_seen == 0:
         if skipped.count >= len(split):
-            raise nothing_readable(split, skipped)
+            raise nothing_usable(split, skipped, len(split))
         raise DataError(f"{where} has {len(split) - skipped.count} readable frames, fewer than --bs {batch_size}")
     if valid_pixels == 0:
         raise DataError(f"no valid depth pixel in the first {batches_seen * batch_size} frames of {where}: every "

@@ -39,8 +39,10 @@ def tiny_data(tmp_path_factory):
 # The tiny run that learns, trained once: test_tiny_unet_learns_saves_and_reloads checks it, and it is the
 # uninterrupted twin of test_killed_run_resumes_to_the_uninterrupted_weights's killed run (--ema-momentum: the moving
 # average too must come back from the backup, the optimizer's variables; 3 steps an epoch of 4-step passes,
-# augmentation on: the killed run resumes inside a pass).
-LEARNS = [*TINY, "--epochs", "3", "--steps-per-epoch", "3", "--lr", "3e-3", "--ema-momentum", "0.9"]
+# augmentation on: the killed run resumes inside a pass; --steps-per-execution 2: each epoch's 3 steps are a call
+# of 2 and a call of 1, counted by the optimizer's iterations).
+LEARNS = [*TINY, "--epochs", "3", "--steps-per-epoch", "3", "--steps-per-execution", "2", "--lr", "3e-3",
+          "--ema-momentum", "0.9"]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,7 @@ def test_tiny_unet_learns_saves_and_reloads(tiny_data, learned_run):
     assert not final.compiled  # the inference artefact; checkpoints keep the optimizer, and nothing else compiled
     last = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
     assert last.compiled and last.loss is None and last.optimizer.amsgrad and last.optimizer.use_ema
+    assert int(last.optimizer.iterations) == 3 * 3  # 3 epochs of 3 steps, each a call of 2 and a call of 1
     x = np.random.default_rng(0).random((2, 32, 48, 3), dtype=np.float32)
     np.testing.assert_array_equal(final.predict(x, verbose=0), last.predict(x, verbose=0))
     assert models.depth_scale_of(final).to_config() == {"mode": "inverse", "min_depth_m": 0.1, "max_depth_m": 10.0}
@@ -193,7 +196,7 @@ def test_bad_flag_is_an_argparse_error(capsys):
 
 @pytest.mark.parametrize("break_data, message", [
     (lambda files: [files.pop(name) for name in list(files) if name.startswith("data/nyu2_train/") and
-                    name.endswith(".png")], "no frame of {zip} [train] is readable (8 tried), e.g. {zip}: "),
+                    name.endswith(".png")], "no frame of {zip} [train] is readable (8 tried); the first: {zip}: "),
     (lambda files: files.update({name: L.depth_png8(np.zeros((48, 64), np.float32)) for name in list(files)
                                  if name.startswith("data/nyu2_train/") and name.endswith(".png")}),
      "no valid depth pixel in the first 16 frames of {zip} [train]"),
