@@ -3,6 +3,7 @@ history.csv and the checkpoints, each written whole, TensorBoard scalars and dep
 assembled by `make_callbacks` in the order train.py relies on."""
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -74,11 +75,13 @@ class Checkpoints(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.directory.mkdir(parents=True, exist_ok=True)
-        write_whole(self.directory / "last.keras", self.model.save)
+        last = self.directory / "last.keras"
+        write_whole(last, self.model.save)
         value = logs[self.monitor]
         if self.best is None or value < self.best:
             self.best = value
-            write_whole(self.directory / "best.keras", self.model.save)
+            # the same model, so the same file: copied, not serialised again (Keras's save is the slow part)
+            write_whole(self.directory / "best.keras", lambda partial: shutil.copyfile(last, partial))
 
 
 class Scalars(keras.callbacks.Callback):
