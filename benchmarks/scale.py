@@ -10,7 +10,8 @@ and stored uncompressed; then, for each, measured side by side in one run:
   the set: advance_backup), in a fresh process each;
 - evaluate.py over the 654 test frames.
 
---quick runs every code path once: the resume and evaluate.py figures on the 50-frame set only.
+--quick runs every code path once: the resume (from epoch 15 only, so no resume ratio) and evaluate.py figures on
+the 50-frame set only, and both sets' pipeline probes in one spawned process (their peak RSS then is not each its own).
 
     python -m benchmarks.scale            # ~5 GB of zips under runs/scale (deleted after), results in benchmarks/scale.json
     python -m benchmarks.scale --quick    # 20 and 50 frames: every code path in about a minute
@@ -56,16 +57,21 @@ class ScaleSizes:
     batch_size: int
     input_hw: tuple[int, int]  # the pipeline's input size (the resume runs' tiny model takes RESUME_INPUT_HW)
     steady_batches: int  # batches timed after the first one
-    resume_epochs: tuple[int, int]  # the backups' positions, in whole epochs of the set
+    fresh_process_per_probe: bool  # each pipeline probe in a process of its own (its peak RSS its own), or all in one
+    resume_epochs: tuple[int, ...]  # the backups' positions, in whole epochs of the set (the ratio: last over first)
     repeats: int  # runs of every figure, the sizes taking turns
 
 
 SCALE_SIZES = {
     "full": ScaleSizes(frames=(2000, 50000), resumed_frames=(2000, 50000), test_frames=654, source_frames=200,
-                       batch_size=4, input_hw=nyu.INPUT_HW, steady_batches=50, resume_epochs=(1, 15), repeats=3),
-    # every code path once: one set resumed (one base run, two resumed processes) and evaluated
+                       batch_size=4, input_hw=nyu.INPUT_HW, steady_batches=50, fresh_process_per_probe=True,
+                       resume_epochs=(1, 15), repeats=3),
+    # every code path once, in as few TensorFlow processes as that takes (each pays seconds of import): one spawned
+    # process probes both sets; one set resumed (one base run, one resumed process, from the later position, where
+    # the resumed run's data position is furthest in) and evaluated
     "quick": ScaleSizes(frames=(20, 50), resumed_frames=(50,), test_frames=4, source_frames=8, batch_size=2,
-                        input_hw=(48, 64), steady_batches=3, resume_epochs=(1, 15), repeats=1),
+                        input_hw=(48, 64), steady_batches=3, fresh_process_per_probe=False, resume_epochs=(15,),
+                        repeats=1),
 }
 FRAMES_PER_SCENE = 1000  # training frames per data/nyu2_train/<scene>_out folder (NYU's scenes hold a few hundred)
 RESUME_FLAGS = ["--model", "unet", "--base-filters", "4", "--input-size", "48", "64", "--steps-per-epoch", "1",
@@ -114,9 +120,9 @@ def copy_pair(out: zipfile.ZipFile, blobs: dict, pair: list[str], rgb_stem: str,
 # ---------------------------------------------------------------------------
 
 def pipeline_probe(zip_path: str, batch_size: int, input_hw, steady_batches: int) -> dict:
-    """In a fresh process (TensorFlow imported, nothing else done): seconds to open the set and to get its first
-    training batch (train.py's feed, TRAIN_FEED), samples/s over the next steady_batches, and the process's peak RSS
-    in MiB (ru_maxrss) with the part TensorFlow's import already held."""
+    """In a freshly spawned process (TensorFlow imported, nothing else done; --quick's probes share one): seconds to
+    open the set and to get its first training batch (train.py's feed, TRAIN_FEED), samples/s over the next
+    steady_batches, and the process's peak RSS in MiB (ru_maxrss) with the part TensorFlow's import already held."""
     imported_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
     start = time.perf_counter()
     split = open_source(zip_path).split("train")
@@ -134,13 +140,16 @@ def pipeline_probe(zip_path: str, batch_size: int, input_hw, steady_batches: int
 
 
 def measure_pipelines(zips: dict, sizes: ScaleSizes) -> dict:
-    """pipeline_probe of every set, `repeats` times, the sets taking turns: {frames: {figure: summary}}."""
+    """pipeline_probe of every set, `repeats` times, the sets taking turns, each probe in a freshly spawned process
+    (or all in one: sizes.fresh_process_per_probe): {frames: {figure: summary}}, and {frames: [each run's figures]}."""
     runs = {frames: [] for frames in zips}
+    probes = [(frames, str(path)) for _ in range(sizes.repeats) for frames, path in zips.items()]
+    per_process = 1 if sizes.fresh_process_per_probe else len(probes)
     context = multiprocessing.get_context("spawn")
-    for _ in range(sizes.repeats):
-        for frames, path in zips.items():
-            with context.Pool(1) as pool:
-                runs[frames].append(pool.apply(pipeline_probe, (str(path), sizes.batch_size, sizes.input_hw,
+    for first in range(0, len(probes), per_process):
+        with context.Pool(1) as pool:
+            for frames, path in probes[first:first + per_process]:
+                runs[frames].append(pool.apply(pipeline_probe, (path, sizes.batch_size, sizes.input_hw,
                                                                 sizes.steady_batches)))
     units = {"open_s": "s", "first_batch_s": "s", "samples_per_s": "samples/s", "peak_rss_mib": "MiB",
              "tensorflow_rss_mib": "MiB"}
@@ -224,6 +233,12 @@ def measure_resume(zips: dict, work: Path, sizes: ScaleSizes) -> dict:
             for frames in zips}, times, runs
 
 
+def resume_ratio(times: dict, frames: int, epochs: tuple[int, ...]) -> dict | None:
+    """ratio_summary of the resume times {(frames, epoch): [seconds]} from the last position in `epochs` over those
+    from the first, at `frames`; None when there is one position (--quick's)."""
+    return ratio_summary(times[frames, epochs[-1]], times[frames, epochs[0]]) if len(epochs) > 1 else None
+
+
 def measure_evaluate(model: Path, zips: dict, work: Path, sizes: ScaleSizes) -> dict:
     """{frames: summary of evaluate.py's wall time over the set's test frames}, the sets in turns."""
     times = {frames: [] for frames in zips}
@@ -254,7 +269,8 @@ def summary_row(label: str, at_small: dict | None, at_large: dict | None, digits
 
 
 def markdown(results: dict, sizes: ScaleSizes) -> str:
-    """The report's table: every figure at both sizes and their ratio, then the three ratios the issue asks for."""
+    """The report's table: every figure at both sizes and their ratio, then the three ratios the issue asks for (one
+    not measured, None: --quick's resume ratio, said so)."""
     small, large = sizes.frames
     pipeline, resume, evaluate = results["pipeline"], results["resume_s"], results["evaluate_s"]
     rows = [("zip size, MiB", results["zip_mib"][small], results["zip_mib"][large], 1)]
@@ -272,7 +288,8 @@ def markdown(results: dict, sizes: ScaleSizes) -> str:
         else:
             lines.append(summary_row(label, at_small, at_large, digits))
     keys = ("resume_ratio_epoch15_vs_epoch1", "first_batch_growth_50k_vs_2k", "memory_growth_50k_vs_2k")
-    lines += ["", *(f"- `{key}`: {spread(results[key], 3)}" for key in keys)]
+    lines += ["", *(f"- `{key}`: {'not measured' if results[key] is None else spread(results[key], 3)}"
+                    for key in keys)]
     return "\n".join(lines)
 
 
@@ -304,9 +321,10 @@ def main(args) -> dict:
             say(f"writing an NYU-format zip of {frames} training frames")
             zips[frames] = write_nyu_zip(source, work / f"nyu_data_{frames}.zip", frames, sizes.test_frames)
         results["zip_mib"] = {frames: round(path.stat().st_size / 2**20, 1) for frames, path in zips.items()}
-        say("open, first batch, steady rate and peak memory, each in a fresh process")
+        say("open, first batch, steady rate and peak memory, "
+            + ("each in a fresh process" if sizes.fresh_process_per_probe else "in one spawned process"))
         results["pipeline"], pipeline_runs = measure_pipelines(zips, sizes)
-        say("train.py --resume to the first step, from epoch 1 and epoch 15 backups")
+        say(f"train.py --resume to the first step, from backups at epoch {' and '.join(map(str, sizes.resume_epochs))}")
         resumed = {frames: zips[frames] for frames in sizes.resumed_frames}
         results["resume_s"], resume_runs, trained = measure_resume(resumed, work, sizes)
         say(f"evaluate.py over {sizes.test_frames} test frames")
@@ -314,8 +332,7 @@ def main(args) -> dict:
         results["evaluate_s"] = measure_evaluate(model, resumed, work, sizes)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the zips are gigabytes: never left behind
-    early, late = sizes.resume_epochs
-    results["resume_ratio_epoch15_vs_epoch1"] = ratio_summary(resume_runs[large, late], resume_runs[large, early])
+    results["resume_ratio_epoch15_vs_epoch1"] = resume_ratio(resume_runs, large, sizes.resume_epochs)
     results["first_batch_growth_50k_vs_2k"] = ratio_summary([r["first_batch_s"] for r in pipeline_runs[large]],
                                                            [r["first_batch_s"] for r in pipeline_runs[small]])
     results["memory_growth_50k_vs_2k"] = ratio_summary([r["peak_rss_mib"] for r in pipeline_runs[large]],
