@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from augment import apply_colour, to_float
 from depth import unpack_target
-from loss import batch_totals, logs_from_totals, loss_counts, terms_from_parts, weighted_loss
+from loss import batch_totals, logs_from_totals, loss_counts, terms_from_parts, weighted_loss, zero_totals
 from mixtures import Mixture
 
 SUM = tf.distribute.ReduceOp.SUM
@@ -95,8 +95,10 @@ class StepFunctions:
     StepFunctions after compiling again (a new phase of --freeze-encoder-epochs: new trainable variables).
     """
 
-    def __init__(self, net: keras.Model, strategy, depth_scale, theta: float, jit_compile: bool = False):
+    def __init__(self, net: keras.Model, strategy, depth_scale, theta: float, jit_compile: bool = False,
+                 steps_per_call: int = 1):
         self.net, self.strategy, self.depth_scale, self.theta = net, strategy, depth_scale, theta
+        self.steps_per_call = steps_per_call
         self.optimizer = net.optimizer
         with strategy.scope():  # the optimizer's variables are made here, not inside the first traced step
             self.optimizer.build(net.trainable_variables)
@@ -105,7 +107,12 @@ class StepFunctions:
         one = strategy.num_replicas_in_sync == 1
         self._replica_train = tf.function(self._replica_train_step, jit_compile=True, autograph=False) \
             if jit_compile and one else self._replica_train_step
-        self._train = {}  # steps in one call -> traced function
+        # One step a call: the step itself. More: a tf.while_loop of the step (as Keras's fit runs
+        # steps_per_execution), traced once whatever the count; a Python loop unrolled the step once per step of each
+        # count (calls of 2 then 1 traced it 3 times, ~4 s more for a tiny UNet), and a one-step call inside a while
+        # loop cost ~0.7 s more to build than the step alone.
+        self._train = tf.function(self._run_steps, autograph=False)
+        self._zero_totals = {**zero_totals(), STOP: tf.zeros([])} if steps_per_call > 1 else None
 
     def _replica_train_step(self, x, y_true, colour=None):
         """One replica's share of a step: x [b, H, W, 3] (uint8, or float in [0, 1]), y_true [b, h, w, 2] and, with
@@ -125,22 +132,30 @@ class StepFunctions:
         return totals
 
     def train(self, iterator, steps_in_call: int, stop: bool) -> dict:
-        """Run `steps_in_call` train steps (one compiled call) from the distributed iterator; returns their totals
-        summed, as numpy floats; totals[STOP] > 0 when any worker asked to stop (passed stop=True)."""
-        if steps_in_call not in self._train:
-            self._train[steps_in_call] = tf.function(lambda it, flag: self._run_steps(it, steps_in_call, flag),
-                                                    autograph=False)
-        return {k: v.numpy() for k, v in self._train[steps_in_call](iterator, tf.constant(float(stop))).items()}
+        """Run `steps_in_call` train steps (one compiled call, 1 to steps_per_call) from the distributed iterator;
+        returns their totals summed, as numpy floats; totals[STOP] > 0 when any worker asked to stop (stop=True)."""
+        if not 1 <= steps_in_call <= self.steps_per_call:
+            raise ValueError(f"steps_in_call must be 1 to {self.steps_per_call}, got {steps_in_call}")
+        totals = self._train(iterator, tf.constant(steps_in_call), tf.constant(float(stop)))
+        return {k: v.numpy() for k, v in totals.items()}
 
     def _run_steps(self, iterator, steps_in_call, stop):
-        totals = None
-        for _ in range(steps_in_call):  # unrolled: --steps-per-execution is small
-            # tf.identity: each replica's own copy of the stop request, so that it can be summed like the totals
-            per_replica = self.strategy.run(lambda *batch: {**self._replica_train(*batch), STOP: tf.identity(stop)},
-                                            args=next(iterator))
-            step = {k: self.strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
-            totals = step if totals is None else {k: totals[k] + v for k, v in step.items()}
-        return totals
+        if self.steps_per_call == 1:
+            return self._step(iterator, stop)
+
+        def add_step(done, totals):
+            return done + 1, {k: totals[k] + v for k, v in self._step(iterator, stop).items()}
+
+        # one step at a time (parallel_iterations=1): each reads the weights the step before it updated
+        return tf.while_loop(lambda done, _: done < steps_in_call, add_step, (tf.constant(0), self._zero_totals),
+                             parallel_iterations=1)[1]
+
+    def _step(self, iterator, stop):
+        """One global step's totals, summed over the replicas."""
+        # tf.identity: each replica's own copy of the stop request, so that it can be summed like the totals
+        per_replica = self.strategy.run(lambda *batch: {**self._replica_train(*batch), STOP: tf.identity(stop)},
+                                        args=next(iterator))
+        return {k: self.strategy.reduce(SUM, v, axis=None) for k, v in per_replica.items()}
 
     @contextlib.contextmanager
     def averaged_weights(self):

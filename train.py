@@ -200,7 +200,7 @@ def run_phases(net: keras.Model, strategy, loop: Loop, position: Position, *, ph
                   f"{'frozen' if phase.encoder_frozen else 'trainable'}", file=sys.stderr)
         with strategy.scope():
             compile_net(net, lr=lr, ema_momentum=ema_momentum)
-        functions = StepFunctions(net, strategy, depth_scale, theta, jit_compile)
+        functions = StepFunctions(net, strategy, depth_scale, theta, jit_compile, steps_per_call=loop.steps_per_call)
         loop.backup.track(net, net.optimizer)
         if position.epochs_done > phase.first_epoch:  # the optimizer's moments only within the phase that saved them
             loop.backup.restore(position.epochs_done, net, net.optimizer)

@@ -42,7 +42,8 @@ def train_steps(args: argparse.Namespace, depth_scale: DepthScale) -> loop.StepF
                               encoder_weights=args.encoder_weights, decoder_width=args.decoder_width,
                               preset=args.preset)
         train.compile_net(net, lr=args.lr, ema_momentum=args.ema_momentum)
-    steps = loop.StepFunctions(net, strategy, depth_scale, args.theta, args.jit_compile)
+    steps = loop.StepFunctions(net, strategy, depth_scale, args.theta, args.jit_compile,
+                                steps_per_call=args.steps_per_execution)
     train.set_precision(False)
     return steps
 
