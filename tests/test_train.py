@@ -165,6 +165,8 @@ def test_ema_momentum_validates_and_saves_the_moving_average_and_trains_on(loss_
     for _ in range(3):
         steps.train(iterator, 1, stop=False)
         trained.append([v.numpy() for v in net.trainable_variables])
+    with pytest.raises(ValueError, match="steps_in_call must be 1 to 1, got 2"):  # its steps_per_call is 1
+        steps.train(iterator, 2, stop=False)
     average = trained[0]
     for weights in trained[1:]:
         average = [0.5 * a + 0.5 * w for a, w in zip(average, weights)]
