@@ -46,16 +46,24 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
-# The modules holding the longest tests (multi-process runs, the scale benchmark's processes, KerasHub's trained,
-# exported and evaluated runs), started first so that no worker ends the session alone on one of them: pytest-xdist's
-# workers steal only whole tests, and only from the end of each other's queue.
-FIRST = ("test_distributed.py", "test_benchmark.py", "test_kerashub.py")
+# The modules that take 20 s or more, by their longest test, longest first (`pytest --durations=0`, 2026-12-02: from
+# test_distributed.py's 53 s to test_data.py's 7 s); every other module takes under 13 s in all.
+HEAVY = ("test_distributed.py", "test_kerashub.py", "test_train.py", "test_finetune.py", "test_benchmark.py",
+         "test_resume.py", "test_export_safety.py", "test_notebook.py", "test_model.py", "test_sparse_to_dense.py",
+         "test_evaluate.py", "test_export.py", "test_predict.py", "test_data.py")
 
 
 def pytest_collection_modifyitems(items):
-    """Run FIRST's modules before the rest, in FIRST's order (a stable sort: the same order on every pytest-xdist
-    worker)."""
-    items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST else len(FIRST))
+    """The order for pytest-xdist's work stealing on two workers (the Makefile's): each is first handed one half of
+    the list, in order, and later steals only from the end of the other's. So each half starts with heavy modules,
+    dealt alternately, and ends with light ones: the long tests start early on both, and no worker ends the session
+    alone on one (a 30 s test last in one half left the other worker idle that long). The same order on every
+    worker (pytest-xdist checks)."""
+    heavy = [[item for item in items if item.path.name == name] for name in HEAVY]
+    light = [item for item in items if item.path.name not in HEAVY]
+    halves = [sum(heavy[0::2], []), sum(heavy[1::2], [])]
+    in_first = min(len(light), max(0, len(items) // 2 - len(halves[0])))  # the first half's share of the light
+    items[:] = halves[0] + light[:in_first] + halves[1] + light[in_first:]
 
 
 def randomize(model, seed=0):

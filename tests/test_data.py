@@ -142,18 +142,6 @@ def test_a_command_line_error_is_the_only_line_on_stderr(tmp_path, capsys):
                                        "(write the synthetic one with: python -m synth)\n")
 
 
-def test_a_users_tf_cpp_min_log_level_keeps_the_start_up_lines_hidden(tmp_path):
-    """TF_CPP_MIN_LOG_LEVEL=3, the usual way to silence TensorFlow, brought back its start-up lines ("WARNING: All
-    log messages before absl::InitializeLog()", oneDNN, "Could not find cuda drivers"): they print before TensorFlow
-    reads the level. The user's level is kept for what comes after. CUDA_VISIBLE_DEVICES is unset as a user's is."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DEPTH_QUIET_LOGGING", "CUDA_VISIBLE_DEVICES")}
-    run = subprocess.run([sys.executable, "data.py", "inspect", str(tmp_path / "missing")], cwd=ROOT,
-                         env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True)
-    assert run.returncode == 2
-    assert run.stderr == (f"error: {tmp_path / 'missing'} does not exist; pass a dataset path "
-                          "(write the synthetic one with: python -m synth)\n")
-
-
 def corrupt_dataset(tmp_path):
     """Three test frames, the middle one's depth PNG cut in half."""
     test = L.make_frames(3, seed=9)
