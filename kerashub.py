@@ -136,25 +136,24 @@ def sized_backbone(preset: str, input_hw, *, load_weights: bool, what: str):
     exactly its weights: KerasHub would otherwise resample the trained embeddings to the preset's grid on save.
     """
     keras_hub = import_keras_hub()
-    skeleton = from_preset(keras_hub.models.Backbone, preset, load_weights=False)  # config only
-    config = skeleton.get_config()
+    native = from_preset(keras_hub.models.Backbone, preset, load_weights=load_weights)  # built once: seconds
+    config = native.get_config()
     dinov2 = dinov2_config(config)
     if dinov2 is None:
-        return from_preset(keras_hub.models.Backbone, preset) if load_weights else skeleton
+        return native
     check_patch_grid(input_hw, dinov2["patch_size"], what)
     shape = [*input_hw, 3]
     if list(dinov2["image_shape"]) == list(dinov2["position_embedding_shape"]) == shape:
-        return from_preset(keras_hub.models.Backbone, preset) if load_weights else skeleton
+        return native
     dinov2["image_shape"] = shape
     if load_weights:
-        native = from_preset(keras_hub.models.Backbone, preset)
-        resized = type(skeleton).from_config(config)  # embeddings still at the preset's grid, resampled on load
+        resized = type(native).from_config(config)  # embeddings still at the preset's grid, resampled on load
         with tempfile.TemporaryDirectory() as folder:
             native.save_weights(os.path.join(folder, "preset.weights.h5"))
             resized.load_weights(os.path.join(folder, "preset.weights.h5"))
         values = {v.path: v for v in resized.weights}
     dinov2["position_embedding_shape"] = shape
-    backbone = type(skeleton).from_config(config)
+    backbone = type(native).from_config(config)
     if load_weights:
         for variable in backbone.weights:
             path = variable.path

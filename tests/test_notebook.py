@@ -15,7 +15,7 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     dataset = synth.write_synthetic(tmp_path / "synth", train=6, test=3, workers=1)
     monkeypatch.setenv("DEPTH_DATA", str(dataset))
     monkeypatch.setenv("DEPTH_MODEL", str(tmp_path / "run" / "model.keras"))  # missing: the notebook trains it
-    monkeypatch.setenv("DEPTH_TRAIN_MINUTES", "0.05")
+    monkeypatch.setenv("DEPTH_TRAIN_MINUTES", "0.02")
     photos = tmp_path / "photos"  # two photographs of its own: the figure without ../shared's six
     photos.mkdir()
     for i, hw in enumerate([(48, 64), (64, 48)]):
