@@ -172,7 +172,8 @@ def training_indices(split: Split, seed: int, batch_size: int, start_batch: int 
         order = order if select is None else select(order)
         order = order[tf.where(p == first, place * batch_size, 0):]
         key = pass_key(seed, p)
-        return tf.data.Dataset.from_tensor_slices(order).map(do_not_convert(lambda i: {"index": i, "seed": frame_seed(key, i)}))
+        seeded = do_not_convert(lambda i: {"index": i, "seed": frame_seed(key, i)})
+        return tf.data.Dataset.from_tensor_slices(order).map(seeded)
 
     return pass_numbers(first).flat_map(one_pass)
 

@@ -218,7 +218,7 @@ def readable_frames(split: Split) -> int:
     """How many frames of `split` can be read (their files there and whole), through the pipeline's reading
     stage alone, so that the validation length counts the frames that will arrive. DataError when none can."""
     skipped = SkipLog()
-    count = int(blobs(split, skipped=skipped).reduce(np.int64(0), lambda total, _: total + 1))
+    count = int(blobs(split, skipped=skipped).reduce(np.int64(0), do_not_convert(lambda total, _: total + 1)))
     if count == 0:
         raise nothing_usable(split, skipped, len(split))
     return count

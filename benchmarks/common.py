@@ -15,6 +15,7 @@ import numpy as np
 
 import nyu
 import synth
+from cli import user_error
 from layouts import DataError, Split, open_source
 
 ROOT = Path(__file__).resolve().parents[1]  # the project root: the scripts the quality runs start live there
@@ -221,8 +222,7 @@ def command_line(main, parse_args, argv=None) -> int:
     try:
         main(parse_args(argv))
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return user_error(str(err))
     return 0
 
 

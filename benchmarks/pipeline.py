@@ -8,6 +8,7 @@ baseline runs exactly as a user's fit would run it, and tf.data goes through the
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 import os
@@ -114,14 +115,15 @@ def tfdata_stages(split: Split, hw, depth_scale: DepthScale, rows: list[int]) ->
     blobs = [read(np.asarray([row]))[1:] for row in rows]  # (rgb [1], depth [1], raw hw [1, 2], orientation [1])
     rgb_blobs = [(tf.constant(rgb[0]), tf.constant(raw_hw[0]), tf.constant(turn[0])) for rgb, _, raw_hw, turn in blobs]
     depth_blobs = [(tf.constant(depth[0]), tf.constant(raw_hw[0])) for _, depth, raw_hw, _ in blobs]
-    decode_rgb = tf.function(lambda blob, raw_hw, turn: decode.decode_rgb(blob, raw_hw, split.rgb_format, hw, turn))
-    decode_depth = tf.function(lambda blob, raw_hw: decode.decode_depth(blob, raw_hw, split.depth_codec))
+    graph = functools.partial(tf.function, autograph=False)  # as tf.data traces the pipeline's functions (decode.py)
+    decode_rgb = graph(lambda blob, raw_hw, turn: decode.decode_rgb(blob, raw_hw, split.rgb_format, hw, turn))
+    decode_depth = graph(lambda blob, raw_hw: decode.decode_depth(blob, raw_hw, split.depth_codec))
     decoded = [{"rgb": decode_rgb(*r), "depth": decode_depth(*d)} for r, d in zip(rgb_blobs, depth_blobs)]
-    example = tf.function(lambda rgb, depth, seed: uint8_example(data.to_example({"rgb": rgb, "depth": depth}, hw, hw,
-                                                                                 depth_scale, seed)))
+    example = graph(lambda rgb, depth, seed: uint8_example(data.to_example({"rgb": rgb, "depth": depth}, hw, hw,
+                                                                           depth_scale, seed)))
     seeds = [tf.constant([row, 1], tf.int64) for row in rows]
     examples = [example(frame["rgb"], frame["depth"], seed) for frame, seed in zip(decoded, seeds)]
-    augment = tf.function(lambda rgb, y, seed: (*flip(rgb, y, seed, Augment()), colour_draws(seed, Augment())))
+    augment = graph(lambda rgb, y, seed: (*flip(rgb, y, seed, Augment()), colour_draws(seed, Augment())))
     return {
         f"read bytes and check them (Python, {decode.READ_CHUNK} frames per call)":
             (read, [(np.asarray(rows[i:i + decode.READ_CHUNK]),) for i in range(0, len(rows), decode.READ_CHUNK)]),
@@ -143,7 +145,7 @@ def step_colour_ms_per_sample(hw, batch_size: int, repeats: int) -> dict:
     on the accelerator when there is one: it is not part of the CPU pipeline's cost)."""
     rgb = tf.constant(np.random.default_rng(0).integers(0, 256, (batch_size, *hw, 3), np.uint8))
     draws = tf.stack([colour_draws(tf.constant([k, 1], tf.int64), Augment()) for k in range(batch_size)])
-    return ms_per_sample(tf.function(apply_colour), [(rgb, draws)], batch_size, repeats)
+    return ms_per_sample(tf.function(apply_colour, autograph=False), [(rgb, draws)], batch_size, repeats)
 
 
 def densedepth_stages(split: Split, hw, depth_scale: DepthScale, rows: list[int]) -> dict:
